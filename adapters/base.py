@@ -1,0 +1,528 @@
+"""The adapter interface: value types, capability flags and the QueueAdapter base.
+
+An engine adapter implements three things: ``_publish`` (hand one job delivery to
+the engine), ``run_worker`` (run the engine's own worker) and its ``capabilities``.
+Everything else -- the ledger writes, cancel, retry, idempotency, expiry, schedules
+held in Redis -- lives here and in :mod:`adapters.runner`, once for every engine.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import redis
+
+from .errors import (
+    BackendUnavailable,
+    InvalidJob,
+    InvalidState,
+    JobNotFound,
+    UnsupportedFeature,
+)
+from .ledger import Dispatch, Ledger
+from .registry import JobDefinition, get_definition
+from .settings import AdapterSettings
+
+log = logging.getLogger("switchyard.adapter")
+
+__all__ = [
+    "JobState",
+    "Priority",
+    "Capability",
+    "JobOptions",
+    "JobInfo",
+    "QueueAdapter",
+    "Dispatch",
+]
+
+
+class JobState(str, enum.Enum):
+    """The only states the API shows."""
+
+    SCHEDULED = "scheduled"
+    """Waiting for its time (a delay, ``run_at``, a retry backoff or a rate-limit slot)."""
+    QUEUED = "queued"
+    """Handed to the engine; waiting for a worker."""
+    STARTED = "started"
+    """A worker is running it."""
+    RETRYING = "retrying"
+    """An attempt failed and another one is scheduled."""
+    SUCCEEDED = "succeeded"
+    """Finished; ``result`` holds the return value."""
+    FAILED = "failed"
+    """Retries are exhausted; ``error`` says why. Failed jobs are the dead-letter list."""
+    CANCELED = "canceled"
+    """Canceled by a caller, by expiry or by a failed upstream job; ``cancel_reason`` says which."""
+
+    @property
+    def ended(self) -> bool:
+        """True for the three final states."""
+        return self in _ENDED
+
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+_ENDED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}
+
+
+class Priority(str, enum.Enum):
+    """Relative priority inside one named queue."""
+
+    HIGH = "high"
+    DEFAULT = "default"
+    LOW = "low"
+
+
+class Capability(str, enum.Enum):
+    """What an adapter can do; the conformance suite checks each declared one."""
+
+    DELAY = "delay"
+    """``delay`` / ``run_at``: a job is not run before its time."""
+    EXPIRY = "expiry"
+    """``expires_at``: a job not started by then is canceled and never run."""
+    RETRIES = "retries"
+    """Retries with exponential backoff and jitter on listed exception types."""
+    TIMEOUTS = "timeouts"
+    """A hard per-job timeout stops the job."""
+    PROGRESS = "progress"
+    """Progress written by a running job can be read while it runs."""
+    CANCEL_QUEUED = "cancel_queued"
+    """A scheduled or queued job can be canceled and never runs."""
+    CANCEL_RUNNING = "cancel_running"
+    """A running job can be canceled and stops."""
+    RETRY_FAILED = "retry_failed"
+    """A failed job can be replayed as a new job."""
+    IDEMPOTENCY = "idempotency"
+    """``idempotency_key`` returns the first job instead of enqueuing another."""
+    QUEUES = "queues"
+    """Named queues; a worker runs only the queues it listens to."""
+    PRIORITIES = "priorities"
+    """``high`` jobs run before ``low`` ones in the same queue."""
+    RATE_LIMIT = "rate_limit"
+    """A per-job-type rate limit holds across all worker processes."""
+    JSON_ONLY = "json_only"
+    """The engine's broker refuses anything but JSON (a pickled message never runs)."""
+    CRASH_RECOVERY = "crash_recovery"
+    """A job whose worker died is run again, up to a capped number of lost deliveries."""
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobOptions:
+    """How to enqueue one job; ``None`` means "use the job definition's default"."""
+
+    queue: str | None = None
+    """Named queue; defaults to the definition's queue."""
+    priority: Priority | str | None = None
+    """``high`` | ``default`` | ``low``."""
+    delay: float | None = None
+    """Seconds from now before the job may start (exclusive with ``run_at``)."""
+    run_at: datetime | float | None = None
+    """When the job may start: an aware datetime or a Unix timestamp."""
+    expires_at: datetime | float | None = None
+    """If the job has not started by then it is canceled with reason ``expired``."""
+    max_retries: int | None = None
+    """Retries after the first attempt; defaults to the definition's."""
+    timeout: float | None = None
+    """Hard time limit of one attempt in seconds; defaults to the definition's."""
+    idempotency_key: str | None = None
+    """A second enqueue with the same key (per tenant) returns the first job."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobInfo:
+    """One job as the ledger records it, the same whatever the engine."""
+
+    id: str
+    """Stable id shared by every attempt."""
+    type: str
+    """The registered job name, e.g. ``email.send``."""
+    state: JobState
+    """Current state."""
+    tenant: str
+    """The tenant that owns the job."""
+    backend: str
+    """The engine alias that runs it (``rq``, ``celery``, ``inline``)."""
+    queue: str
+    """Named queue."""
+    priority: str
+    """``high`` | ``default`` | ``low``."""
+    payload: dict
+    """The JSON arguments the job function receives."""
+    attempts: int
+    """Attempts started so far (1 on the first run)."""
+    max_retries: int
+    """Retries allowed after the first attempt."""
+    timeout: float
+    """Hard time limit of one attempt, seconds."""
+    progress: dict | None
+    """``{"current", "total", "message"}`` as last reported by the job."""
+    result: Any
+    """The JSON return value once succeeded."""
+    error: dict | None
+    """``{"type", "message"}`` of the last failure."""
+    cancel_reason: str | None
+    """Why it was canceled: ``requested``, ``expired``, ``upstream_failed``, ..."""
+    created_at: datetime
+    """When it was enqueued."""
+    run_at: datetime | None
+    """When it was due to start, if it was scheduled."""
+    expires_at: datetime | None
+    """Its expiry, if any."""
+    started_at: datetime | None
+    """When the latest attempt started."""
+    finished_at: datetime | None
+    """When it ended."""
+    worker: str | None
+    """``host:pid`` of the worker that ran the latest attempt."""
+    lost_deliveries: int
+    """How many times a worker died while running it."""
+    retry_of: str | None
+    """The id of the failed job this one replays."""
+    idempotency_key: str | None
+    """The key it was enqueued with."""
+    links: dict = dataclasses.field(default_factory=dict)
+    """Related ids, e.g. ``{"workflow": ...}`` or ``{"schedule": ...}``."""
+
+    @classmethod
+    def from_record(cls, rec: dict[str, str]) -> "JobInfo":
+        """Build from the ledger hash."""
+
+        def num(key: str) -> float | None:
+            value = rec.get(key)
+            return float(value) if value not in (None, "") else None
+
+        def js(key: str) -> Any:
+            value = rec.get(key)
+            return json.loads(value) if value not in (None, "") else None
+
+        return cls(
+            id=rec["id"],
+            type=rec["type"],
+            state=JobState(rec["state"]),
+            tenant=rec["tenant"],
+            backend=rec.get("backend", ""),
+            queue=rec["queue"],
+            priority=rec.get("priority", "default"),
+            payload=js("payload") or {},
+            attempts=int(rec.get("attempts") or 0),
+            max_retries=int(rec.get("max_retries") or 0),
+            timeout=float(rec.get("timeout") or 0),
+            progress=js("progress"),
+            result=js("result"),
+            error=js("error"),
+            cancel_reason=rec.get("cancel_reason") or None,
+            created_at=_utc(num("created_at")),
+            run_at=_utc(num("run_at")),
+            expires_at=_utc(num("expires_at")),
+            started_at=_utc(num("started_at")),
+            finished_at=_utc(num("finished_at")),
+            worker=rec.get("worker") or None,
+            lost_deliveries=int(rec.get("lost") or 0),
+            retry_of=rec.get("retry_of") or None,
+            idempotency_key=rec.get("idempotency_key") or None,
+            links=js("links") or {},
+        )
+
+
+def _timestamp(value: datetime | float | None, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidJob(f"{field} needs a timezone", {field: ["must include a timezone offset"]})
+        return value.timestamp()
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    raise InvalidJob(f"{field} is not a time", {field: ["must be a datetime or a Unix timestamp"]})
+
+
+class QueueAdapter(abc.ABC):
+    """One queue engine behind Switchyard's vocabulary.
+
+    Subclasses set ``name`` and ``capabilities`` and implement ``_publish`` and
+    ``run_worker``; they may override ``_publish_many`` to batch.
+    """
+
+    name: str = "abstract"
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, settings: AdapterSettings | None = None):
+        self.settings = settings or AdapterSettings.from_env()
+        self.redis = self._connect()
+        self.ledger = Ledger(self.redis, self.settings)
+        self._pid = os.getpid()
+        self._process_ledger = self.ledger
+
+    def _connect(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=self.settings.redis_timeout,
+            socket_timeout=self.settings.redis_timeout,
+            health_check_interval=30,
+        )
+
+    def process_ledger(self) -> Ledger:
+        """A ledger on a connection of this process's own.
+
+        A worker child forked while another thread of its parent held a lock of the
+        parent's connection pool would wait on that lock for ever, so children never
+        touch the parent's client.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._process_ledger = Ledger(self._connect(), self.settings)
+        return self._process_ledger
+
+    # -- engine glue ------------------------------------------------------------
+    @abc.abstractmethod
+    def _publish(self, dispatch: Dispatch) -> None:
+        """Hand one delivery of a job to the engine; raise on failure."""
+
+    @abc.abstractmethod
+    def run_worker(self, queues: list[str] | None = None, concurrency: int = 1,
+                   name: str | None = None) -> None:
+        """Run the engine's own worker in this process until it is told to stop."""
+
+    def close(self) -> None:
+        """Release connections."""
+        self.redis.close()
+
+    # -- capabilities -------------------------------------------------------------
+    def supports(self, capability: Capability) -> bool:
+        """True if this adapter declares ``capability``."""
+        return capability in self.capabilities
+
+    def require(self, capability: Capability, what: str | None = None) -> None:
+        """Raise ``UnsupportedFeature`` unless ``capability`` is declared."""
+        if capability not in self.capabilities:
+            raise UnsupportedFeature(
+                f"the {self.name} adapter does not support {what or capability.value}"
+            )
+
+    # -- enqueue ------------------------------------------------------------------
+    def enqueue(self, job_type: str, payload: dict | None = None,
+                options: JobOptions | None = None, *, tenant: str = "default",
+                links: dict | None = None, retry_of: str | None = None) -> JobInfo:
+        """Record a job in the ledger and hand it to the engine (or hold it until due)."""
+        return self.enqueue_many([(job_type, payload, options)], tenant=tenant,
+                                 links=links, retry_of=retry_of)[0]
+
+    def enqueue_many(self, jobs: Iterable[tuple[str, dict | None, JobOptions | None]], *,
+                     tenant: str = "default", links: dict | None = None,
+                     retry_of: str | None = None) -> list[JobInfo]:
+        """Validate every job first, then write them all in one pipeline and publish."""
+        now = time.time()
+        records = [self._build_record(t, p, o, tenant, now, links, retry_of)
+                   for t, p, o in jobs]
+        try:
+            outcomes = self.ledger.create_many(records, now)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot write the job to Redis: {exc}") from exc
+        fresh = [rec for rec, (created, _) in zip(records, outcomes)
+                 if created and rec["state"] == JobState.QUEUED.value]
+        if fresh:
+            dispatches = [Dispatch.from_record(rec) for rec in fresh]
+            try:
+                self._publish_many(dispatches)
+            except Exception as exc:
+                self._rollback(fresh)
+                raise BackendUnavailable(f"the {self.name} broker refused the job: {exc}") from exc
+            try:
+                self.ledger.dispatched([d.job_id for d in dispatches])
+            except redis.RedisError:
+                # The dispatch guard expires on its own; the reaper then re-dispatches,
+                # and the engine drops the now-stale first delivery by its token.
+                log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
+        return [self.get(job_id, tenant=tenant) for _, job_id in outcomes]
+
+    def _publish_many(self, dispatches: list[Dispatch]) -> None:
+        for dispatch in dispatches:
+            self._publish(dispatch)
+
+    def _rollback(self, records: list[dict]) -> None:
+        try:
+            self.ledger.delete_many([(rec["id"], rec["tenant"], rec.get("idempotency_key") or "")
+                                     for rec in records])
+        except redis.RedisError:
+            log.exception("rollback of %d unpublished job(s) failed", len(records))
+
+    def _build_record(self, job_type: str, payload: dict | None, options: JobOptions | None,
+                      tenant: str, now: float, links: dict | None, retry_of: str | None) -> dict:
+        definition: JobDefinition = get_definition(job_type)
+        options = options or JobOptions()
+        payload = {} if payload is None else payload
+        if not isinstance(payload, dict):
+            raise InvalidJob("payload must be a JSON object", {"payload": ["must be an object"]})
+        try:
+            payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise InvalidJob(f"payload is not JSON: {exc}", {"payload": [str(exc)]}) from exc
+
+        queue = options.queue or definition.queue
+        if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+            raise InvalidJob("queue names are 1-64 letters, digits, '_', '-' or '.'",
+                             {"queue": ["must match [A-Za-z0-9_.-]{1,64}"]})
+        if queue != self.settings.default_queue:
+            self.require(Capability.QUEUES, "named queues")
+        priority = Priority(options.priority or definition.priority).value
+        if priority != Priority.DEFAULT.value:
+            self.require(Capability.PRIORITIES, "priorities")
+        if options.delay is not None and options.run_at is not None:
+            raise InvalidJob("give delay or run_at, not both",
+                             {"delay": ["cannot be combined with run_at"]})
+        run_at = _timestamp(options.run_at, "run_at")
+        if options.delay is not None:
+            if not (isinstance(options.delay, (int, float)) and math.isfinite(options.delay)
+                    and options.delay >= 0):
+                raise InvalidJob("delay must be a non-negative number of seconds",
+                                 {"delay": ["must be >= 0"]})
+            run_at = now + float(options.delay)
+        if run_at is not None and run_at > now:
+            self.require(Capability.DELAY, "delayed jobs")
+        else:
+            run_at = None
+        expires_at = _timestamp(options.expires_at, "expires_at")
+        if expires_at is not None:
+            self.require(Capability.EXPIRY, "expiring jobs")
+            if expires_at <= (run_at or now):
+                raise InvalidJob("expires_at is before the job could start",
+                                 {"expires_at": ["must be after now and after run_at"]})
+        max_retries = definition.max_retries if options.max_retries is None else options.max_retries
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidJob("max_retries must be >= 0", {"max_retries": ["must be >= 0"]})
+        if max_retries and not self.supports(Capability.RETRIES):
+            self.require(Capability.RETRIES, "retries")
+        timeout = definition.timeout if options.timeout is None else options.timeout
+        if timeout is None:
+            timeout = self.settings.default_timeout
+        if not (isinstance(timeout, (int, float)) and 0 < timeout <= self.settings.max_timeout):
+            raise InvalidJob(f"timeout must be in (0, {self.settings.max_timeout}] seconds",
+                             {"timeout": [f"must be > 0 and <= {self.settings.max_timeout}"]})
+        if definition.rate_limit:
+            self.require(Capability.RATE_LIMIT, "rate limits")
+        if options.idempotency_key is not None:
+            self.require(Capability.IDEMPOTENCY, "idempotency keys")
+            if not options.idempotency_key or len(options.idempotency_key) > 255:
+                raise InvalidJob("idempotency_key must be 1-255 characters",
+                                 {"idempotency_key": ["must be 1-255 characters"]})
+        limit, window = definition.rate_limit or (0, 0.0)
+        return {
+            "id": uuid.uuid4().hex,
+            "type": definition.name,
+            "tenant": tenant,
+            "backend": self.name,
+            "state": (JobState.SCHEDULED if run_at else JobState.QUEUED).value,
+            "queue": queue,
+            "priority": priority,
+            "payload": payload_json,
+            "attempts": "0",
+            "max_retries": str(max_retries),
+            "timeout": repr(float(timeout)),
+            "rate": f"{limit} {window!r}" if limit else "",
+            "created_at": repr(now),
+            "run_at": repr(run_at) if run_at else "",
+            "expires_at": repr(expires_at) if expires_at else "",
+            "idempotency_key": options.idempotency_key or "",
+            "retry_of": retry_of or "",
+            "links": json.dumps(links) if links else "",
+            "token": uuid.uuid4().hex[:12],
+        }
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobInfo:
+        """The job's ledger record; ``JobNotFound`` if unknown or another tenant's."""
+        try:
+            rec = self.ledger.load(job_id)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
+        if not rec or (tenant is not None and rec.get("tenant") != tenant):
+            raise JobNotFound(f"no job {job_id!r}")
+        return JobInfo.from_record(rec)
+
+    def list(self, *, tenant: str = "default", state: str | None = None,
+             job_type: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[JobInfo], str | None]:
+        """The tenant's jobs, newest first, filtered; returns ``(items, next_cursor)``."""
+        try:
+            records, next_cursor = self.ledger.page(tenant, state=state, job_type=job_type,
+                                                    limit=limit, cursor=cursor)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
+        return [JobInfo.from_record(r) for r in records], next_cursor
+
+    def history(self, job_id: str) -> list[dict]:
+        """Every state change of the job, oldest first: ``{"state", "at", "attempt"}``."""
+        return self.ledger.events(job_id)
+
+    # -- control ------------------------------------------------------------------
+    def cancel(self, job_id: str, *, tenant: str | None = None,
+               reason: str = "requested") -> JobInfo:
+        """Cancel a scheduled, queued or running job; ``InvalidState`` if it ended."""
+        info = self.get(job_id, tenant=tenant)
+        if info.state in (JobState.STARTED,):
+            self.require(Capability.CANCEL_RUNNING, "canceling running jobs")
+        elif not info.state.ended:
+            self.require(Capability.CANCEL_QUEUED, "canceling queued jobs")
+        try:
+            outcome = self.ledger.cancel(job_id, reason, time.time())
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot write to Redis: {exc}") from exc
+        if outcome == "missing":
+            raise JobNotFound(f"no job {job_id!r}")
+        if outcome.startswith("ended:"):
+            state = outcome.split(":", 1)[1]
+            raise InvalidState(f"job {job_id} already ended ({state})", state=state)
+        return self.get(job_id)
+
+    def retry(self, job_id: str, *, tenant: str | None = None) -> JobInfo:
+        """Replay a failed or canceled job as a new job with the same type and payload."""
+        self.require(Capability.RETRY_FAILED, "retrying failed jobs")
+        info = self.get(job_id, tenant=tenant)
+        if info.state not in (JobState.FAILED, JobState.CANCELED):
+            raise InvalidState(f"job {job_id} is {info.state.value}; only failed or canceled "
+                               "jobs can be retried", state=info.state.value)
+        options = JobOptions(queue=info.queue, priority=info.priority,
+                             max_retries=info.max_retries, timeout=info.timeout)
+        return self.enqueue(info.type, info.payload, options, tenant=info.tenant,
+                            links=info.links or None, retry_of=info.id)
+
+    # -- worker side ----------------------------------------------------------------
+    def dispatch_due(self, limit: int = 100) -> int:
+        """Release due jobs, reap lost ones, expire stale ones; returns how many were published."""
+        dispatches = self.ledger.maintain(time.time(), limit)
+        published = []
+        for dispatch in dispatches:
+            try:
+                self._publish(dispatch)
+                published.append(dispatch.job_id)
+            except Exception:
+                log.exception("could not publish job %s; will try again", dispatch.job_id)
+        if published:
+            self.ledger.dispatched(published)
+        return len(published)
+
+    def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless Redis answers."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,48 @@
+"""The context handed to a running job."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+__all__ = ["JobContext"]
+
+
+@dataclasses.dataclass(kw_only=True)
+class JobContext:
+    """What a job knows about itself while it runs; the first argument of every job."""
+
+    job_id: str
+    """The job's stable id, the same on every attempt: derive idempotent side effects from it."""
+    job_type: str
+    """The registered name."""
+    attempt: int
+    """1 on the first run, 2 on the first retry, ..."""
+    tenant: str
+    """The tenant that enqueued it."""
+    queue: str
+    """The queue it came from."""
+    links: dict = dataclasses.field(default_factory=dict)
+    """Related ids (workflow, schedule)."""
+    _ledger: "Ledger | None" = None
+    _token: str = ""
+    _canceled: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def progress(self, current: float, total: float | None = None, message: str = "") -> None:
+        """Record progress; readable through the API while the job runs."""
+        if self._ledger is not None:
+            self._ledger.progress(self.job_id, self._token,
+                                  {"current": current, "total": total, "message": message})
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once a cancel has been seen; long loops may check it to stop early."""
+        return self._canceled.is_set()
+
+    def upstream(self) -> Any:
+        """The result of the previous job in a chain (``None`` outside a chain)."""
+        return self.links.get("upstream_result")

@@ -1,0 +1,455 @@
+"""The ledger: Switchyard's own record of every job, in Redis.
+
+Each state change is one Lua script, so a change is atomic and costs one round trip.
+Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
+
+    {ns}job:{id}              hash: the job (see ``JobInfo.from_record``)
+    {ns}job:{id}:events       list: every state change, JSON
+    {ns}t:{tenant}            zset: the tenant's job ids by creation time
+    {ns}idem:{tenant}:{key}   string: idempotency key -> job id
+    {ns}due                   zset: jobs waiting for their time (delay, backoff, rate slot)
+    {ns}dispatching           zset: jobs being handed to the engine, by deadline
+    {ns}leases                zset: running jobs, by the time their lease runs out
+    {ns}expiries              zset: jobs with ``expires_at`` that have not started
+    {ns}rl:{type}             zset: recent starts of a rate-limited job type
+    {ns}workers, {ns}worker:{id}   live workers and what they listen to
+
+Every delivery handed to an engine carries a *token*; a worker runs a job only if
+the token it was given is the job's current one, so a stale or duplicated message
+(a broker redelivery, a reaper's second dispatch) is dropped, never run twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import redis
+
+from .settings import AdapterSettings
+
+__all__ = ["Ledger", "Dispatch", "ClaimResult"]
+
+_LUA_COMMON = """
+local ns = ARGV[1]
+local now = tonumber(ARGV[2])
+local function event(key, state, attempt, extra)
+  local e = {state=state, at=now, attempt=tonumber(attempt) or 0}
+  if extra then for k, v in pairs(extra) do e[k] = v end end
+  redis.call('RPUSH', key .. ':events', cjson.encode(e))
+end
+local function close(key, ttl)
+  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', key .. ':events', ttl)
+end
+local ACTIVE = {scheduled=true, queued=true, retrying=true}
+local ENDED = {succeeded=true, failed=true, canceled=true}
+"""
+
+# ARGV: ns, now, idem_ttl, grace, field, value, ...
+_CREATE = _LUA_COMMON + """
+local idem_ttl = tonumber(ARGV[3])
+local grace = tonumber(ARGV[4])
+local f = {}
+for i = 5, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+local id = f['id']
+if f['idempotency_key'] ~= '' then
+  local ik = ns .. 'idem:' .. f['tenant'] .. ':' .. f['idempotency_key']
+  local existing = redis.call('GET', ik)
+  if existing and redis.call('EXISTS', ns .. 'job:' .. existing) == 1 then
+    return {0, existing}
+  end
+  redis.call('SET', ik, id, 'EX', idem_ttl)
+end
+local key = ns .. 'job:' .. id
+redis.call('HSET', key, unpack(ARGV, 5))
+redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
+if f['state'] == 'scheduled' then
+  redis.call('ZADD', ns .. 'due', f['run_at'], id)
+else
+  redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+end
+if f['expires_at'] ~= '' then
+  redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
+end
+event(key, f['state'], 0)
+return {1, id}
+"""
+
+# ARGV: ns, now, id, tenant, idempotency_key
+_DELETE = _LUA_COMMON + """
+local id = ARGV[3]
+local key = ns .. 'job:' .. id
+redis.call('DEL', key, key .. ':events')
+redis.call('ZREM', ns .. 't:' .. ARGV[4], id)
+redis.call('ZREM', ns .. 'due', id)
+redis.call('ZREM', ns .. 'dispatching', id)
+redis.call('ZREM', ns .. 'expiries', id)
+if ARGV[5] ~= '' then
+  local ik = ns .. 'idem:' .. ARGV[4] .. ':' .. ARGV[5]
+  if redis.call('GET', ik) == id then redis.call('DEL', ik) end
+end
+return 1
+"""
+
+# ARGV: ns, now, id, token, worker, lease_seconds, job_ttl
+_CLAIM = _LUA_COMMON + """
+local id, token = ARGV[3], ARGV[4]
+local key = ns .. 'job:' .. id
+local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts')
+if not s[1] then return {'drop', 'unknown'} end
+if s[2] ~= token then return {'drop', 'stale'} end
+if s[1] ~= 'queued' then return {'drop', s[1]} end
+if s[3] and s[3] ~= '' and tonumber(s[3]) <= now then
+  redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', 'expired',
+             'finished_at', ARGV[2], 'token', '')
+  redis.call('ZREM', ns .. 'expiries', id)
+  event(key, 'canceled', s[6], {reason='expired'})
+  close(key, tonumber(ARGV[7]))
+  return {'drop', 'expired'}
+end
+if s[4] and s[4] ~= '' then
+  local limit, window = string.match(s[4], '^(%d+) (.+)$')
+  limit, window = tonumber(limit), tonumber(window)
+  local rk = ns .. 'rl:' .. s[5]
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. tostring(now - window))
+  if redis.call('ZCARD', rk) >= limit then
+    local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+    local at = tonumber(oldest[2]) + window
+    redis.call('HSET', key, 'token', '')
+    redis.call('ZADD', ns .. 'due', at, id)
+    return {'defer', tostring(at)}
+  end
+  redis.call('ZADD', rk, ARGV[2], id .. ':' .. s[6])
+  redis.call('EXPIRE', rk, math.ceil(window) + 1)
+end
+local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('HSET', key, 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5],
+           'finished_at', '')
+redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
+redis.call('ZREM', ns .. 'expiries', id)
+event(key, 'started', attempts, {worker=ARGV[5]})
+local r = redis.call('HMGET', key, 'type', 'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links')
+return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or ''}
+"""
+
+# ARGV: ns, now, id, token, outcome, job_ttl, a, b
+#   succeeded: a = result JSON; failed: a = error JSON
+#   canceled: a = reason, b = error JSON or ''; retry: a = error JSON, b = due time
+_FINISH = _LUA_COMMON + """
+local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
+local key = ns .. 'job:' .. id
+local s = redis.call('HMGET', key, 'token', 'attempts')
+if s[1] ~= token then return 0 end
+redis.call('ZREM', ns .. 'leases', id)
+if outcome == 'retry' then
+  redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8])
+  redis.call('ZADD', ns .. 'due', ARGV[8], id)
+  event(key, 'retrying', s[2], {run_at=tonumber(ARGV[8])})
+  return 1
+end
+if outcome == 'succeeded' then
+  redis.call('HSET', key, 'state', outcome, 'result', ARGV[7], 'finished_at', ARGV[2], 'token', '')
+elseif outcome == 'failed' then
+  redis.call('HSET', key, 'state', outcome, 'error', ARGV[7], 'finished_at', ARGV[2], 'token', '')
+else
+  redis.call('HSET', key, 'state', outcome, 'cancel_reason', ARGV[7], 'finished_at', ARGV[2],
+             'token', '')
+  if ARGV[8] ~= '' then redis.call('HSET', key, 'error', ARGV[8]) end
+end
+event(key, outcome, s[2])
+close(key, tonumber(ARGV[6]))
+return 1
+"""
+
+# ARGV: ns, now, id, reason, job_ttl
+_CANCEL = _LUA_COMMON + """
+local id = ARGV[3]
+local key = ns .. 'job:' .. id
+local s = redis.call('HMGET', key, 'state', 'attempts')
+if not s[1] then return 'missing' end
+if ENDED[s[1]] then return 'ended:' .. s[1] end
+if s[1] == 'started' then
+  redis.call('HSET', key, 'cancel_requested', '1', 'cancel_reason', ARGV[4])
+  event(key, 'cancel_requested', s[2], {reason=ARGV[4]})
+  return 'requested'
+end
+redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', ARGV[4], 'finished_at', ARGV[2],
+           'token', '')
+redis.call('ZREM', ns .. 'due', id)
+redis.call('ZREM', ns .. 'dispatching', id)
+redis.call('ZREM', ns .. 'expiries', id)
+event(key, 'canceled', s[2], {reason=ARGV[4]})
+close(key, tonumber(ARGV[5]))
+return 'canceled'
+"""
+
+# ARGV: ns, now, id, token, lease_seconds
+_HEARTBEAT = _LUA_COMMON + """
+local key = ns .. 'job:' .. ARGV[3]
+local s = redis.call('HMGET', key, 'token', 'cancel_requested')
+if s[1] ~= ARGV[4] then return 'lost' end
+redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[5]), ARGV[3])
+if s[2] == '1' then return 'cancel' end
+return 'ok'
+"""
+
+# ARGV: ns, now, limit, lost_cap, grace, job_ttl
+_MAINTAIN = _LUA_COMMON + """
+local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
+local function new_token() return 'r' .. redis.call('INCR', ns .. 'seq') end
+local function emit(id, key, tok)
+  local r = redis.call('HMGET', key, 'queue', 'priority', 'timeout', 'type')
+  for _, v in ipairs({id, tok, r[1], r[2], r[3], r[4]}) do table.insert(out, v) end
+end
+local function cancel(id, key, reason, attempts)
+  redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+  redis.call('ZREM', ns .. 'due', id)
+  redis.call('ZREM', ns .. 'dispatching', id)
+  redis.call('ZREM', ns .. 'expiries', id)
+  event(key, 'canceled', attempts, {reason=reason})
+  close(key, ttl)
+end
+-- 1. running jobs whose worker stopped renewing the lease
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'leases', id)
+  local key = ns .. 'job:' .. id
+  local s = redis.call('HMGET', key, 'state', 'cancel_requested', 'attempts', 'cancel_reason')
+  if s[1] == 'started' then
+    if s[2] == '1' then
+      cancel(id, key, s[4] or 'requested', s[3])
+    else
+      local n = redis.call('HINCRBY', key, 'lost', 1)
+      local err = cjson.encode({type='WorkerLost', message='the worker running attempt ' .. s[3] ..
+        ' died or stopped answering (lost delivery ' .. n .. ' of at most ' .. cap .. ')'})
+      if n >= cap then
+        redis.call('HSET', key, 'state', 'failed', 'error', err, 'finished_at', ARGV[2], 'token', '')
+        event(key, 'failed', s[3], {reason='worker_lost'})
+        close(key, ttl)
+      else
+        redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
+        redis.call('ZADD', ns .. 'due', now, id)
+        event(key, 'queued', s[3], {reason='worker_lost'})
+      end
+    end
+  end
+end
+-- 2. jobs that expired before they started
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'expiries', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'expiries', id)
+  local key = ns .. 'job:' .. id
+  local s = redis.call('HMGET', key, 'state', 'attempts')
+  if ACTIVE[s[1]] then cancel(id, key, 'expired', s[2]) end
+end
+-- 3. jobs whose time has come
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'due', id)
+  local key = ns .. 'job:' .. id
+  local s = redis.call('HMGET', key, 'state', 'attempts')
+  if ACTIVE[s[1]] then
+    local tok = new_token()
+    redis.call('HSET', key, 'state', 'queued', 'token', tok)
+    redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    if s[1] ~= 'queued' then event(key, 'queued', s[2]) end
+    emit(id, key, tok)
+  end
+end
+-- 4. dispatches that were never confirmed (the publisher died half-way)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now, 'LIMIT', 0, limit)) do
+  local key = ns .. 'job:' .. id
+  if redis.call('HGET', key, 'state') == 'queued' then
+    local tok = new_token()
+    redis.call('HSET', key, 'token', tok)
+    redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    emit(id, key, tok)
+  else
+    redis.call('ZREM', ns .. 'dispatching', id)
+  end
+end
+return out
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dispatch:
+    """One delivery of a job to an engine: everything the engine glue needs."""
+
+    job_id: str
+    token: str
+    queue: str
+    priority: str
+    timeout: float
+    job_type: str
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "Dispatch":
+        return cls(rec["id"], rec["token"], rec["queue"], rec["priority"],
+                   float(rec["timeout"]), rec["type"])
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimResult:
+    """What a worker may do with a delivery."""
+
+    action: str
+    """``run``, ``drop`` or ``defer``."""
+    reason: str = ""
+    attempt: int = 0
+    job_type: str = ""
+    payload: str = "{}"
+    tenant: str = ""
+    queue: str = ""
+    timeout: float = 0.0
+    max_retries: int = 0
+    links: str = ""
+
+
+class Ledger:
+    """Reads and writes job records; every write is one atomic script."""
+
+    def __init__(self, client: redis.Redis, settings: AdapterSettings):
+        self.r = client
+        self.s = settings
+        self.ns = settings.namespace
+        self._create = client.register_script(_CREATE)
+        self._delete = client.register_script(_DELETE)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._maintain = client.register_script(_MAINTAIN)
+
+    def key(self, job_id: str) -> str:
+        return f"{self.ns}job:{job_id}"
+
+    # -- writes from the API side ---------------------------------------------------
+    def create_many(self, records: list[dict], now: float) -> list[tuple[bool, str]]:
+        """Write the records in one pipeline; ``(created, id)`` each (an idempotent hit
+        returns the first job's id and ``created=False``)."""
+        pipe = self.r.pipeline(transaction=True)
+        for rec in records:
+            argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
+            for k, v in rec.items():
+                argv += [k, v]
+            self._create(args=argv, client=pipe)
+        return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
+
+    def delete_many(self, items: list[tuple[str, str, str]]) -> None:
+        """Remove never-published records ``(id, tenant, idempotency_key)``."""
+        pipe = self.r.pipeline(transaction=True)
+        for job_id, tenant, idem in items:
+            self._delete(args=[self.ns, repr(time.time()), job_id, tenant, idem], client=pipe)
+        pipe.execute()
+
+    def dispatched(self, job_ids: list[str]) -> None:
+        """The engine has the jobs: lift their dispatch guard."""
+        self.r.zrem(f"{self.ns}dispatching", *job_ids)
+
+    def cancel(self, job_id: str, reason: str, now: float) -> str:
+        """``canceled``, ``requested`` (it is running), ``ended:<state>`` or ``missing``."""
+        return self._cancel(args=[self.ns, repr(now), job_id, reason, self.s.job_ttl])
+
+    # -- writes from the worker side ------------------------------------------------
+    def claim(self, job_id: str, token: str, worker: str, now: float) -> ClaimResult:
+        """Atomically decide whether this delivery runs, and mark it started if so."""
+        r = self._claim(args=[self.ns, repr(now), job_id, token, worker,
+                              self.s.lease_seconds, self.s.job_ttl])
+        if r[0] == "drop":
+            return ClaimResult("drop", reason=r[1])
+        if r[0] == "defer":
+            return ClaimResult("defer", reason=r[1])
+        return ClaimResult("run", attempt=int(r[1]), job_type=r[2], payload=r[3], tenant=r[4],
+                           queue=r[5], timeout=float(r[6]), max_retries=int(r[7]), links=r[8])
+
+    def finish(self, job_id: str, token: str, outcome: str, a: str = "", b: str = "",
+               now: float | None = None) -> bool:
+        """Record the end of an attempt; False if this worker no longer owns the job."""
+        now = time.time() if now is None else now
+        return bool(self._finish(args=[self.ns, repr(now), job_id, token, outcome,
+                                       self.s.job_ttl, a, b]))
+
+    def heartbeat(self, job_id: str, token: str) -> str:
+        """Renew the lease; ``ok``, ``cancel`` (a cancel is pending) or ``lost``."""
+        return self._heartbeat(args=[self.ns, repr(time.time()), job_id, token,
+                                     self.s.lease_seconds])
+
+    def progress(self, job_id: str, token: str, progress: dict) -> None:
+        """Store the job's latest progress."""
+        self.r.hset(self.key(job_id), "progress", json.dumps(progress))
+
+    def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
+        """Reap lost jobs, expire stale ones, release due ones; returns what to publish."""
+        flat = self._maintain(args=[self.ns, repr(now), limit, self.s.max_lost_deliveries,
+                                    self.s.lease_seconds, self.s.job_ttl])
+        return [Dispatch(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], float(flat[i + 4]),
+                         flat[i + 5]) for i in range(0, len(flat), 6)]
+
+    # -- reads ------------------------------------------------------------------------
+    def load(self, job_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.key(job_id))
+
+    def events(self, job_id: str) -> list[dict]:
+        return [json.loads(e) for e in self.r.lrange(self.key(job_id) + ":events", 0, -1)]
+
+    def page(self, tenant: str, *, state: str | None, job_type: str | None, limit: int,
+             cursor: str | None, scan_cap: int = 5000) -> tuple[list[dict], str | None]:
+        """Newest-first records of ``tenant`` after ``cursor``, filtered."""
+        index = f"{self.ns}t:{tenant}"
+        top = f"({cursor}" if cursor else "+inf"
+        found: list[dict] = []
+        scanned = 0
+        last_score = None
+        while len(found) < limit and scanned < scan_cap:
+            batch = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=max(limit, 100),
+                                            withscores=True)
+            if not batch:
+                last_score = None
+                break
+            pipe = self.r.pipeline(transaction=False)
+            for job_id, _ in batch:
+                pipe.hgetall(self.key(job_id))
+            records = pipe.execute()
+            gone = []
+            for (job_id, score), rec in zip(batch, records):
+                scanned += 1
+                last_score = score
+                if not rec:
+                    gone.append(job_id)
+                elif (state is None or rec.get("state") == state) and (
+                        job_type is None or rec.get("type") == job_type):
+                    found.append(rec)
+                    if len(found) == limit:
+                        break
+            if gone:
+                self.r.zrem(index, *gone)
+            top = f"({last_score!r}"
+            if len(batch) < max(limit, 100) and len(found) < limit:
+                last_score = None
+                break
+        next_cursor = repr(last_score) if last_score is not None and len(found) == limit else None
+        return found, next_cursor
+
+    # -- workers ------------------------------------------------------------------------
+    def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:
+        """Announce a live worker."""
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(f"{self.ns}worker:{worker_id}", mapping={**info, "seen_at": repr(now)})
+        pipe.expire(f"{self.ns}worker:{worker_id}", int(ttl) + 1)
+        pipe.zadd(f"{self.ns}workers", {worker_id: now})
+        pipe.zremrangebyscore(f"{self.ns}workers", "-inf", now - ttl)
+        pipe.execute()
+
+    def worker_gone(self, worker_id: str) -> None:
+        self.r.delete(f"{self.ns}worker:{worker_id}")
+        self.r.zrem(f"{self.ns}workers", worker_id)
+
+    def workers(self, ttl: float) -> list[dict]:
+        """Workers seen within ``ttl`` seconds."""
+        ids = self.r.zrangebyscore(f"{self.ns}workers", time.time() - ttl, "+inf")
+        pipe = self.r.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(f"{self.ns}worker:{worker_id}")
+        return [w for w in pipe.execute() if w]

@@ -1,0 +1,95 @@
+"""The RQ adapter: one entry function runs every registered job."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import redis
+from rq import Queue, SimpleWorker, Worker
+from rq.serializers import JSONSerializer
+from rq.worker_pool import WorkerPool
+
+from .base import Capability, QueueAdapter
+from .ledger import Dispatch
+from .runner import Maintenance, execute
+
+__all__ = ["RQAdapter"]
+
+log = logging.getLogger("switchyard.rq")
+
+_PRIORITY_SUFFIX = {"high": ".high", "default": "", "low": ".low"}
+_worker_adapter: "RQAdapter | None" = None
+
+
+def perform(job_id: str, token: str) -> None:
+    """The single RQ entry point: run one Switchyard job delivery."""
+    if _worker_adapter is None:
+        raise RuntimeError("adapters.rq.perform runs only inside a Switchyard RQ worker")
+    execute(_worker_adapter, job_id, token)
+
+
+class RQAdapter(QueueAdapter):
+    """Runs jobs on RQ; each named queue is three RQ queues, one per priority."""
+
+    name = "rq"
+    capabilities = frozenset(Capability)
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        # RQ stores bytes, so it gets its own client that does not decode.
+        self.rq_redis = redis.Redis.from_url(
+            self.settings.redis_url, socket_connect_timeout=self.settings.redis_timeout,
+            health_check_interval=30)
+        self._queues: dict[str, Queue] = {}
+
+    def _engine_name(self, queue: str, priority: str) -> str:
+        return self.settings.queue_prefix + queue + _PRIORITY_SUFFIX[priority]
+
+    def _queue(self, engine_name: str) -> Queue:
+        queue = self._queues.get(engine_name)
+        if queue is None:
+            queue = Queue(engine_name, connection=self.rq_redis, serializer=JSONSerializer)
+            self._queues[engine_name] = queue
+        return queue
+
+    def _publish(self, dispatch: Dispatch) -> None:
+        self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
+            "adapters.rq.perform",
+            args=[dispatch.job_id, dispatch.token],
+            timeout=math.ceil(dispatch.timeout + self.settings.timeout_grace),
+            result_ttl=0,
+            failure_ttl=self.settings.job_ttl,
+            description=f"{dispatch.job_type} {dispatch.job_id}",
+        )
+
+    def worker_queue_names(self, queues: list[str]) -> list[str]:
+        """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
+        return [self._engine_name(q, p) for p in ("high", "default", "low") for q in queues]
+
+    def close(self) -> None:
+        super().close()
+        self.rq_redis.close()
+
+    def run_worker(self, queues=None, concurrency=1, name=None, forking=False):
+        """Run ``concurrency`` RQ workers under RQ's WorkerPool.
+
+        By default each is an RQ ``SimpleWorker`` (no fork per job); timeouts and
+        crash recovery come from Switchyard's runner and ledger, so nothing is lost.
+        ``forking=True`` uses RQ's stock fork-per-job ``Worker``.
+        """
+        global _worker_adapter
+        _worker_adapter = self
+        queues = queues or [self.settings.default_queue]
+        maintenance = Maintenance(self, queues, concurrency, name)
+        pool = WorkerPool(self.worker_queue_names(queues), connection=self.rq_redis,
+                          num_workers=concurrency,
+                          worker_class=Worker if forking else SimpleWorker,
+                          serializer=JSONSerializer)
+        maintenance.start()
+        log.info("starting %d RQ %s(s) on %s", concurrency,
+                 "Worker" if forking else "SimpleWorker", ", ".join(self.worker_queue_names(queues)))
+        try:
+            pool.start(logging_level="INFO")
+        finally:
+            maintenance.stop()

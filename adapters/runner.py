@@ -1,0 +1,290 @@
+"""What happens around every job on every engine.
+
+The engines' task wrappers call :func:`execute` with the job id and the delivery
+token they were handed; everything else -- claiming the job in the ledger (cancel,
+expiry, rate limit, stale-delivery checks), the hard timeout, cancel of a running
+job, progress, lease renewal, the retry policy and the final ledger write -- is here,
+once. :class:`Maintenance` is the loop every worker process runs beside the engine:
+it releases due jobs, re-delivers jobs whose worker died and expires stale ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+from .context import JobContext
+from .errors import JobCanceled, JobTimeout, UnknownJobType
+from .registry import get_definition
+
+if TYPE_CHECKING:
+    from .base import QueueAdapter
+
+log = logging.getLogger("switchyard.runner")
+
+__all__ = ["execute", "Outcome", "Maintenance", "worker_name"]
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one delivery ended."""
+
+    kind: str
+    """``succeeded``, ``failed``, ``canceled``, ``retry``, ``deferred`` or ``dropped``."""
+    detail: str = ""
+    retry_at: float | None = None
+
+
+class _Interrupter:
+    """Raises JobTimeout or JobCanceled inside the thread running a job.
+
+    In the main thread a SIGALRM timer gives a precise timeout that also breaks a
+    blocking sleep or socket call; elsewhere the watcher thread raises the exception
+    asynchronously at the deadline.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.reason: str | None = None
+        self.thread_id = threading.get_ident()
+        self.main = threading.current_thread() is threading.main_thread()
+        self._armed = False
+        self._old_handler = None
+        self._old_timer = (0.0, 0.0)
+
+    def _exception(self) -> type[BaseException]:
+        return JobCanceled if self.reason == "cancel" else JobTimeout
+
+    def _on_alarm(self, signum, frame):
+        if not self._armed:
+            return
+        self.reason = self.reason or "timeout"
+        self._armed = False
+        raise self._exception()(self._message())
+
+    def _message(self) -> str:
+        if self.reason == "cancel":
+            return "canceled while running"
+        return f"exceeded its {self.timeout:g}s timeout"
+
+    def __enter__(self):
+        self._armed = True
+        if self.main:
+            self._old_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._old_timer = signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            self._started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self._armed = False
+        if self.main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old_handler or signal.SIG_DFL)
+            remaining = self._old_timer[0]
+            if remaining:
+                # Give back the engine's own alarm (RQ's death penalty), less our time.
+                left = remaining - (time.monotonic() - self._started)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), self._old_timer[1])
+        return False
+
+    def fire(self, reason: str) -> None:
+        """Interrupt the job from another thread."""
+        if not self._armed:
+            return
+        self.reason = reason
+        if self.main:
+            signal.pthread_kill(self.thread_id, signal.SIGALRM)
+        else:
+            self._armed = False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.thread_id), ctypes.py_object(self._exception()))
+
+
+class _Watcher:
+    """One thread per process: renews leases and delivers cancels to running jobs."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: dict[int, tuple] = {}
+        self._pid = None
+        self._thread = None
+
+    def watch(self, ledger, job_id, token, interrupter, ctx, every: float):
+        with self._lock:
+            if self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._jobs = {}
+                self._thread = threading.Thread(target=self._run, args=(every,),
+                                                name="switchyard-watcher", daemon=True)
+                self._thread.start()
+            self._jobs[interrupter.thread_id] = (ledger, job_id, token, interrupter, ctx,
+                                                 time.monotonic())
+
+    def unwatch(self, interrupter):
+        with self._lock:
+            self._jobs.pop(interrupter.thread_id, None)
+
+    def _run(self, every: float):
+        while True:
+            time.sleep(every)
+            with self._lock:
+                jobs = list(self._jobs.values())
+            now = time.monotonic()
+            for ledger, job_id, token, interrupter, ctx, since in jobs:
+                if now - since < every:
+                    continue  # short jobs cost no heartbeat at all
+                try:
+                    state = ledger.heartbeat(job_id, token)
+                except Exception:
+                    log.warning("lease renewal of job %s failed", job_id, exc_info=True)
+                    continue
+                if state == "cancel":
+                    ctx._canceled.set()
+                    interrupter.fire("cancel")
+                elif not interrupter.main and now >= interrupter.deadline:
+                    interrupter.fire("timeout")
+
+
+_watcher = _Watcher()
+
+
+def _error(exc: BaseException) -> str:
+    return json.dumps({
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    })
+
+
+def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
+    """Run one delivery of a job under Switchyard's rules; never raises for job errors."""
+    ledger = adapter.process_ledger()
+    settings = adapter.settings
+    claim = ledger.claim(job_id, token, worker_name(), time.time())
+    if claim.action == "drop":
+        log.info("job %s: delivery dropped (%s)", job_id, claim.reason)
+        return Outcome("dropped", claim.reason)
+    if claim.action == "defer":
+        log.info("job %s: rate limited, deferred to %s", job_id, claim.reason)
+        return Outcome("deferred", retry_at=float(claim.reason))
+
+    links = json.loads(claim.links) if claim.links else {}
+    ctx = JobContext(job_id=job_id, job_type=claim.job_type, attempt=claim.attempt,
+                     tenant=claim.tenant, queue=claim.queue, links=links,
+                     _ledger=ledger, _token=token)
+    log.info("job %s (%s) attempt %d started", job_id, claim.job_type, claim.attempt)
+    started = time.monotonic()
+    try:
+        definition = get_definition(claim.job_type)
+    except UnknownJobType as exc:
+        ledger.finish(job_id, token, "failed", _error(exc))
+        log.error("job %s: %s (is it in JOB_MODULES?)", job_id, exc)
+        return Outcome("failed", str(exc))
+
+    interrupter = _Interrupter(claim.timeout)
+    result = error = None
+    try:
+        _watcher.watch(ledger, job_id, token, interrupter, ctx, settings.watch_seconds)
+        try:
+            with interrupter:
+                result = definition.func(ctx, **json.loads(claim.payload))
+        finally:
+            _watcher.unwatch(interrupter)
+    except BaseException as exc:  # noqa: BLE001 - the job's own errors are data here
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and interrupter.reason is None:
+            raise
+        error = exc
+
+    elapsed = time.monotonic() - started
+    if interrupter.reason == "cancel":
+        ledger.finish(job_id, token, "canceled", "requested",
+                      _error(error or JobCanceled("canceled while running")))
+        log.info("job %s canceled while running after %.3fs", job_id, elapsed)
+        return Outcome("canceled")
+    if interrupter.reason == "timeout" and not isinstance(error, JobTimeout):
+        error = JobTimeout(f"exceeded its {claim.timeout:g}s timeout")
+
+    if error is None:
+        try:
+            encoded = json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            error = TypeError(f"the job returned a value that is not JSON: {exc}")
+        else:
+            ledger.finish(job_id, token, "succeeded", encoded)
+            log.info("job %s succeeded in %.3fs", job_id, elapsed)
+            return Outcome("succeeded")
+
+    retryable = isinstance(error, definition.retry_on) or (
+        isinstance(error, JobTimeout) and Exception in definition.retry_on)
+    if retryable and claim.attempt <= claim.max_retries:
+        delay = definition.retry_delay(claim.attempt, random.uniform)
+        retry_at = time.time() + delay
+        ledger.finish(job_id, token, "retry", _error(error), repr(retry_at))
+        log.warning("job %s attempt %d failed (%s: %s); retry in %.2fs", job_id,
+                    claim.attempt, type(error).__name__, error, delay)
+        return Outcome("retry", type(error).__name__, retry_at)
+    ledger.finish(job_id, token, "failed", _error(error))
+    log.error("job %s failed on attempt %d: %s: %s", job_id, claim.attempt,
+              type(error).__name__, error)
+    return Outcome("failed", type(error).__name__)
+
+
+class Maintenance:
+    """The loop every worker runs beside its engine (a daemon thread)."""
+
+    def __init__(self, adapter: "QueueAdapter", queues: list[str], concurrency: int,
+                 name: str | None = None):
+        self.adapter = adapter
+        self.worker_id = name or worker_name()
+        self.info = {"backend": adapter.name, "queues": ",".join(queues),
+                     "concurrency": str(concurrency), "pid": str(os.getpid()),
+                     "host": socket.gethostname(), "started_at": repr(time.time())}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="switchyard-maintenance",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            self.adapter.ledger.worker_gone(self.worker_id)
+        except Exception:
+            pass
+
+    def _run(self) -> None:
+        tick = self.adapter.settings.tick_seconds
+        beat_every = max(1.0, tick)
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if now - last_beat >= beat_every:
+                    self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
+                                                         ttl=beat_every * 5)
+                    last_beat = now
+                while self.adapter.dispatch_due() >= 100:
+                    pass
+            except Exception:
+                log.warning("maintenance tick failed", exc_info=True)
+            self._stop.wait(tick)

@@ -1,0 +1,1 @@
+"""The Switchyard Flask service."""

@@ -1,0 +1,44 @@
+"""Cases 11 and 12: JSON only on the broker; workers killed mid-job."""
+
+from adapters import Capability, JobState
+from tests.conformance.conftest import needs
+from tests.harness import wait_until
+
+
+def test_pickled_message_in_the_broker_is_refused_never_run(engine, tmp_path):
+    needs(engine, Capability.JSON_ONLY)
+    worker = engine.start_worker(concurrency=1)
+    marker = tmp_path / "unpickled"
+    engine.inject_pickled("default", str(marker))
+    # one worker, one queue, FIFO: once this runs, the pickled message has been handled
+    after = engine.adapter.enqueue("t.echo", {"tag": "after"})
+    assert engine.wait_for(after.id).state is JobState.SUCCEEDED
+    assert not marker.exists(), "a worker unpickled a message"
+    assert worker.alive()
+    assert engine.redis.lrange("test:order", 0, -1) == ["after"]
+
+
+def test_job_whose_worker_is_killed_runs_again_when_a_worker_returns(engine):
+    needs(engine, Capability.CRASH_RECOVERY)
+    worker = engine.start_worker()
+    info = engine.adapter.enqueue("t.crash_once", {"key": "test:pid"})
+    wait_until(lambda: engine.redis.get("test:pid"), message="the job to start")
+    assert engine.adapter.get(info.id).state is JobState.STARTED
+    worker.kill()
+    engine.start_worker()
+    done = engine.wait_for(info.id, timeout=30)
+    assert done.state is JobState.SUCCEEDED
+    assert done.attempts == 2 and done.result == {"attempt": 2}
+    assert done.lost_deliveries == 1
+
+
+def test_job_that_kills_its_worker_every_time_fails_after_capped_deliveries(engine):
+    needs(engine, Capability.CRASH_RECOVERY)
+    engine.start_worker()
+    info = engine.adapter.enqueue("t.suicide", {})
+    done = engine.wait_for(info.id, timeout=60)
+    assert done.state is JobState.FAILED
+    assert done.error["type"] == "WorkerLost"
+    cap = engine.settings.max_lost_deliveries
+    assert done.lost_deliveries == cap
+    assert engine.redis.llen(f"test:runs:{info.id}") == cap

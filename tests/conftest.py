@@ -1,0 +1,89 @@
+"""Session-wide real servers: a private redis-server, and RabbitMQ when reachable."""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+import redis
+
+from service.embedded_redis import EmbeddedRedis
+
+AMQP_URL = os.environ.get("CELERY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+LEGS_RAN: collections.Counter = collections.Counter()
+
+
+def amqp_reachable(url: str = AMQP_URL) -> str | None:
+    """None if RabbitMQ answers an AMQP handshake at ``url``, else why not."""
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5672), 2).close()
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def engine_legs() -> list[str]:
+    legs = ["rq+redis", "celery+redis"]
+    why = amqp_reachable()
+    if why is None:
+        legs.append("celery+amqp")
+    elif os.environ.get("REQUIRE_AMQP") == "1":
+        raise pytest.UsageError(f"REQUIRE_AMQP=1 but RabbitMQ at {AMQP_URL} is unreachable: {why}")
+    return legs
+
+
+def pytest_configure(config):
+    config._switchyard_legs = engine_legs()
+
+
+def pytest_report_header(config):
+    legs = config._switchyard_legs
+    missing = "" if "celery+amqp" in legs else f" (celery+amqp: RabbitMQ unreachable at {AMQP_URL})"
+    return f"switchyard engine legs: {', '.join(legs)}, inline{missing}"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A private redis-server on a free loopback port for the whole session."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The private server's URL, with a database emptied before and after the test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield redis_server.url
+    client.flushdb()
+    client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    leg = getattr(item, "callspec", None) and item.callspec.params.get("leg")
+    if leg and report.when == "call":
+        LEGS_RAN[(leg, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not LEGS_RAN:
+        return
+    terminalreporter.section("engine legs")
+    for leg in sorted({leg for leg, _ in LEGS_RAN}):
+        counts = ", ".join(f"{n} {outcome}" for (l, outcome), n in sorted(LEGS_RAN.items())
+                           if l == leg)
+        terminalreporter.write_line(f"{leg}: {counts}")
+    if "celery+amqp" not in config._switchyard_legs:
+        terminalreporter.write_line(f"celery+amqp: not run (RabbitMQ unreachable at {AMQP_URL}; "
+                                    "REQUIRE_AMQP=1 makes that an error)")

@@ -1,0 +1,206 @@
+"""Real engines for the tests: worker subprocesses, deadlines, per-leg settings."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import redis
+
+from adapters import AdapterSettings, JobInfo, JobState, create_adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+# Short leases and ticks so lost workers and delays resolve in seconds, not minutes.
+FAST_SETTINGS = {
+    "SWITCHYARD_LEASE_SECONDS": "2",
+    "SWITCHYARD_WATCH_SECONDS": "0.2",
+    "SWITCHYARD_TICK_SECONDS": "0.1",
+    "SWITCHYARD_TIMEOUT_GRACE": "3",
+    "SWITCHYARD_MAX_LOST_DELIVERIES": "3",
+    "SWITCHYARD_QUEUE_EXPIRES": "120",
+}
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.02,
+               message: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+class WorkerProcess:
+    """One `python -m adapters.worker` subprocess in its own process group."""
+
+    def __init__(self, engine: "Engine", queues: list[str], concurrency: int, log_path: Path):
+        self.engine = engine
+        self.name = f"w{uuid.uuid4().hex[:8]}"
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adapters.worker", "--backend", engine.backend,
+             "-Q", ",".join(queues), "-c", str(concurrency), "-n", self.name],
+            cwd=ROOT, env=engine.env(), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30.0) -> "WorkerProcess":
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            return any(w.get("pid") == str(self.proc.pid)
+                       for w in self.engine.adapter.ledger.workers(ttl=30))
+        wait_until(ready, timeout, 0.05, f"worker {self.name} to come up")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: the engine's main process and every child."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (a warm shutdown, as Heroku sends) then SIGKILL at the deadline."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        self._log.close()
+
+
+class Engine:
+    """One leg (engine + broker) as the conformance cases see it."""
+
+    def __init__(self, leg: str, redis_url: str, amqp_url: str | None, log_dir: Path):
+        self.leg = leg
+        self.backend = leg.split("+")[0]
+        self.redis_url = redis_url
+        self.broker_url = amqp_url if leg.endswith("+amqp") else None
+        self.log_dir = log_dir
+        self.prefix = f"t{uuid.uuid4().hex[:8]}."
+        self.workers: list[WorkerProcess] = []
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.settings = AdapterSettings.from_env(self.env())
+        self.adapter = create_adapter(self.backend, self.settings)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CELERY_"))}
+        env.update(FAST_SETTINGS)
+        env.update({
+            "REDIS_URL": self.redis_url,
+            "SWITCHYARD_QUEUE_PREFIX": self.prefix,
+            "JOB_MODULES": "tests.conformance.jobs",
+            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.broker_url:
+            env["CELERY_BROKER_URL"] = self.broker_url
+        return env
+
+    def supports(self, capability) -> bool:
+        return self.adapter.supports(capability)
+
+    def start_worker(self, queues=("default",), concurrency: int = 1,
+                     wait: bool = True) -> WorkerProcess | None:
+        if self.backend == "inline":
+            return None
+        worker = WorkerProcess(self, list(queues), concurrency,
+                               self.log_dir / f"{self.leg}-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def wait_for(self, job_id: str, states=None, timeout: float = 20.0) -> JobInfo:
+        """Wait until the job is in one of ``states`` (default: any final state)."""
+        def reached():
+            info = self.adapter.get(job_id)
+            if states is None:
+                return info if info.state.ended else None
+            return info if info.state in states else None
+        try:
+            return wait_until(reached, timeout, 0.02, f"job {job_id} to reach {states or 'an end'}")
+        except AssertionError as exc:
+            logs = "\n".join(w.log()[-3000:] for w in self.workers)
+            raise AssertionError(f"{exc}\nhistory: {self.adapter.history(job_id)}\n{logs}") from None
+
+    def states(self, job_id: str) -> list[str]:
+        return [e["state"] for e in self.adapter.history(job_id)]
+
+    # -- raw broker access for the JSON-only case -------------------------------------
+    def inject_pickled(self, queue: str, marker: str) -> None:
+        """Push a pickled message straight into the broker; unpickling it would create ``marker``."""
+        evil = _Evil(marker)
+        if self.backend == "celery":
+            kq = self.adapter._queue(queue)
+            task_id = str(uuid.uuid4())
+            body = ((evil, "token"), {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                         "chord": None})
+            headers = {"lang": "py", "task": "switchyard.run", "id": task_id,
+                       "root_id": task_id, "parent_id": None, "group": None,
+                       "argsrepr": "(evil)", "kwargsrepr": "{}", "origin": "test",
+                       "retries": 0, "timelimit": [None, None], "eta": None, "expires": None}
+            with self.adapter.app.connection_for_write() as conn:
+                conn.Producer().publish(body, exchange=kq.exchange, routing_key=kq.routing_key,
+                                        serializer="pickle", headers=headers, declare=[kq],
+                                        priority=self.adapter._priorities["default"])
+        elif self.backend == "rq":
+            from rq import Queue
+            from rq.job import Job
+
+            queue_name = self.adapter._engine_name(queue, "default")
+            job = Job.create("adapters.rq.perform", args=[evil, "token"],
+                             connection=self.adapter.rq_redis)  # RQ's default: pickle
+            job.save()
+            Queue(queue_name, connection=self.adapter.rq_redis).push_job_id(job.id)
+        else:
+            raise NotImplementedError(self.backend)
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.adapter.close()
+        self.redis.close()
+
+
+class _Evil:
+    """Unpickling this creates a directory: proof that a worker deserialised pickle."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def never_started(info: JobInfo) -> bool:
+    return info.started_at is None and info.attempts == 0
+
+
+__all__ = ["Engine", "WorkerProcess", "wait_until", "never_started", "JobState", "pickle"]
