@@ -7,7 +7,7 @@ import importlib
 import inspect
 import os
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import ConfigurationError, UnknownJobType
 
@@ -55,6 +55,11 @@ class JobDefinition:
     """Hard time limit of one attempt; ``None`` takes the adapter's default."""
     rate_limit: tuple[int, float] | None = None
     """``(count, window seconds)`` across every worker."""
+    schema: Any = None
+    """Optional payload schema (anything with ``load(dict) -> dict``, e.g. a marshmallow
+    ``Schema`` instance); the service validates payloads with it before enqueue."""
+    description: str = ""
+    """One line for the API docs; defaults to the function's docstring's first line."""
 
     def retry_delay(self, retry_number: int, rand: Callable[[float, float], float]) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
@@ -69,7 +74,7 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
         max_retries: int = 0, retry_on: tuple[type[BaseException], ...] | None = None,
         retry_backoff: float = 1.0, retry_backoff_max: float = 600.0,
         retry_jitter: bool = True, timeout: float | None = None,
-        rate_limit: str | None = None):
+        rate_limit: str | None = None, schema: Any = None):
     """Register ``func(ctx, **payload)`` as the job ``name``; returns the function unchanged."""
     if not _NAME.match(name):
         raise ConfigurationError(f"job name {name!r} must be letters, digits, '.', '_' or '-'")
@@ -91,6 +96,8 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
             retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max,
             retry_jitter=retry_jitter, timeout=timeout,
             rate_limit=parse_rate(rate_limit) if rate_limit else None,
+            schema=schema,
+            description=(inspect.getdoc(func) or "").split("\n")[0],
         )
         func.job_name = name
         return func
