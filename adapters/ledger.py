@@ -43,8 +43,13 @@ local function close(key, ttl)
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', key .. ':events', ttl)
 end
+local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 local ACTIVE = {scheduled=true, queued=true, retrying=true}
 local ENDED = {succeeded=true, failed=true, canceled=true}
+local function count_end(key, outcome)
+  local tb = redis.call('HMGET', key, 'type', 'backend')
+  redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb[1] .. '|' .. tb[2] .. '|' .. outcome, 1)
+end
 """
 
 # ARGV: ns, now, idem_ttl, grace, field, value, ...
@@ -74,6 +79,7 @@ if f['expires_at'] ~= '' then
   redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
 end
 event(key, f['state'], 0)
+redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
 return {1, id}
 """
 
@@ -106,6 +112,7 @@ if s[3] and s[3] ~= '' and tonumber(s[3]) <= now then
              'finished_at', ARGV[2], 'token', '')
   redis.call('ZREM', ns .. 'expiries', id)
   event(key, 'canceled', s[6], {reason='expired'})
+  count_end(key, 'canceled')
   close(key, tonumber(ARGV[7]))
   return {'drop', 'expired'}
 end
@@ -140,9 +147,17 @@ return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or '
 _FINISH = _LUA_COMMON + """
 local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
 local key = ns .. 'job:' .. id
-local s = redis.call('HMGET', key, 'token', 'attempts')
+local s = redis.call('HMGET', key, 'token', 'attempts', 'type', 'backend', 'started_at')
 if s[1] ~= token then return 0 end
 redis.call('ZREM', ns .. 'leases', id)
+local ran = now - (tonumber(s[5]) or now)
+local bucket = '+Inf'
+for _, le in ipairs(BUCKETS) do
+  if ran <= le then bucket = tostring(le) break end
+end
+local tb = s[3] .. '|' .. s[4]
+redis.call('HINCRBY', ns .. 'stats', 'duration|' .. tb .. '|' .. bucket, 1)
+redis.call('HINCRBYFLOAT', ns .. 'stats', 'duration_sum|' .. tb, ran)
 if outcome == 'retry' then
   redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8])
   redis.call('ZADD', ns .. 'due', ARGV[8], id)
@@ -159,6 +174,7 @@ else
   if ARGV[8] ~= '' then redis.call('HSET', key, 'error', ARGV[8]) end
 end
 event(key, outcome, s[2])
+redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb .. '|' .. outcome, 1)
 close(key, tonumber(ARGV[6]))
 return 1
 """
@@ -181,6 +197,7 @@ redis.call('ZREM', ns .. 'due', id)
 redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)
 event(key, 'canceled', s[2], {reason=ARGV[4]})
+count_end(key, 'canceled')
 close(key, tonumber(ARGV[5]))
 return 'canceled'
 """
@@ -210,6 +227,7 @@ local function cancel(id, key, reason, attempts)
   redis.call('ZREM', ns .. 'dispatching', id)
   redis.call('ZREM', ns .. 'expiries', id)
   event(key, 'canceled', attempts, {reason=reason})
+  count_end(key, 'canceled')
   close(key, ttl)
 end
 -- 1. running jobs whose worker stopped renewing the lease
@@ -227,6 +245,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LI
       if n >= cap then
         redis.call('HSET', key, 'state', 'failed', 'error', err, 'finished_at', ARGV[2], 'token', '')
         event(key, 'failed', s[3], {reason='worker_lost'})
+        count_end(key, 'failed')
         close(key, ttl)
       else
         redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
@@ -430,6 +449,20 @@ class Ledger:
                 break
         next_cursor = repr(last_score) if last_score is not None and len(found) == limit else None
         return found, next_cursor
+
+    def stats(self) -> dict[str, float]:
+        """Counters since the ledger began: ``enqueued|type|backend``,
+        ``finished|type|backend|state``, ``duration|type|backend|le`` (per-bucket, not
+        cumulative) and ``duration_sum|type|backend``."""
+        return {k: float(v) for k, v in self.r.hgetall(f"{self.ns}stats").items()}
+
+    def counts_by_state(self) -> dict[str, int]:
+        """Jobs waiting in the ledger right now: ``scheduled`` (due set) and ``running``."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(f"{self.ns}due")
+        pipe.zcard(f"{self.ns}leases")
+        due, running = pipe.execute()
+        return {"scheduled": due, "running": running}
 
     # -- workers ------------------------------------------------------------------------
     def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:
