@@ -1,6 +1,16 @@
 """Switchyard's queue engines behind one small interface; knows nothing of Flask."""
 
-from .base import Capability, Dispatch, JobInfo, JobOptions, JobState, Priority, QueueAdapter
+from .base import (
+    Capability,
+    Dispatch,
+    JobInfo,
+    JobOptions,
+    JobState,
+    Priority,
+    QueueAdapter,
+    WorkflowInfo,
+    WorkflowState,
+)
 from .context import JobContext
 from .errors import (
     BackendUnavailable,
@@ -42,6 +52,8 @@ __all__ = [
     "SwitchyardError",
     "UnknownJobType",
     "UnsupportedFeature",
+    "WorkflowInfo",
+    "WorkflowState",
     "create_adapter",
     "definitions",
     "get_definition",

@@ -42,6 +42,8 @@ __all__ = [
     "Capability",
     "JobOptions",
     "JobInfo",
+    "WorkflowInfo",
+    "WorkflowState",
     "QueueAdapter",
     "Dispatch",
 ]
@@ -115,6 +117,8 @@ class Capability(str, enum.Enum):
     """The engine's broker refuses anything but JSON (a pickled message never runs)."""
     CRASH_RECOVERY = "crash_recovery"
     """A job whose worker died is run again, up to a capped number of lost deliveries."""
+    WORKFLOWS = "workflows"
+    """Chains, groups and chords whose edges are kept by the ledger."""
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -239,6 +243,39 @@ class JobInfo:
         )
 
 
+class WorkflowState(str, enum.Enum):
+    """A workflow's overall state."""
+
+    RUNNING = "running"
+    """Some of its jobs have not ended."""
+    SUCCEEDED = "succeeded"
+    """Every job succeeded (for a chord: its body did)."""
+    FAILED = "failed"
+    """A job failed for good; the jobs after it were canceled (``upstream_failed``)."""
+    CANCELED = "canceled"
+    """It was canceled."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkflowInfo:
+    """A chain, group or chord and its jobs, from the ledger."""
+
+    id: str
+    """The workflow's id."""
+    kind: str
+    """``chain``, ``group`` or ``chord``."""
+    state: WorkflowState
+    """Overall state."""
+    tenant: str
+    """The owner."""
+    created_at: datetime
+    """When it was enqueued."""
+    finished_at: datetime | None
+    """When it ended."""
+    jobs: list[JobInfo]
+    """Its jobs in order (a chord's header first, its body last)."""
+
+
 def _timestamp(value: datetime | float | None, field: str) -> float | None:
     if value is None:
         return None
@@ -334,8 +371,12 @@ class QueueAdapter(abc.ABC):
             outcomes = self.ledger.create_many(records, now)
         except redis.RedisError as exc:
             raise BackendUnavailable(f"cannot write the job to Redis: {exc}") from exc
-        fresh = [rec for rec, (created, _) in zip(records, outcomes)
-                 if created and rec["state"] == JobState.QUEUED.value]
+        self._publish_fresh([rec for rec, (created, _) in zip(records, outcomes) if created])
+        return [self.get(job_id, tenant=tenant) for _, job_id in outcomes]
+
+    def _publish_fresh(self, records: list[dict]) -> None:
+        """Hand newly written queued jobs to the engine; undo them all if it refuses."""
+        fresh = [rec for rec in records if rec["state"] == JobState.QUEUED.value]
         if fresh:
             dispatches = [Dispatch.from_record(rec) for rec in fresh]
             try:
@@ -349,7 +390,6 @@ class QueueAdapter(abc.ABC):
                 # The dispatch guard expires on its own; the reaper then re-dispatches,
                 # and the engine drops the now-stale first delivery by its token.
                 log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
-        return [self.get(job_id, tenant=tenant) for _, job_id in outcomes]
 
     def _publish_many(self, dispatches: list[Dispatch]) -> None:
         for dispatch in dispatches:
@@ -443,6 +483,104 @@ class QueueAdapter(abc.ABC):
             "links": json.dumps(links) if links else "",
             "token": uuid.uuid4().hex[:12],
         }
+
+    # -- workflows ------------------------------------------------------------------
+    def enqueue_workflow(self, kind: str, jobs: list[tuple[str, dict | None, JobOptions | None]],
+                         body: tuple[str, dict | None, JobOptions | None] | None = None, *,
+                         tenant: str = "default") -> WorkflowInfo:
+        """Enqueue a ``chain`` (one after another), ``group`` (in parallel) or ``chord``
+        (a group, then ``body`` once every header job succeeded) in one write.
+
+        A chain's job reads the previous result as ``ctx.upstream``; a chord's body reads
+        the header's results, in order. When a job fails for good, the jobs that wait on
+        it end canceled with reason ``upstream_failed`` -- so a chord never hangs.
+        """
+        self.require(Capability.WORKFLOWS, "workflows")
+        if kind not in ("chain", "group", "chord"):
+            raise InvalidJob(f"unknown workflow kind {kind!r}", {"kind": ["chain, group or chord"]})
+        if (kind == "chord") != (body is not None):
+            raise InvalidJob("a chord needs a body; chains and groups take none",
+                             {"body": ["only for chords"]})
+        if not jobs or len(jobs) + (body is not None) > 500:
+            raise InvalidJob("a workflow holds 1 to 500 jobs", {"jobs": ["1 to 500 jobs"]})
+        now = time.time()
+        workflow_id = uuid.uuid4().hex
+        links = {"workflow": workflow_id}
+        specs = list(jobs) + ([body] if body is not None else [])
+        records = []
+        for index, (job_type, payload, options) in enumerate(specs):
+            waits = (kind == "chain" and index > 0) or (kind == "chord" and index == len(jobs))
+            options = options or JobOptions()
+            field = f"jobs.{index}" if index < len(jobs) else "body"
+            if options.idempotency_key is not None:
+                raise InvalidJob("workflow jobs take no idempotency_key",
+                                 {field: ["idempotency_key is not allowed in a workflow"]})
+            if waits and (options.delay is not None or options.run_at is not None):
+                raise InvalidJob("only the first jobs of a workflow may be delayed",
+                                 {field: ["delay/run_at only on jobs that wait on nothing"]})
+            try:
+                rec = self._build_record(job_type, payload, options, tenant, now, links, None)
+            except InvalidJob as exc:
+                raise InvalidJob(f"{field}: {exc}",
+                                 {f"{field}.{k}": v for k, v in exc.errors.items()}) from exc
+            rec["wf"] = workflow_id
+            rec["wf_role"] = "body" if index == len(jobs) else (
+                "header" if kind == "chord" else "member")
+            if waits:
+                rec["state"] = JobState.SCHEDULED.value
+                rec["waiting"] = "1"
+            records.append(rec)
+        if kind == "chain":
+            for rec, nxt in zip(records, records[1:]):
+                rec["wf_next"] = nxt["id"]
+        ids = [rec["id"] for rec in records]
+        workflow = {"id": workflow_id, "kind": kind, "tenant": tenant, "state": "running",
+                    "created_at": repr(now), "jobs": json.dumps(ids),
+                    "pending": str(len(jobs))}
+        if kind == "chord":
+            workflow["header"] = json.dumps(ids[:-1])
+            workflow["body"] = ids[-1]
+        try:
+            self.ledger.create_workflow(workflow, records, now)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot write the workflow to Redis: {exc}") from exc
+        try:
+            self._publish_fresh(records)
+        except BackendUnavailable:
+            self._rollback(records)
+            self.redis.delete(f"{self.settings.namespace}wf:{workflow_id}")
+            raise
+        return self.get_workflow(workflow_id, tenant=tenant)
+
+    def get_workflow(self, workflow_id: str, *, tenant: str | None = None) -> WorkflowInfo:
+        """The workflow and its jobs; ``JobNotFound`` if unknown or another tenant's."""
+        try:
+            wf = self.ledger.load_workflow(workflow_id)
+            if not wf or (tenant is not None and wf.get("tenant") != tenant):
+                raise JobNotFound(f"no workflow {workflow_id!r}")
+            records = self.ledger.load_many(json.loads(wf["jobs"]))
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
+        return WorkflowInfo(
+            id=wf["id"], kind=wf["kind"], state=WorkflowState(wf["state"]), tenant=wf["tenant"],
+            created_at=_utc(float(wf["created_at"])),
+            finished_at=_utc(float(wf["finished_at"])) if wf.get("finished_at") else None,
+            jobs=[JobInfo.from_record(rec) for rec in records if rec])
+
+    def cancel_workflow(self, workflow_id: str, *, tenant: str | None = None) -> WorkflowInfo:
+        """Cancel every job of the workflow that has not ended."""
+        info = self.get_workflow(workflow_id, tenant=tenant)
+        if info.state is not WorkflowState.RUNNING:
+            raise InvalidState(f"workflow {workflow_id} already ended ({info.state.value})",
+                               state=info.state.value)
+        now = time.time()
+        try:
+            for job in reversed(info.jobs):  # waiting jobs first, so none is released meanwhile
+                if not job.state.ended:
+                    self.ledger.cancel(job.id, "requested", now)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot write to Redis: {exc}") from exc
+        return self.get_workflow(workflow_id)
 
     # -- reading ------------------------------------------------------------------
     def get(self, job_id: str, *, tenant: str | None = None) -> JobInfo:

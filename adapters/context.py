@@ -27,7 +27,10 @@ class JobContext:
     queue: str
     """The queue it came from."""
     links: dict = dataclasses.field(default_factory=dict)
-    """Related ids (workflow, schedule)."""
+    """Related ids, e.g. ``{"workflow": ...}`` or ``{"schedule": ...}``."""
+    upstream: Any = None
+    """In a chain, the previous job's result; in a chord's body, the header's results
+    in order; otherwise ``None``."""
     _ledger: "Ledger | None" = None
     _token: str = ""
     _canceled: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -42,7 +45,3 @@ class JobContext:
     def cancel_requested(self) -> bool:
         """True once a cancel has been seen; long loops may check it to stop early."""
         return self._canceled.is_set()
-
-    def upstream(self) -> Any:
-        """The result of the previous job in a chain (``None`` outside a chain)."""
-        return self.links.get("upstream_result")

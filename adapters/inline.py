@@ -17,7 +17,8 @@ class InlineAdapter(QueueAdapter):
 
     name = "inline"
     capabilities = frozenset({Capability.RETRIES, Capability.TIMEOUTS,
-                              Capability.RETRY_FAILED, Capability.IDEMPOTENCY})
+                              Capability.RETRY_FAILED, Capability.IDEMPOTENCY,
+                              Capability.WORKFLOWS})
 
     def _publish(self, dispatch: Dispatch) -> None:
         pending = [dispatch]

@@ -50,6 +50,72 @@ local function count_end(key, outcome)
   local tb = redis.call('HMGET', key, 'type', 'backend')
   redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb[1] .. '|' .. tb[2] .. '|' .. outcome, 1)
 end
+-- Workflows: what a job's end means for the jobs after it. Called wherever a job ends.
+local function wf_end(key, outcome, ttl)
+  local w = redis.call('HMGET', key, 'wf', 'wf_role', 'wf_next')
+  if not w[1] or w[1] == '' then return end
+  local wk = ns .. 'wf:' .. w[1]
+  local kind = redis.call('HGET', wk, 'kind')
+  if not kind then return end
+  local function finish(state)
+    if redis.call('HGET', wk, 'state') == 'running' then
+      redis.call('HSET', wk, 'state', state, 'finished_at', ARGV[2])
+      redis.call('EXPIRE', wk, ttl)
+    end
+  end
+  local function release(nid, upstream)
+    local nk = ns .. 'job:' .. nid
+    if redis.call('HGET', nk, 'state') == 'scheduled' then
+      redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
+      redis.call('ZADD', ns .. 'due', now, nid)
+    end
+  end
+  local function cancel_waiting(nid, reason)
+    local nk = ns .. 'job:' .. nid
+    local st = redis.call('HMGET', nk, 'state', 'attempts')
+    if st[1] and ACTIVE[st[1]] then
+      redis.call('HSET', nk, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+      redis.call('ZREM', ns .. 'due', nid)
+      redis.call('ZREM', ns .. 'dispatching', nid)
+      redis.call('ZREM', ns .. 'expiries', nid)
+      event(nk, 'canceled', st[2], {reason=reason})
+      count_end(nk, 'canceled')
+      close(nk, ttl)
+    end
+  end
+  local ended = (outcome == 'succeeded' and 'succeeded') or (outcome == 'canceled' and 'canceled') or 'failed'
+  local reason = (outcome == 'canceled' and 'upstream_canceled') or 'upstream_failed'
+  if kind == 'chain' then
+    if outcome == 'succeeded' then
+      if w[3] and w[3] ~= '' then release(w[3], redis.call('HGET', key, 'result')) else finish('succeeded') end
+    else
+      local nid = w[3]
+      while nid and nid ~= '' do
+        cancel_waiting(nid, reason)
+        nid = redis.call('HGET', ns .. 'job:' .. nid, 'wf_next')
+      end
+      finish(ended)
+    end
+  elseif kind == 'group' then
+    local left = redis.call('HINCRBY', wk, 'pending', -1)
+    if outcome ~= 'succeeded' then finish(ended) elseif left <= 0 then finish('succeeded') end
+  elseif w[2] == 'body' then
+    finish(ended)
+  else
+    local body = redis.call('HGET', wk, 'body')
+    if outcome ~= 'succeeded' then
+      cancel_waiting(body, reason)
+      finish(ended)
+    elseif redis.call('HINCRBY', wk, 'pending', -1) <= 0 then
+      local results = {}
+      for i, hid in ipairs(cjson.decode(redis.call('HGET', wk, 'header'))) do
+        local r = redis.call('HGET', ns .. 'job:' .. hid, 'result')
+        results[i] = (r and r ~= '') and r or 'null'
+      end
+      release(body, '[' .. table.concat(results, ',') .. ']')
+    end
+  end
+end
 """
 
 # ARGV: ns, now, idem_ttl, grace, field, value, ...
@@ -71,7 +137,7 @@ local key = ns .. 'job:' .. id
 redis.call('HSET', key, unpack(ARGV, 5))
 redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
 if f['state'] == 'scheduled' then
-  redis.call('ZADD', ns .. 'due', f['run_at'], id)
+  if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
 else
   redis.call('ZADD', ns .. 'dispatching', now + grace, id)
 end
@@ -113,6 +179,7 @@ if s[3] and s[3] ~= '' and tonumber(s[3]) <= now then
   redis.call('ZREM', ns .. 'expiries', id)
   event(key, 'canceled', s[6], {reason='expired'})
   count_end(key, 'canceled')
+  wf_end(key, 'canceled', tonumber(ARGV[7]))
   close(key, tonumber(ARGV[7]))
   return {'drop', 'expired'}
 end
@@ -137,8 +204,8 @@ redis.call('HSET', key, 'state', 'started', 'started_at', ARGV[2], 'worker', ARG
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
 redis.call('ZREM', ns .. 'expiries', id)
 event(key, 'started', attempts, {worker=ARGV[5]})
-local r = redis.call('HMGET', key, 'type', 'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links')
-return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or ''}
+local r = redis.call('HMGET', key, 'type', 'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links', 'upstream')
+return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or '', r[8] or ''}
 """
 
 # ARGV: ns, now, id, token, outcome, job_ttl, a, b
@@ -175,6 +242,7 @@ else
 end
 event(key, outcome, s[2])
 redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb .. '|' .. outcome, 1)
+wf_end(key, outcome, tonumber(ARGV[6]))
 close(key, tonumber(ARGV[6]))
 return 1
 """
@@ -198,6 +266,7 @@ redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)
 event(key, 'canceled', s[2], {reason=ARGV[4]})
 count_end(key, 'canceled')
+wf_end(key, 'canceled', tonumber(ARGV[5]))
 close(key, tonumber(ARGV[5]))
 return 'canceled'
 """
@@ -228,6 +297,7 @@ local function cancel(id, key, reason, attempts)
   redis.call('ZREM', ns .. 'expiries', id)
   event(key, 'canceled', attempts, {reason=reason})
   count_end(key, 'canceled')
+  wf_end(key, 'canceled', ttl)
   close(key, ttl)
 end
 -- 1. running jobs whose worker stopped renewing the lease
@@ -246,6 +316,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LI
         redis.call('HSET', key, 'state', 'failed', 'error', err, 'finished_at', ARGV[2], 'token', '')
         event(key, 'failed', s[3], {reason='worker_lost'})
         count_end(key, 'failed')
+        wf_end(key, 'failed', ttl)
         close(key, ttl)
       else
         redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
@@ -323,6 +394,7 @@ class ClaimResult:
     timeout: float = 0.0
     max_retries: int = 0
     links: str = ""
+    upstream: str = ""
 
 
 class Ledger:
@@ -355,6 +427,27 @@ class Ledger:
             self._create(args=argv, client=pipe)
         return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
 
+    def create_workflow(self, workflow: dict, records: list[dict], now: float) -> None:
+        """Write a workflow and all of its jobs in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
+        pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
+        for rec in records:
+            argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
+            for k, v in rec.items():
+                argv += [k, v]
+            self._create(args=argv, client=pipe)
+        pipe.execute()
+
+    def load_workflow(self, workflow_id: str) -> dict[str, str]:
+        return self.r.hgetall(f"{self.ns}wf:{workflow_id}")
+
+    def load_many(self, job_ids: list[str]) -> list[dict[str, str]]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.key(job_id))
+        return pipe.execute()
+
     def delete_many(self, items: list[tuple[str, str, str]]) -> None:
         """Remove never-published records ``(id, tenant, idempotency_key)``."""
         pipe = self.r.pipeline(transaction=True)
@@ -380,7 +473,8 @@ class Ledger:
         if r[0] == "defer":
             return ClaimResult("defer", reason=r[1])
         return ClaimResult("run", attempt=int(r[1]), job_type=r[2], payload=r[3], tenant=r[4],
-                           queue=r[5], timeout=float(r[6]), max_retries=int(r[7]), links=r[8])
+                           queue=r[5], timeout=float(r[6]), max_retries=int(r[7]), links=r[8],
+                           upstream=r[9])
 
     def finish(self, job_id: str, token: str, outcome: str, a: str = "", b: str = "",
                now: float | None = None) -> bool:

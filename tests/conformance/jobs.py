@@ -122,3 +122,17 @@ def suicide(ctx):
     """Kill the process running it, every time."""
     r().rpush(f"test:runs:{ctx.job_id}", os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job("t.add")
+def add(ctx, n):
+    """Add ``n`` to the upstream result (0 if none); log the run."""
+    r().rpush(f"test:runs:{ctx.job_id}", ctx.attempt)
+    return (ctx.upstream or 0) + n
+
+
+@job("t.collect")
+def collect(ctx):
+    """Return what the chord's header produced, in order."""
+    r().rpush(f"test:runs:{ctx.job_id}", ctx.attempt)
+    return {"upstream": ctx.upstream, "workflow": ctx.links.get("workflow")}
