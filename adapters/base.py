@@ -119,6 +119,8 @@ class Capability(str, enum.Enum):
     """A job whose worker died is run again, up to a capped number of lost deliveries."""
     WORKFLOWS = "workflows"
     """Chains, groups and chords whose edges are kept by the ledger."""
+    SCHEDULES = "schedules"
+    """Periodic schedules fired by the engine's own scheduler process, once per tick."""
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -335,6 +337,19 @@ class QueueAdapter(abc.ABC):
     def run_worker(self, queues: list[str] | None = None, concurrency: int = 1,
                    name: str | None = None) -> None:
         """Run the engine's own worker in this process until it is told to stop."""
+
+    def run_scheduler(self, poll: float = 1.0, catch_up: int = 1,
+                      name: str | None = None) -> None:
+        """Run the engine's own scheduler process over the schedules in Redis."""
+        self.require(Capability.SCHEDULES, "periodic schedules")
+        raise NotImplementedError  # pragma: no cover - an adapter that declares it overrides this
+
+    def schedules(self, catch_up: int = 1):
+        """The schedule store (create/list/update/delete) of this adapter's ledger."""
+        from .schedules import Schedules
+
+        self.require(Capability.SCHEDULES, "periodic schedules")
+        return Schedules(self, catch_up=catch_up)
 
     def close(self) -> None:
         """Release connections."""

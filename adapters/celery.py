@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import math
 
-from celery import Celery, signals
+from celery import Celery, beat, signals
 from kombu import Exchange, Queue
 
 from .base import Capability, QueueAdapter
 from .ledger import Dispatch
-from .runner import Maintenance, execute
+from .runner import Maintenance, SchedulerBeat, execute
 
 __all__ = ["CeleryAdapter"]
 
@@ -99,3 +99,23 @@ class CeleryAdapter(QueueAdapter):
                 f"--hostname={name or 'switchyard'}@%h"]
         log.info("starting the Celery worker: %s", " ".join(argv))
         self.app.worker_main(argv)
+
+    def run_scheduler(self, poll=1.0, catch_up=1, name=None):
+        """Run Celery beat with a scheduler class that fires Switchyard's schedules."""
+        switchyard_beat = SchedulerBeat(self, poll, catch_up, name)
+
+        class LedgerScheduler(beat.Scheduler):
+            """Celery beat's scheduler, reading the schedules Switchyard keeps in Redis."""
+
+            def setup_schedule(self):
+                pass  # no static beat_schedule: every schedule lives in Redis
+
+            def tick(self, *args, **kwargs):
+                return switchyard_beat()
+
+        log.info("starting Celery beat over Switchyard's schedules (poll %.2fs)", poll)
+        try:
+            self.app.Beat(scheduler=LedgerScheduler, max_interval=poll, loglevel="INFO",
+                          schedule="").run()
+        finally:
+            switchyard_beat.stop()

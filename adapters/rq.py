@@ -12,7 +12,7 @@ from rq.worker_pool import WorkerPool
 
 from .base import Capability, QueueAdapter
 from .ledger import Dispatch
-from .runner import Maintenance, execute
+from .runner import Maintenance, SchedulerBeat, execute
 
 __all__ = ["RQAdapter"]
 
@@ -93,3 +93,26 @@ class RQAdapter(QueueAdapter):
             pool.start(logging_level="INFO")
         finally:
             maintenance.stop()
+
+    def run_scheduler(self, poll=1.0, catch_up=1, name=None):
+        """Run rq-scheduler; each of its beats also fires Switchyard's schedules."""
+        from rq_scheduler import Scheduler
+
+        switchyard_beat = SchedulerBeat(self, poll, catch_up, name)
+
+        class LedgerScheduler(Scheduler):
+            """rq-scheduler, firing the schedules Switchyard keeps in Redis as well."""
+
+            def enqueue_jobs(self):
+                jobs = super().enqueue_jobs()
+                switchyard_beat()
+                return jobs
+
+        logging.getLogger("rq_scheduler.scheduler").addFilter(
+            lambda record: "Lock already taken" not in record.getMessage())
+        log.info("starting rq-scheduler over Switchyard's schedules (poll %.2fs)", poll)
+        try:
+            LedgerScheduler(connection=self.rq_redis, interval=poll,
+                            name=switchyard_beat.name).run()
+        finally:
+            switchyard_beat.stop()

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["execute", "Outcome", "Maintenance", "worker_name"]
+__all__ = ["execute", "Outcome", "Maintenance", "SchedulerBeat", "worker_name"]
 
 
 def worker_name() -> str:
@@ -289,3 +289,38 @@ class Maintenance:
             except Exception:
                 log.warning("maintenance tick failed", exc_info=True)
             self._stop.wait(tick)
+
+
+class SchedulerBeat:
+    """What an engine's scheduler does on each beat: fire due schedules, say it is alive."""
+
+    def __init__(self, adapter: "QueueAdapter", poll: float, catch_up: int,
+                 name: str | None = None):
+        self.adapter = adapter
+        self.poll = poll
+        self.schedules = adapter.schedules(catch_up=catch_up)
+        self.name = name or f"scheduler-{worker_name()}"
+        self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(os.getpid()),
+                     "host": socket.gethostname(), "started_at": repr(time.time())}
+        self._last_beat = 0.0
+
+    def __call__(self) -> float:
+        """Fire what is due; returns the seconds to wait before the next beat."""
+        try:
+            if time.monotonic() - self._last_beat >= 1.0:
+                self.adapter.ledger.worker_heartbeat(self.name, self.info, ttl=10)
+                self._last_beat = time.monotonic()
+            fired = self.schedules.tick()
+            if fired:
+                log.info("scheduler fired %d job(s)", len(fired))
+            wait = self.schedules.seconds_to_next()
+        except Exception:
+            log.warning("scheduler beat failed", exc_info=True)
+            return self.poll
+        return self.poll if wait is None else min(self.poll, max(wait, 0.01))
+
+    def stop(self) -> None:
+        try:
+            self.adapter.ledger.worker_gone(self.name)
+        except Exception:
+            pass

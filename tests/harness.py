@@ -46,16 +46,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: floa
 class WorkerProcess:
     """One `python -m adapters.worker` subprocess in its own process group."""
 
-    def __init__(self, engine: "Engine", queues: list[str], concurrency: int, log_path: Path):
+    def __init__(self, engine: "Engine", args: list[str], log_path: Path,
+                 module: str = "adapters.worker", env: dict | None = None):
         self.engine = engine
         self.name = f"w{uuid.uuid4().hex[:8]}"
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters.worker", "--backend", engine.backend,
-             "-Q", ",".join(queues), "-c", str(concurrency), "-n", self.name],
-            cwd=ROOT, env=engine.env(), stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [sys.executable, "-m", module, "--backend", engine.backend, "-n", self.name, *args],
+            cwd=ROOT, env={**engine.env(), **(env or {})}, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 30.0) -> "WorkerProcess":
         def ready():
@@ -128,10 +128,18 @@ class Engine:
                      wait: bool = True) -> WorkerProcess | None:
         if self.backend == "inline":
             return None
-        worker = WorkerProcess(self, list(queues), concurrency,
+        worker = WorkerProcess(self, ["-Q", ",".join(queues), "-c", str(concurrency)],
                                self.log_dir / f"{self.leg}-{len(self.workers)}.log")
         self.workers.append(worker)
         return worker.wait_ready() if wait else worker
+
+    def start_scheduler(self, poll: float = 0.1, catch_up: int = 1) -> WorkerProcess:
+        """The engine's own scheduler process (Celery beat / rq-scheduler)."""
+        scheduler = WorkerProcess(self, ["--poll", str(poll), "--catch-up", str(catch_up)],
+                                  self.log_dir / f"{self.leg}-sched-{len(self.workers)}.log",
+                                  module="adapters.scheduler")
+        self.workers.append(scheduler)
+        return scheduler.wait_ready()
 
     def stop_workers(self) -> None:
         for worker in self.workers:

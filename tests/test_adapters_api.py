@@ -140,6 +140,8 @@ GUARDED = {
     Capability.PRIORITIES: lambda a: a.enqueue("t.echo", {}, JobOptions(priority="high")),
     Capability.RATE_LIMIT: lambda a: a.enqueue("t.rated", {"i": 1}),
     Capability.RETRY_FAILED: lambda a: a.retry("0" * 32),
+    Capability.WORKFLOWS: lambda a: a.enqueue_workflow("chain", [("t.echo", {}, None)]),
+    Capability.SCHEDULES: lambda a: a.schedules().create("acme", "s", "t.echo", every=5),
 }
 
 

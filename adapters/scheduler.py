@@ -1,0 +1,43 @@
+"""Run the configured engine's own scheduler over Switchyard's periodic schedules.
+
+    python -m adapters.scheduler [--backend rq|celery] [--poll 1.0] [--catch-up 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .errors import SwitchyardError
+from .registry import load_job_modules
+from .resolve import create_adapter
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adapters.scheduler",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", help="engine alias or dotted path (default: $QUEUE_BACKEND)")
+    parser.add_argument("--poll", type=float,
+                        default=float(os.environ.get("SWITCHYARD_SCHEDULER_POLL", "1.0")),
+                        help="seconds between beats (default 1.0)")
+    parser.add_argument("--catch-up", type=int,
+                        default=int(os.environ.get("SWITCHYARD_SCHEDULE_CATCH_UP", "1")),
+                        help="missed runs fired after downtime (default 1)")
+    parser.add_argument("-n", "--name", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    try:
+        load_job_modules()
+        adapter = create_adapter(args.backend)
+    except SwitchyardError as exc:
+        print(f"switchyard scheduler: {exc}", file=sys.stderr)
+        return 2
+    adapter.run_scheduler(max(0.05, args.poll), max(0, args.catch_up), args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
