@@ -90,15 +90,17 @@ class CeleryAdapter(QueueAdapter):
     def run_worker(self, queues=None, concurrency=1, name=None, pool="prefork"):
         queues = queues or [self.settings.default_queue]
         self.app.conf.task_queues = [self._queue(q) for q in queues]
-        maintenance = Maintenance(self, queues, concurrency, name)
-        signals.worker_ready.connect(lambda **_: maintenance.start(), weak=False)
-        signals.worker_shutting_down.connect(lambda **_: maintenance.stop(), weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
                 "--loglevel=INFO", "--without-gossip", "--without-mingle",
                 f"--hostname={name or 'switchyard'}@%h"]
+        maintenance = Maintenance(self, queues, concurrency, name)
+        maintenance.start()
         log.info("starting the Celery worker: %s", " ".join(argv))
-        self.app.worker_main(argv)
+        try:
+            self.app.worker_main(argv)
+        finally:
+            maintenance.stop()
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):
         """Run Celery beat with a scheduler class that fires Switchyard's schedules."""

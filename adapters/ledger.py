@@ -420,23 +420,22 @@ class Ledger:
         """Write the records in one pipeline; ``(created, id)`` each (an idempotent hit
         returns the first job's id and ``created=False``)."""
         pipe = self.r.pipeline(transaction=True)
+        self._queue_creates(pipe, records, now)
+        return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
+
+    def _queue_creates(self, pipe, records: list[dict], now: float) -> None:
         for rec in records:
             argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
             for k, v in rec.items():
                 argv += [k, v]
             self._create(args=argv, client=pipe)
-        return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
 
     def create_workflow(self, workflow: dict, records: list[dict], now: float) -> None:
         """Write a workflow and all of its jobs in one transaction."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
         pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
-        for rec in records:
-            argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
-            for k, v in rec.items():
-                argv += [k, v]
-            self._create(args=argv, client=pipe)
+        self._queue_creates(pipe, records, now)
         pipe.execute()
 
     def load_workflow(self, workflow_id: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
+from multiprocessing.context import ForkProcess
 
 from .base import Capability, QueueAdapter
 from .ledger import Dispatch
@@ -27,6 +28,31 @@ def perform(job_id: str, token: str) -> None:
     if _worker_adapter is None:
         raise RuntimeError("adapters.rq.perform runs only inside a Switchyard RQ worker")
     execute(_worker_adapter, job_id, token)
+
+
+def _pool_worker(name: str, queue_names: list[str], redis_url: str, worker_class,
+                 burst: bool, logging_level: str) -> None:
+    """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
+    connection = redis.Redis.from_url(redis_url)
+    queues = [Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
+    worker = worker_class(queues, name=name, connection=connection, serializer=JSONSerializer)
+    worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+
+
+class _Pool(WorkerPool):
+    """RQ's WorkerPool, whose workers do not each run RQ's scheduler too.
+
+    Switchyard holds delayed jobs in its ledger, so RQ's scheduler would only cost an
+    extra process and Redis polling per worker.
+    """
+
+    redis_url = ""
+
+    def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
+        return ForkProcess(target=_pool_worker,
+                           args=(name, self._queue_names, self.redis_url, self.worker_class,
+                                 burst, logging_level),
+                           name=f"Worker {name} (WorkerPool {self.name})")
 
 
 class RQAdapter(QueueAdapter):
@@ -82,10 +108,10 @@ class RQAdapter(QueueAdapter):
         _worker_adapter = self
         queues = queues or [self.settings.default_queue]
         maintenance = Maintenance(self, queues, concurrency, name)
-        pool = WorkerPool(self.worker_queue_names(queues), connection=self.rq_redis,
-                          num_workers=concurrency,
-                          worker_class=Worker if forking else SimpleWorker,
-                          serializer=JSONSerializer)
+        pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
+                     num_workers=concurrency, worker_class=Worker if forking else SimpleWorker,
+                     serializer=JSONSerializer)
+        pool.redis_url = self.settings.redis_url
         maintenance.start()
         log.info("starting %d RQ %s(s) on %s", concurrency,
                  "Worker" if forking else "SimpleWorker", ", ".join(self.worker_queue_names(queues)))

@@ -247,7 +247,14 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
 
 
 class Maintenance:
-    """The loop every worker runs beside its engine (a daemon thread)."""
+    """The loop every worker runs beside its engine, in a small process of its own.
+
+    It releases due jobs, re-delivers jobs whose worker died, expires stale ones and
+    announces the worker. It is forked before the engine starts, while the launcher has
+    no other thread: Celery's prefork pool and RQ's WorkerPool fork their children from
+    the launcher, and a child forked while another thread holds a lock (a connection
+    pool's, a stream's) waits on that lock for ever.
+    """
 
     def __init__(self, adapter: "QueueAdapter", queues: list[str], concurrency: int,
                  name: str | None = None):
@@ -257,27 +264,50 @@ class Maintenance:
                      "concurrency": str(concurrency), "pid": str(os.getpid()),
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="switchyard-maintenance",
-                                        daemon=True)
-        self._thread.start()
+        """Fork the maintenance process; it ends with its parent."""
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                self._child()
+            except BaseException:  # noqa: BLE001
+                log.exception("worker maintenance crashed")
+                code = 1
+            finally:
+                os._exit(code)
+        self._pid = pid
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the maintenance process and take the worker off the live list."""
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return
         try:
-            self.adapter.ledger.worker_gone(self.worker_id)
-        except Exception:
-            pass
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+                time.sleep(0.05)
+            else:
+                if time.monotonic() >= deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # already gone (or reaped by the engine)
 
-    def _run(self) -> None:
+    def _child(self) -> None:
+        def request_stop(signum, frame):
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        parent = os.getppid()
         tick = self.adapter.settings.tick_seconds
         beat_every = max(1.0, tick)
         last_beat = 0.0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and os.getppid() == parent:
             try:
                 now = time.monotonic()
                 if now - last_beat >= beat_every:
@@ -289,6 +319,10 @@ class Maintenance:
             except Exception:
                 log.warning("maintenance tick failed", exc_info=True)
             self._stop.wait(tick)
+        try:
+            self.adapter.ledger.worker_gone(self.worker_id)
+        except Exception:
+            pass
 
 
 class SchedulerBeat:
