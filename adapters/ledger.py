@@ -543,6 +543,28 @@ class Ledger:
         next_cursor = repr(last_score) if last_score is not None and len(found) == limit else None
         return found, next_cursor
 
+    def created_between(self, tenant: str, start: float, end: float,
+                        fields: tuple[str, ...] = ("id", "type", "state", "created_at"),
+                        batch: int = 500):
+        """Yield ``fields`` of each of ``tenant``'s jobs created in ``[start, end)``, oldest
+        first; records that have expired are skipped. Paged by offset, so jobs created
+        in the same instant (a batch) are all read."""
+        index = f"{self.ns}t:{tenant}"
+        offset = 0
+        while True:
+            ids = self.r.zrangebyscore(index, start, f"({end!r}", start=offset, num=batch)
+            if not ids:
+                return
+            offset += len(ids)
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.key(job_id), fields)
+            for values in pipe.execute():
+                if any(v is not None for v in values):
+                    yield dict(zip(fields, values))
+            if len(ids) < batch:
+                return
+
     def stats(self) -> dict[str, float]:
         """Counters since the ledger began: ``enqueued|type|backend``,
         ``finished|type|backend|state``, ``duration|type|backend|le`` (per-bucket, not

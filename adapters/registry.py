@@ -44,7 +44,8 @@ class JobDefinition:
     max_retries: int = 0
     """Retries after the first attempt."""
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    """Only these exception types are retried; others fail at once."""
+    """Only these exception types are retried; others fail at once. An exception with a
+    ``retry_after`` attribute (seconds) delays its retry at least that long."""
     retry_backoff: float = 1.0
     """First retry delay in seconds; doubles each retry."""
     retry_backoff_max: float = 600.0

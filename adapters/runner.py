@@ -14,6 +14,7 @@ import ctypes
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["execute", "Outcome", "Maintenance", "SchedulerBeat", "worker_name"]
+__all__ = ["execute", "Outcome", "Maintenance", "SchedulerBeat", "worker_name", "retry_after_hint"]
 
 
 def worker_name() -> str:
@@ -172,6 +173,20 @@ def _error(exc: BaseException) -> str:
     })
 
 
+def retry_after_hint(error: BaseException) -> float | None:
+    """The delay an exception asks for through a ``retry_after`` attribute, if any.
+
+    A job that learns when to try again (an HTTP ``Retry-After``, an SMTP server's
+    "try later in N seconds") raises an exception carrying ``retry_after`` seconds; the
+    next attempt then waits at least that long, whatever the backoff says. The job
+    caps the value: the runner takes it as given.
+    """
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
 def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
     """Run one delivery of a job under Switchyard's rules; never raises for job errors."""
     ledger = adapter.process_ledger()
@@ -235,6 +250,9 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
         isinstance(error, JobTimeout) and Exception in definition.retry_on)
     if retryable and claim.attempt <= claim.max_retries:
         delay = definition.retry_delay(claim.attempt, random.uniform)
+        hinted = retry_after_hint(error)
+        if hinted is not None:
+            delay = max(delay, hinted)
         retry_at = time.time() + delay
         ledger.finish(job_id, token, "retry", _error(error), repr(retry_at))
         log.warning("job %s attempt %d failed (%s: %s); retry in %.2fs", job_id,

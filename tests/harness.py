@@ -47,15 +47,21 @@ class WorkerProcess:
     """One `python -m adapters.worker` subprocess in its own process group."""
 
     def __init__(self, engine: "Engine", args: list[str], log_path: Path,
-                 module: str = "adapters.worker", env: dict | None = None):
+                 module: str = "adapters.worker", env: dict[str, str | None] | None = None):
         self.engine = engine
         self.name = f"w{uuid.uuid4().hex[:8]}"
         self.log_path = log_path
         self._log = open(log_path, "ab")
+        worker_env = engine.env()
+        for key, value in (env or {}).items():  # None removes a variable
+            if value is None:
+                worker_env.pop(key, None)
+            else:
+                worker_env[key] = value
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, "--backend", engine.backend, "-n", self.name, *args],
-            cwd=ROOT, env={**engine.env(), **(env or {})}, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=worker_env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
 
     def wait_ready(self, timeout: float = 30.0) -> "WorkerProcess":
         def ready():
@@ -95,8 +101,12 @@ class WorkerProcess:
 class Engine:
     """One leg (engine + broker) as the conformance cases see it."""
 
-    def __init__(self, leg: str, redis_url: str, amqp_url: str | None, log_dir: Path):
+    def __init__(self, leg: str, redis_url: str, amqp_url: str | None, log_dir: Path,
+                 job_modules: str = "tests.conformance.jobs",
+                 extra_env: dict[str, str] | None = None):
         self.leg = leg
+        self.job_modules = job_modules
+        self.extra_env = dict(extra_env or {})
         self.backend = leg.split("+")[0]
         self.redis_url = redis_url
         self.broker_url = amqp_url if leg.endswith("+amqp") else None
@@ -113,23 +123,26 @@ class Engine:
         env.update({
             "REDIS_URL": self.redis_url,
             "SWITCHYARD_QUEUE_PREFIX": self.prefix,
-            "JOB_MODULES": "tests.conformance.jobs",
+            "JOB_MODULES": self.job_modules,
             "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
             "PYTHONUNBUFFERED": "1",
         })
         if self.broker_url:
             env["CELERY_BROKER_URL"] = self.broker_url
+        env.update(self.extra_env)
         return env
 
     def supports(self, capability) -> bool:
         return self.adapter.supports(capability)
 
     def start_worker(self, queues=("default",), concurrency: int = 1,
-                     wait: bool = True) -> WorkerProcess | None:
+                     wait: bool = True, env: dict[str, str | None] | None = None
+                     ) -> WorkerProcess | None:
+        """Start a worker; ``env`` adds to (or, with ``None`` values, removes from) ``env()``."""
         if self.backend == "inline":
             return None
         worker = WorkerProcess(self, ["-Q", ",".join(queues), "-c", str(concurrency)],
-                               self.log_dir / f"{self.leg}-{len(self.workers)}.log")
+                               self.log_dir / f"{self.leg}-{len(self.workers)}.log", env=env)
         self.workers.append(worker)
         return worker.wait_ready() if wait else worker
 
