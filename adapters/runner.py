@@ -253,8 +253,9 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
         hinted = retry_after_hint(error)
         if hinted is not None:
             delay = max(delay, hinted)
-        retry_at = time.time() + delay
-        ledger.finish(job_id, token, "retry", _error(error), repr(retry_at))
+        now = time.time()
+        retry_at = now + delay
+        ledger.finish(job_id, token, "retry", _error(error), repr(retry_at), now=now)
         log.warning("job %s attempt %d failed (%s: %s); retry in %.2fs", job_id,
                     claim.attempt, type(error).__name__, error, delay)
         return Outcome("retry", type(error).__name__, retry_at)

@@ -86,11 +86,19 @@ class WorkerProcess:
             pass
         self.proc.wait(10)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (a warm shutdown, as Heroku sends) then SIGKILL at the deadline."""
+    def terminate(self) -> None:
+        """Send SIGTERM (a warm shutdown, as Heroku sends) without waiting."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (a warm shutdown, as Heroku sends) then SIGKILL at the deadline."""
+        if self.proc.poll() is None:
+            self.terminate()
+            try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
@@ -155,6 +163,8 @@ class Engine:
         return scheduler.wait_ready()
 
     def stop_workers(self) -> None:
+        for worker in self.workers:  # all shut down at once, then each is waited for
+            worker.terminate()
         for worker in self.workers:
             worker.stop()
         self.workers.clear()

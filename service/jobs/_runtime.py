@@ -11,7 +11,7 @@ __all__ = ["ledger_adapter"]
 
 _lock = threading.Lock()
 _adapter: QueueAdapter | None = None
-_pid: int | None = None
+_key: tuple | None = None
 
 
 def ledger_adapter() -> QueueAdapter:
@@ -21,9 +21,10 @@ def ledger_adapter() -> QueueAdapter:
     client, so it is the cheap choice whatever engine runs the job. A forked worker
     child gets its own, never its parent's connection.
     """
-    global _adapter, _pid
+    global _adapter, _key
+    key = (os.getpid(), os.environ.get("REDIS_URL"), os.environ.get("SWITCHYARD_NAMESPACE"))
     with _lock:
-        if _adapter is None or _pid != os.getpid():
+        if _adapter is None or _key != key:
             _adapter = create_adapter("inline", AdapterSettings.from_env())
-            _pid = os.getpid()
+            _key = key
         return _adapter
