@@ -199,6 +199,7 @@ def write_outbox(msg: EmailMessage, job_id: str, outbox: Path) -> dict:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(msg.as_bytes(policy=SMTP_POLICY))
+        os.chmod(tmp, 0o644)  # as a plain open() would have made it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

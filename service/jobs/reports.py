@@ -118,6 +118,7 @@ def _write_atomically(path: Path, render) -> None:
     os.close(fd)
     try:
         render(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from a web process of another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

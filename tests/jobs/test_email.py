@@ -12,7 +12,6 @@ from adapters import JobOptions, JobState
 from service.jobs import config
 from service.jobs.email import SCHEMA, PermanentMailError, TemporaryMailError, build_message, send_smtp
 from service.embedded_redis import free_port
-from tests.harness import wait_until
 from tests.jobs.conftest import MAIL_DOMAIN
 
 
@@ -67,6 +66,18 @@ def test_a_550_fails_at_once_with_the_servers_reply(jobs, smtp):
     assert "550 5.1.1" in done.error["message"] and "mailbox unavailable" in done.error["message"]
     assert smtp.handler.rcpt_tries[to] == 1
     assert smtp.handler.find(f"<{info.id}@{MAIL_DOMAIN}>") == []
+
+
+def test_a_partly_refused_message_succeeds_for_the_accepted_and_lists_the_refused(jobs, smtp):
+    good, bad = _address(), _address("reject")
+    info = jobs.adapter.enqueue("email.send", {"to": [good, bad], "subject": "s", "text": "t"},
+                                tenant=jobs.tenant())
+    done = jobs.engine.wait_for(info.id)
+    assert done.state is JobState.SUCCEEDED and done.attempts == 1
+    assert done.result["accepted"] == [good]
+    assert list(done.result["refused"]) == [bad] and done.result["refused"][bad].startswith("550")
+    [mail] = smtp.handler.find(f"<{info.id}@{MAIL_DOMAIN}>")
+    assert mail["rcpt_tos"] == [good]
 
 
 def test_mail_goes_over_smtps(jobs, smtps):

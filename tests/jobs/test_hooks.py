@@ -13,7 +13,6 @@ from adapters import JobState
 from service.hooks import HookSignatureError, InvalidHook, UnknownHookSource, accept_hook
 from service.jobs import config
 from service.jobs._hookstore import HookStore
-from tests.harness import wait_until
 from tests.jobs.conftest import HOOK_SECRET, OTHER_HOOK_SECRET
 
 SETTINGS = {"HOOK_SECRETS": f"acme:{HOOK_SECRET},billing:{OTHER_HOOK_SECRET}"}

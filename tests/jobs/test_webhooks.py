@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 from marshmallow import ValidationError
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from adapters import JobOptions, JobState
 from service.jobs.webhooks import DELIVERY_SCHEMA
@@ -60,7 +60,7 @@ def test_delivery_is_signed_per_standard_webhooks(jobs, receiver, path):
     assert payload["type"] == "invoice.paid" and payload["data"] == {"amount": 42, "currency": "EUR"}
     assert payload["timestamp"] == info.created_at.isoformat()
     assert done.result["status"] == 200 and done.result["response"] == "ok"
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==").verify(hit.body, hit.headers)
 
 
