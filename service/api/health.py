@@ -1,0 +1,86 @@
+"""Liveness, readiness and Prometheus metrics; no API key needed."""
+
+from __future__ import annotations
+
+import flask
+from flask_smorest import Blueprint
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters import BackendUnavailable
+
+from ..extensions import current
+from ..schemas import HealthSchema, ReadySchema
+
+__all__ = ["blp", "WORKER_TTL", "readiness"]
+
+blp = Blueprint("health", __name__, description="Is the service up, and can it run jobs?")
+
+WORKER_TTL = 15.0
+"""A worker counts as live if it heartbeated within this many seconds (it beats every 1-5 s)."""
+
+
+def readiness() -> tuple[dict, bool]:
+    """The readiness report and whether the service can run jobs."""
+    adapter = current().adapter
+    checks, warnings, workers = {}, [], 0
+    try:
+        adapter.ping()
+        checks["redis"] = {"ok": True, "detail": "Redis answers"}
+    except BackendUnavailable as exc:
+        checks["redis"] = {"ok": False, "detail": str(exc)}
+    if checks["redis"]["ok"]:
+        try:
+            live = [w for w in adapter.ledger.workers(WORKER_TTL)
+                    if int(w.get("concurrency") or 0) > 0]  # the scheduler beats with 0
+            workers = len(live)
+            checks["workers"] = {
+                "ok": workers > 0,
+                "detail": f"{workers} live worker(s)" if workers else
+                          f"no worker heartbeat in the last {WORKER_TTL:g}s: start one with "
+                          "`flask --app wsgi worker`"}
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            checks["workers"] = {"ok": False, "detail": f"cannot read worker heartbeats: {exc}"}
+        try:
+            policy = adapter.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+            ok = policy == "noeviction"
+            checks["maxmemory_policy"] = {"ok": ok, "detail": policy}
+            if not ok:
+                warnings.append(f"Redis maxmemory-policy is {policy!r}: under memory pressure "
+                                "Redis may evict job records and queued jobs; set it to "
+                                "noeviction")
+        except Exception as exc:  # noqa: BLE001 - managed Redis often forbids CONFIG
+            checks["maxmemory_policy"] = {"ok": False, "detail": f"cannot read it: {exc}"}
+            warnings.append("could not read Redis maxmemory-policy; make sure it is noeviction")
+    else:
+        checks["workers"] = {"ok": False, "detail": "not checked: Redis is unreachable"}
+    ready = checks["redis"]["ok"] and checks["workers"]["ok"]
+    body = {"status": "ready" if ready else "not ready", "backend": adapter.name,
+            "workers": workers, "checks": checks, "warnings": warnings}
+    return body, ready
+
+
+@blp.route("/healthz")
+@blp.doc(security=[])
+@blp.response(200, HealthSchema)
+def healthz():
+    """Liveness: the process is up (touches nothing else)."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz")
+@blp.doc(security=[])
+@blp.response(200, ReadySchema, description="Ready: Redis answers and a worker is live")
+@blp.alt_response(503, schema=ReadySchema, description="Not ready; see checks")
+def readyz():
+    """Readiness: Redis reachable, at least one live worker, and Redis' eviction policy."""
+    body, ready = readiness()
+    return body, 200 if ready else 503
+
+
+@blp.route("/metrics")
+@blp.doc(security=[])
+@blp.response(200, content_type="text/plain", description="Prometheus text exposition")
+def metrics():
+    """Prometheus metrics: jobs enqueued and finished, job durations, jobs waiting."""
+    registry = flask.current_app.extensions["switchyard_metrics"]
+    return flask.Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,203 @@
+"""The jobs resource: enqueue, read, list, cancel, retry and batch-enqueue."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import inspect
+import re
+
+import flask
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from adapters import JobInfo, JobOptions, UnknownJobType, definitions, get_definition
+
+from ..auth import current_tenant
+from ..errors import ValidationProblem, flatten_errors
+from ..extensions import current
+from ..schemas import (
+    BatchRequestSchema,
+    BatchResponseSchema,
+    JobListSchema,
+    JobRequestSchema,
+    JobSchema,
+    ListQuerySchema,
+)
+from . import problems
+
+__all__ = ["blp", "job_body", "job_url"]
+
+blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
+                description="Enqueue jobs and follow them to the end.")
+
+_LOCATION = {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
+_CURSOR = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)?(\|[0-9A-Za-z_.-]{1,128})?$")
+
+
+def job_url(job_id: str) -> str:
+    """The job's path (relative, so it is right behind any proxy)."""
+    return flask.url_for("jobs.Job", job_id=job_id)
+
+
+def job_body(info: JobInfo) -> dict:
+    """The JSON shape of a job (JobSchema dumps it)."""
+    links = {k: v for k, v in info.links.items() if isinstance(v, str) and k != "self"}
+    links["self"] = job_url(info.id)
+    if info.retry_of:
+        links["retry_of"] = job_url(info.retry_of)
+    return {
+        "id": info.id, "type": info.type, "state": info.state, "backend": info.backend,
+        "queue": info.queue, "priority": info.priority, "payload": info.payload,
+        "attempts": info.attempts, "max_retries": info.max_retries, "timeout": info.timeout,
+        "progress": info.progress, "result": info.result, "error": info.error,
+        "cancel_reason": info.cancel_reason, "created_at": info.created_at,
+        "run_at": info.run_at, "expires_at": info.expires_at, "started_at": info.started_at,
+        "finished_at": info.finished_at, "retry_of": info.retry_of,
+        "idempotency_key": info.idempotency_key, "links": links,
+    }
+
+
+def _check_payload(definition, payload: dict) -> dict[str, list[str]]:
+    """Field errors of ``payload`` for this job type (empty if it is fine)."""
+    if definition.schema is not None:
+        try:
+            definition.schema.load(payload)
+        except ma.ValidationError as exc:
+            return flatten_errors(exc.messages, "payload")
+        return {}
+    try:
+        inspect.signature(definition.func).bind(None, **payload)
+    except TypeError as exc:
+        return {"payload": [str(exc)]}
+    return {}
+
+
+def _validated(request: dict, prefix: str = "") -> tuple[tuple[str, dict, JobOptions], dict]:
+    """``(type, payload, JobOptions)`` and the field errors of one job request."""
+    job_type, payload, options = request["type"], request.get("payload") or {}, \
+        request.get("options") or {}
+    errors: dict[str, list[str]] = {}
+    try:
+        definition = get_definition(job_type)
+    except UnknownJobType:
+        known = ", ".join(sorted(definitions())) or "none"
+        errors[f"{prefix}type"] = [f"unknown job type {job_type!r}; known types: {known}"]
+    else:
+        errors.update({f"{prefix}{k}": v for k, v in _check_payload(definition, payload).items()})
+    return (job_type, payload, JobOptions(**options)), errors
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not _CURSOR.fullmatch(raw):
+        raise ValidationProblem("the cursor is not one this API gave out",
+                                {"cursor": ["is not a next_cursor of this API"]})
+    return raw
+
+
+def _encode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    return base64.urlsafe_b64encode(cursor.encode("ascii")).decode("ascii").rstrip("=")
+
+
+@blp.route("")
+class Jobs(MethodView):
+    """The tenant's jobs."""
+
+    @blp.arguments(JobRequestSchema)
+    @blp.response(202, JobSchema, headers=_LOCATION,
+                  description="Accepted: the job is queued (or scheduled)")
+    @problems(blp, 400, 401, 413, 429, 503)
+    def post(self, request):
+        """Enqueue a job.
+
+        The payload is validated by the job type's schema; errors name the field as
+        `payload.<field>`. With `idempotency_key`, a repeat returns the first job.
+        """
+        (job_type, payload, options), errors = _validated(request)
+        if errors:
+            raise ValidationProblem("the job is not valid; see errors", errors)
+        info = current().adapter.enqueue(job_type, payload, options, tenant=current_tenant())
+        return job_body(info), 202, {"Location": job_url(info.id)}
+
+    @blp.arguments(ListQuerySchema, location="query")
+    @blp.response(200, JobListSchema)
+    @problems(blp, 401, 429, 503)
+    def get(self, query):
+        """List the tenant's jobs, newest first.
+
+        Filter by `state` and `type`; page with `limit` and the `next_cursor` of the
+        previous page (null on the last page).
+        """
+        items, next_cursor = current().adapter.list(
+            tenant=current_tenant(), state=query.get("state") and query["state"].value,
+            job_type=query.get("type"), limit=query["limit"],
+            cursor=_decode_cursor(query.get("cursor")))
+        return {"items": [job_body(i) for i in items], "next_cursor": _encode_cursor(next_cursor)}
+
+
+@blp.route("/batch")
+class Batch(MethodView):
+    """Many jobs in one call."""
+
+    @blp.arguments(BatchRequestSchema)
+    @blp.response(202, BatchResponseSchema, description="Accepted: every job is queued")
+    @problems(blp, 400, 401, 413, 429, 503)
+    def post(self, request):
+        """Enqueue up to 500 jobs at once, all or nothing.
+
+        Every job is validated first (errors are named `jobs.<index>.<field>`); then
+        they are written in one pipelined round trip.
+        """
+        jobs, errors = [], {}
+        for index, item in enumerate(request["jobs"]):
+            job, item_errors = _validated(item, prefix=f"jobs.{index}.")
+            jobs.append(job)
+            errors.update(item_errors)
+        if errors:
+            raise ValidationProblem("some jobs are not valid; none was enqueued", errors)
+        infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
+        return {"items": [job_body(i) for i in infos]}, 202
+
+
+@blp.route("/<job_id>")
+class Job(MethodView):
+    """One job."""
+
+    @blp.response(200, JobSchema)
+    @problems(blp, 401, 404, 429, 503)
+    def get(self, job_id):
+        """Read a job: its state, progress, result or error."""
+        return job_body(current().adapter.get(job_id, tenant=current_tenant()))
+
+
+@blp.route("/<job_id>/cancel")
+class Cancel(MethodView):
+    """Cancel a job."""
+
+    @blp.response(202, JobSchema, description="Accepted: canceled, or (if it is running) "
+                                              "asked to stop")
+    @problems(blp, 401, 404, 409, 429, 503)
+    def post(self, job_id):
+        """Cancel a scheduled, queued or running job; 409 if it already ended."""
+        return job_body(current().adapter.cancel(job_id, tenant=current_tenant()))
+
+
+@blp.route("/<job_id>/retry")
+class Retry(MethodView):
+    """Run a failed or canceled job again."""
+
+    @blp.response(202, JobSchema, headers=_LOCATION, description="Accepted: the new job")
+    @problems(blp, 401, 404, 409, 429, 503)
+    def post(self, job_id):
+        """Replay a failed or canceled job as a new job (its `retry_of` names the old one)."""
+        info = current().adapter.retry(job_id, tenant=current_tenant())
+        return job_body(info), 202, {"Location": job_url(info.id)}

@@ -1,0 +1,60 @@
+"""API key -> tenant: ``Authorization: Bearer <key>`` on every ``/v1`` call."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import flask
+from werkzeug.exceptions import Unauthorized
+
+from .config import ApiKey
+
+__all__ = ["authenticate", "current_tenant", "rate_limit_key", "PROTECTED_PREFIX", "init_app"]
+
+PROTECTED_PREFIX = "/v1/"
+
+
+def _match(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
+    """The key whose digest equals the presented key's, compared in constant time.
+
+    Every configured key is compared, match or not, so the time taken does not tell
+    how many keys exist before the matching one.
+    """
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+    found = None
+    for key in keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found
+
+
+def authenticate() -> None:
+    """Before every ``/v1`` request: set ``g.api_key`` or answer 401."""
+    if not flask.request.path.startswith(PROTECTED_PREFIX):
+        return
+    header = flask.request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <api key>'")
+    keys = flask.current_app.extensions["switchyard"].settings.api_keys
+    key = _match(token.strip(), keys)
+    if key is None:
+        raise Unauthorized("the API key is not valid")
+    flask.g.api_key = key
+
+
+def current_tenant() -> str:
+    """The tenant of the request's API key (only inside ``/v1`` views)."""
+    return flask.g.api_key.tenant
+
+
+def rate_limit_key() -> str:
+    """The rate-limit bucket: one per API key (never the key itself)."""
+    key = flask.g.get("api_key")
+    return f"key:{key.label}" if key is not None else f"addr:{flask.request.remote_addr}"
+
+
+def init_app(app: flask.Flask) -> None:
+    """Register authentication; it must run before the rate limiter's check."""
+    app.before_request(authenticate)

@@ -1,0 +1,93 @@
+"""Prometheus metrics read from the ledger's counters at scrape time.
+
+The counters live in Redis (the ledger bumps them in the same scripts that change a
+job's state), so every web process reports the same totals and nothing is lost when
+a process restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from adapters import QueueAdapter
+
+__all__ = ["LedgerCollector", "make_registry"]
+
+log = logging.getLogger("switchyard.metrics")
+
+
+# The ledger's bucket bounds (adapters/ledger.py), as its Lua writes them; listed here so
+# every series exposes every bucket, hit or not.
+BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+           "60", "120", "300", "600")
+
+
+def _le_key(le: str) -> float:
+    return float("inf") if le == "+Inf" else float(le)
+
+
+class LedgerCollector(Collector):
+    """Turns ``ledger.stats()`` and ``ledger.counts_by_state()`` into metric families."""
+
+    def __init__(self, adapter: QueueAdapter):
+        self.adapter = adapter
+
+    def collect(self):
+        enqueued = CounterMetricFamily("switchyard_jobs_enqueued", "Jobs enqueued",
+                                       labels=["type", "backend"])
+        finished = CounterMetricFamily("switchyard_jobs_finished",
+                                       "Jobs that ended, by final state",
+                                       labels=["type", "state", "backend"])
+        depth = GaugeMetricFamily("switchyard_queue_depth",
+                                  "Jobs waiting for their time (scheduled) or running now",
+                                  labels=["state", "backend"])
+        up = GaugeMetricFamily("switchyard_ledger_up", "1 if the ledger in Redis answered")
+        try:
+            stats = self.adapter.ledger.stats()
+            counts = self.adapter.ledger.counts_by_state()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail with Redis down
+            log.warning("metrics: cannot read the ledger: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        sums: dict[tuple[str, str], float] = {}
+        for key, value in stats.items():
+            kind, _, rest = key.partition("|")
+            parts = rest.split("|")
+            if kind == "enqueued" and len(parts) == 2:
+                enqueued.add_metric(parts, value)
+            elif kind == "finished" and len(parts) == 3:
+                job_type, backend, state = parts
+                finished.add_metric([job_type, state, backend], value)
+            elif kind == "duration" and len(parts) == 3:
+                buckets[(parts[0], parts[1])][parts[2]] = value
+            elif kind == "duration_sum" and len(parts) == 2:
+                sums[(parts[0], parts[1])] = value
+        duration = HistogramMetricFamily("switchyard_job_duration_seconds",
+                                         "Time one attempt of a job ran",
+                                         labels=["type", "backend"])
+        for labels in sorted(set(buckets) | set(sums)):
+            per_bucket = buckets.get(labels, {})
+            cumulative, running = [], 0.0
+            for le in sorted(set(BUCKETS) | set(per_bucket) - {"+Inf"}, key=_le_key):
+                running += per_bucket.get(le, 0.0)
+                cumulative.append((le, running))
+            cumulative.append(("+Inf", running + per_bucket.get("+Inf", 0.0)))
+            duration.add_metric(list(labels), cumulative, sum_value=sums.get(labels, 0.0))
+        for state, count in sorted(counts.items()):
+            depth.add_metric([state, self.adapter.name], count)
+        yield from (enqueued, finished, duration, depth, up)
+
+
+def make_registry(adapter: QueueAdapter) -> CollectorRegistry:
+    """A registry of the app's own (not the process-global one, so apps do not collide)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LedgerCollector(adapter))
+    return registry

@@ -1,0 +1,43 @@
+"""A request rate limit per API key, counted in Redis so every web process shares it."""
+
+from __future__ import annotations
+
+import flask
+from flask_limiter import ApplicationLimit, Limiter
+
+from .auth import PROTECTED_PREFIX, rate_limit_key
+from .config import Settings
+
+__all__ = ["init_app"]
+
+
+def _storage_uri(redis_url: str) -> str:
+    # the limits package spells a Unix socket URL redis+unix://
+    return "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") \
+        else redis_url
+
+
+def _unprotected() -> bool:
+    return not flask.request.path.startswith(PROTECTED_PREFIX)
+
+
+def init_app(app: flask.Flask, settings: Settings) -> Limiter:
+    """One shared bucket per API key over every ``/v1`` route; 429 above ``RATE_LIMIT``."""
+    limiter = Limiter(
+        rate_limit_key,
+        application_limits=[ApplicationLimit(limit_provider=settings.rate_limit,
+                                             key_function=rate_limit_key,
+                                             exempt_when=_unprotected)],
+        storage_uri=_storage_uri(settings.adapter.redis_url),
+        storage_options={
+            "key_prefix": f"{settings.adapter.namespace}limits",
+            "socket_connect_timeout": settings.adapter.redis_timeout,
+            "socket_timeout": settings.adapter.redis_timeout,
+        },
+        strategy="fixed-window",
+        headers_enabled=False,  # it would put Retry-After on every answer; errors.py adds it on 429
+        enabled=app.config.get("RATELIMIT_ENABLED", True),
+    )
+    limiter.init_app(app)
+    app.extensions["switchyard_limiter"] = limiter
+    return limiter

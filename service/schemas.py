@@ -1,0 +1,178 @@
+"""marshmallow schemas of every request and response body; the OpenAPI spec is built from them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from adapters import JobState
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_SCHEDULE_AHEAD",
+    "JobOptionsSchema",
+    "JobRequestSchema",
+    "BatchRequestSchema",
+    "ListQuerySchema",
+    "JobSchema",
+    "JobListSchema",
+    "BatchResponseSchema",
+    "ProblemSchema",
+    "HealthSchema",
+    "ReadySchema",
+]
+
+MAX_BATCH = 500
+"""Most jobs one ``POST /v1/jobs/batch`` may carry."""
+MAX_SCHEDULE_AHEAD = dt.timedelta(days=366)
+"""How far ahead ``delay``, ``run_at`` and ``expires_at`` may reach."""
+
+_QUEUE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$",
+                         error="must be 1-64 letters, digits, '_', '-' or '.'")
+
+
+def _not_too_far(value: dt.datetime) -> None:
+    if value - dt.datetime.now(dt.timezone.utc) > MAX_SCHEDULE_AHEAD:
+        raise ma.ValidationError(f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead")
+
+
+class _Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+class JobOptionsSchema(_Strict):
+    """How to enqueue: every field is optional and defaults to the job type's own."""
+
+    queue = fields.String(validate=_QUEUE, metadata={"description": "named queue",
+                                                     "example": "default"})
+    priority = fields.String(validate=validate.OneOf(["high", "default", "low"]))
+    delay = fields.Float(validate=validate.Range(min=0, max=MAX_SCHEDULE_AHEAD.total_seconds()),
+                         metadata={"description": "seconds to wait before the job may start"})
+    run_at = fields.AwareDateTime(validate=_not_too_far,
+                                  metadata={"description": "ISO 8601 time with an offset; "
+                                                           "not with delay"})
+    expires_at = fields.AwareDateTime(validate=_not_too_far,
+                                      metadata={"description": "cancel the job if it has not "
+                                                               "started by then"})
+    max_retries = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False),
+                           metadata={"description": "hard time limit of one attempt, seconds"})
+    idempotency_key = fields.String(validate=validate.Length(min=1, max=255),
+                                    metadata={"description": "a second enqueue with the same "
+                                                             "key returns the first job"})
+
+    @ma.validates_schema
+    def _delay_or_run_at(self, data, **kwargs):
+        if data.get("delay") is not None and data.get("run_at") is not None:
+            raise ma.ValidationError("give delay or run_at, not both", "delay")
+
+
+class JobRequestSchema(_Strict):
+    """One job to enqueue."""
+
+    type = fields.String(required=True, validate=validate.Length(min=1, max=128),
+                         metadata={"description": "a registered job type", "example": "demo.echo"})
+    payload = fields.Dict(keys=fields.String(), load_default=dict,
+                          metadata={"description": "the job's arguments; validated by the job "
+                                                   "type's schema",
+                                    "example": {"message": "hello"}})
+    options = fields.Nested(JobOptionsSchema, load_default=dict)
+
+
+class BatchRequestSchema(_Strict):
+    """Up to 500 jobs, validated all together: one invalid job and none is enqueued."""
+
+    jobs = fields.List(fields.Nested(JobRequestSchema), required=True,
+                       validate=validate.Length(min=1, max=MAX_BATCH))
+
+
+class ListQuerySchema(_Strict):
+    """Filters and paging of ``GET /v1/jobs``."""
+
+    state = fields.Enum(JobState, by_value=True)
+    type = fields.String(validate=validate.Length(min=1, max=128))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(min=1, max=200),
+                           metadata={"description": "next_cursor of the previous page"})
+
+
+class ProgressSchema(ma.Schema):
+    current = fields.Float(allow_none=True)
+    total = fields.Float(allow_none=True)
+    message = fields.String(allow_none=True)
+
+
+class JobErrorSchema(ma.Schema):
+    type = fields.String()
+    message = fields.String()
+
+
+class JobSchema(ma.Schema):
+    """A job as the API shows it, the same on every engine."""
+
+    id = fields.String(required=True)
+    type = fields.String(required=True)
+    state = fields.Enum(JobState, by_value=True, required=True)
+    backend = fields.String(required=True, metadata={"description": "rq, celery, ..."})
+    queue = fields.String(required=True)
+    priority = fields.String(required=True)
+    payload = fields.Dict(keys=fields.String())
+    attempts = fields.Integer(required=True)
+    max_retries = fields.Integer()
+    timeout = fields.Float()
+    progress = fields.Nested(ProgressSchema, allow_none=True)
+    result = fields.Raw(allow_none=True, metadata={"description": "the JSON return value"})
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    run_at = fields.AwareDateTime(allow_none=True)
+    expires_at = fields.AwareDateTime(allow_none=True)
+    started_at = fields.AwareDateTime(allow_none=True)
+    finished_at = fields.AwareDateTime(allow_none=True)
+    retry_of = fields.String(allow_none=True)
+    idempotency_key = fields.String(allow_none=True)
+    links = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                        metadata={"description": "self: this job's URL; retry_of: the job it "
+                                                 "replays"})
+
+
+class JobListSchema(ma.Schema):
+    items = fields.List(fields.Nested(JobSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True,
+                                metadata={"description": "pass as cursor for the next page; "
+                                                         "null on the last page"})
+
+
+class BatchResponseSchema(ma.Schema):
+    items = fields.List(fields.Nested(JobSchema), required=True)
+
+
+class ProblemSchema(ma.Schema):
+    """An error (RFC 9457 problem details)."""
+
+    type = fields.String(required=True, metadata={"example": "urn:switchyard:problem:not-found"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True,
+                         metadata={"description": "field -> messages, e.g. payload.to"})
+
+
+class HealthSchema(ma.Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class CheckSchema(ma.Schema):
+    ok = fields.Boolean(required=True)
+    detail = fields.String(required=True)
+
+
+class ReadySchema(ma.Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "not ready"]))
+    backend = fields.String(required=True)
+    workers = fields.Integer(required=True, metadata={"description": "live workers seen"})
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), required=True)
+    warnings = fields.List(fields.String(), required=True)

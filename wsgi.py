@@ -1,0 +1,14 @@
+"""What gunicorn and ``flask --app wsgi`` load: ``app = create_app()``."""
+
+import sys
+
+from adapters import ConfigurationError
+from service import create_app
+
+try:
+    app = create_app()
+except ConfigurationError as exc:
+    print(f"switchyard: configuration error: {exc}", file=sys.stderr, flush=True)
+    # 3 is also what gunicorn's arbiter reads as "worker failed to boot": it stops
+    # instead of booting the same broken worker again and again.
+    sys.exit(3)
