@@ -20,9 +20,8 @@ test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (an
 worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES
 	$(BIN)/python -m adapters.worker
 
-run: $(STAMP)
-	@echo "make run (web + worker + scheduler) arrives with the REST service; for now: make worker"
-	@exit 1
+run: $(STAMP)  ## web + worker + scheduler from the Procfile; embedded Redis and a dev API key if unset
+	$(BIN)/python -m service.devrun
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

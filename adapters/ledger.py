@@ -505,28 +505,62 @@ class Ledger:
     def events(self, job_id: str) -> list[dict]:
         return [json.loads(e) for e in self.r.lrange(self.key(job_id) + ":events", 0, -1)]
 
+    def _walk(self, index: str, score: float | None, after: str | None, chunk: int):
+        """``(id, score)`` of the index newest first, strictly after position ``(score, after)``.
+
+        Jobs enqueued together share one score (a batch is written with one timestamp),
+        so a position is a score *and* an id: members of equal score come in descending
+        id order, and the rest of a tie group is read before moving below its score.
+        """
+        while True:
+            if score is None:
+                top = "+inf"
+            else:
+                if after is not None:
+                    for member in self.r.zrevrangebyscore(index, repr(score), repr(score)):
+                        if member < after:
+                            yield member, score
+                top = f"({score!r}"
+            batch = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=chunk,
+                                            withscores=True)
+            yield from batch
+            if len(batch) < chunk:
+                return
+            after, score = batch[-1]
+
     def page(self, tenant: str, *, state: str | None, job_type: str | None, limit: int,
              cursor: str | None, scan_cap: int = 5000) -> tuple[list[dict], str | None]:
-        """Newest-first records of ``tenant`` after ``cursor``, filtered."""
+        """Newest-first records of ``tenant`` after ``cursor``, filtered.
+
+        The cursor is ``"<score>|<id>"`` of the last job handed out (a bare score, the
+        older form, means "below that score"). Scanning stops after ``scan_cap`` index
+        entries; the cursor then points there, so a sparse filter pages on instead of
+        ending early.
+        """
         index = f"{self.ns}t:{tenant}"
-        top = f"({cursor}" if cursor else "+inf"
+        score = after = None
+        if cursor:
+            raw_score, _, raw_after = cursor.partition("|")
+            score, after = float(raw_score), (raw_after or None)
+        chunk = max(limit, 100)
         found: list[dict] = []
         scanned = 0
-        last_score = None
+        position: tuple[str, float] | None = None
+        walker = self._walk(index, score, after, chunk)
+        exhausted = False
         while len(found) < limit and scanned < scan_cap:
-            batch = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=max(limit, 100),
-                                            withscores=True)
+            batch = [entry for _, entry in zip(range(chunk), walker)]
             if not batch:
-                last_score = None
+                exhausted = True
                 break
             pipe = self.r.pipeline(transaction=False)
             for job_id, _ in batch:
                 pipe.hgetall(self.key(job_id))
             records = pipe.execute()
             gone = []
-            for (job_id, score), rec in zip(batch, records):
+            for (job_id, member_score), rec in zip(batch, records):
                 scanned += 1
-                last_score = score
+                position = (job_id, member_score)
                 if not rec:
                     gone.append(job_id)
                 elif (state is None or rec.get("state") == state) and (
@@ -536,12 +570,12 @@ class Ledger:
                         break
             if gone:
                 self.r.zrem(index, *gone)
-            top = f"({last_score!r}"
-            if len(batch) < max(limit, 100) and len(found) < limit:
-                last_score = None
+            if len(batch) < chunk and len(found) < limit:
+                exhausted = True
                 break
-        next_cursor = repr(last_score) if last_score is not None and len(found) == limit else None
-        return found, next_cursor
+        if exhausted or position is None:
+            return found, None
+        return found, f"{position[1]!r}|{position[0]}"
 
     def created_between(self, tenant: str, start: float, end: float,
                         fields: tuple[str, ...] = ("id", "type", "state", "created_at"),
