@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 
 from celery import Celery, beat, signals
 from kombu import Exchange, Queue
@@ -20,6 +21,18 @@ TASK_NAME = "switchyard.run"
 # kombu's Redis transport serves priority 0 first; AMQP serves the highest number first.
 _REDIS_PRIORITY = {"high": 0, "default": 3, "low": 9}
 _AMQP_PRIORITY = {"high": 9, "default": 5, "low": 0}
+
+
+def _pool_child_ignores_sigterm(**_) -> None:
+    """A prefork child ignores SIGTERM; only its parent decides when it stops.
+
+    Heroku, honcho and `docker stop` send SIGTERM to the whole process group. The main
+    process answers with a warm shutdown (children finish the job in hand, then exit),
+    but the children's default SIGTERM action would kill them mid-job first. Celery
+    ignores the group's SIGINT in children for the same reason. A hard time limit
+    still ends a child: billiard follows its SIGTERM with SIGKILL.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class CeleryAdapter(QueueAdapter):
@@ -90,6 +103,7 @@ class CeleryAdapter(QueueAdapter):
     def run_worker(self, queues=None, concurrency=1, name=None, pool="prefork"):
         queues = queues or [self.settings.default_queue]
         self.app.conf.task_queues = [self._queue(q) for q in queues]
+        signals.worker_process_init.connect(_pool_child_ignores_sigterm, weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
                 "--loglevel=INFO", "--without-gossip", "--without-mingle",

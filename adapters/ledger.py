@@ -153,6 +153,11 @@ return {1, id}
 _DELETE = _LUA_COMMON + """
 local id = ARGV[3]
 local key = ns .. 'job:' .. id
+local tb = redis.call('HMGET', key, 'type', 'backend')
+if tb[1] and tb[2] then
+  -- the job was never published: take back its enqueue count too
+  redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. tb[1] .. '|' .. tb[2], -1)
+end
 redis.call('DEL', key, key .. ':events')
 redis.call('ZREM', ns .. 't:' .. ARGV[4], id)
 redis.call('ZREM', ns .. 'due', id)

@@ -10,7 +10,7 @@ from flask import Flask
 
 from adapters import create_adapter, load_job_modules
 
-from . import api, auth, cli, errors, ratelimit
+from . import api, auth, body_limit, cli, errors, ratelimit
 from .api import SPEC_DEFAULTS
 from .config import Settings
 from .extensions import Switchyard
@@ -53,6 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)  # before the limiter: its bucket is the caller's API key
     ratelimit.init_app(app, settings)
+    body_limit.init_app(app)  # after both: a body is read only for a caller let in
     api.init_app(app)  # its Api sends HTTP errors through errors.handle_http_exception too
     cli.init_app(app)
     return app

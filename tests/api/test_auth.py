@@ -1,0 +1,113 @@
+"""API keys, tenant isolation and the per-key rate limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.auth import _match
+from service.config import parse_api_keys
+from tests.api.conftest import ACME, ACME_KEY, GLOBEX
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
+
+
+def _job(client, headers=ACME, **payload) -> dict:
+    response = client.post("/v1/jobs", headers=headers,
+                           json={"type": "demo.echo", "payload": {"message": "m", **payload}})
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer "},
+    {"Authorization": "Bearer not-a-key-of-anyone"},
+    {"Authorization": f"Basic {ACME_KEY}"},
+    {"Authorization": f"Bearer {ACME_KEY}x"},
+    {"Authorization": f"Bearer {ACME_KEY[:-1]}"},
+])
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/abc"),
+    ("POST", "/v1/jobs/abc/cancel"), ("POST", "/v1/jobs/abc/retry"), ("POST", "/v1/jobs/batch"),
+])
+def test_every_v1_call_needs_a_valid_key(client, headers, method, path):
+    response = client.open(path, method=method, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.content_type == "application/problem+json"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="switchyard"'
+    assert set(response.json) == PROBLEM_KEYS
+    assert response.json["status"] == 401
+    assert response.json["type"] == "urn:switchyard:problem:unauthorized"
+
+
+def test_a_rejected_call_writes_nothing(client, make_app):
+    client.post("/v1/jobs", json={"type": "demo.echo", "payload": {"message": "x"}})
+    assert client.get("/v1/jobs", headers=ACME).json["items"] == []
+    assert client.get("/v1/jobs", headers=GLOBEX).json["items"] == []
+
+
+def test_health_docs_and_metrics_need_no_key(client):
+    for path in ("/healthz", "/openapi.json", "/docs", "/metrics"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_another_tenants_job_answers_exactly_like_an_unknown_one(client):
+    job = _job(client)
+    unknown = "0" * 32
+    for method, suffix in (("GET", ""), ("POST", "/cancel"), ("POST", "/retry")):
+        theirs = client.open(f"/v1/jobs/{job['id']}{suffix}", method=method, headers=GLOBEX)
+        never = client.open(f"/v1/jobs/{unknown}{suffix}", method=method, headers=GLOBEX)
+        assert theirs.status_code == never.status_code == 404
+        assert theirs.get_data() == never.get_data()
+        assert dict(theirs.headers) == dict(never.headers)
+    # nothing changed, and globex's list does not show it
+    assert client.get(f"/v1/jobs/{job['id']}", headers=ACME).json["state"] == "queued"
+    assert client.get("/v1/jobs", headers=GLOBEX).json == {"items": [], "next_cursor": None}
+    assert [j["id"] for j in client.get("/v1/jobs", headers=ACME).json["items"]] == [job["id"]]
+
+
+def test_idempotency_keys_are_per_tenant(client):
+    first = client.post("/v1/jobs", headers=ACME, json={
+        "type": "demo.echo", "payload": {"message": "a"}, "options": {"idempotency_key": "k1"}})
+    repeat = client.post("/v1/jobs", headers=ACME, json={
+        "type": "demo.echo", "payload": {"message": "b"}, "options": {"idempotency_key": "k1"}})
+    other = client.post("/v1/jobs", headers=GLOBEX, json={
+        "type": "demo.echo", "payload": {"message": "c"}, "options": {"idempotency_key": "k1"}})
+    assert first.status_code == repeat.status_code == other.status_code == 202
+    assert repeat.json["id"] == first.json["id"]
+    assert repeat.json["payload"] == {"message": "a"}
+    assert other.json["id"] != first.json["id"]
+
+
+def test_rate_limit_is_per_key_and_answers_429_with_retry_after(make_app):
+    client = make_app(RATE_LIMIT="3/minute").test_client()
+    for _ in range(3):
+        assert client.get("/v1/jobs", headers=ACME).status_code == 200
+    limited = client.get("/v1/jobs", headers=ACME)
+    assert limited.status_code == 429
+    assert limited.content_type == "application/problem+json"
+    assert set(limited.json) == PROBLEM_KEYS
+    assert limited.json["type"] == "urn:switchyard:problem:rate-limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 61  # the window, rounded up
+    # every /v1 route shares the key's bucket
+    assert client.post("/v1/jobs", headers=ACME, json={}).status_code == 429
+    # another key has its own bucket; health and metrics are not limited
+    assert client.get("/v1/jobs", headers=GLOBEX).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_rate_limit_is_shared_by_every_web_process(make_app):
+    first = make_app(RATE_LIMIT="2/minute").test_client()
+    second = make_app(RATE_LIMIT="2/minute").test_client()
+    assert first.get("/v1/jobs", headers=ACME).status_code == 200
+    assert second.get("/v1/jobs", headers=ACME).status_code == 200
+    assert first.get("/v1/jobs", headers=ACME).status_code == 429
+
+
+def test_key_lookup_finds_the_keys_tenant():
+    keys = parse_api_keys("a:key-of-tenant-a,b:key-of-tenant-b,a:second-key-of-a")
+    assert _match("key-of-tenant-b", keys).tenant == "b"
+    assert _match("second-key-of-a", keys).tenant == "a"
+    assert _match("key-of-tenant-", keys) is None
+    assert _match("", keys) is None

@@ -1,0 +1,120 @@
+"""The Procfile's processes as they run in production: gunicorn, `flask worker`, `flask scheduler`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this process
+from adapters import JobOptions, JobState, create_adapter
+from tests.api.conftest import ACME, ServerProcess, service_env
+from tests.harness import ROOT, FAST_SETTINGS, wait_until
+
+
+def _chunked_post(port: int, body: bytes, chunk: int = 256) -> tuple[int, dict, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    pieces = (body[i:i + chunk] for i in range(0, len(body), chunk))
+    conn.request("POST", "/v1/jobs", body=pieces, encode_chunked=True,
+                 headers={**ACME, "Content-Type": "application/json",
+                          "Transfer-Encoding": "chunked"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.headers), json.loads(data)
+
+
+def test_chunked_body_over_the_limit_is_413_on_gunicorn(gunicorn):
+    port = gunicorn(MAX_CONTENT_LENGTH="2048")
+    small = json.dumps({"type": "demo.echo", "payload": {"message": "chunked"}}).encode()
+    status, headers, body = _chunked_post(port, small)
+    assert status == 202, body  # a chunked body under the limit is read, not dropped
+    assert body["payload"] == {"message": "chunked"}
+
+    big = json.dumps({"type": "demo.echo", "payload": {"message": "x" * 10_000}}).encode()
+    status, headers, body = _chunked_post(port, big)
+    assert status == 413
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["status"] == 413 and body["type"] == "urn:switchyard:problem:content-too-large"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/v1/jobs", headers=ACME)
+    items = json.loads(conn.getresponse().read())["items"]
+    assert [i["payload"] for i in items] == [{"message": "chunked"}]
+
+
+def _flask(command: list[str], env: dict, log_path) -> ServerProcess:
+    return ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", *command], env, log_path)
+
+
+@pytest.mark.parametrize("backend", ["rq", "celery"])
+def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    env = service_env(redis_url, QUEUE_BACKEND=backend, SWITCHYARD_QUEUE_PREFIX=prefix,
+                      **FAST_SETTINGS)
+    adapter = create_adapter(backend, _settings(env))
+    worker = _flask(["worker", "-c", "1", "-n", "sigterm-test"], env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: _alive(worker) and adapter.ledger.workers(30), 30, 0.05,
+                   "the worker to come up")
+        job = adapter.enqueue("demo.sleep", {"seconds": 2, "steps": 20})
+        wait_until(lambda: _alive(worker) and adapter.get(job.id).progress, 30, 0.05,
+                   "the job to report progress")
+        # Heroku and honcho signal the whole process group, children included
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        assert worker.proc.wait(30) == 0, worker.log()
+        done = adapter.get(job.id)
+        assert done.state is JobState.SUCCEEDED, (done, worker.log())
+        assert done.attempts == 1 and done.lost_deliveries == 0
+        assert adapter.ledger.workers(30) == []
+    finally:
+        worker.stop()
+        adapter.close()
+
+
+def test_scheduler_releases_due_jobs_and_stops_on_sigterm(redis_url, tmp_path):
+    env = service_env(redis_url, **FAST_SETTINGS)
+    adapter = create_adapter("rq", _settings(env))
+    scheduler = _flask(["scheduler"], env, tmp_path / "scheduler.log")
+    try:
+        beat = wait_until(lambda: _alive(scheduler) and adapter.ledger.workers(30), 30, 0.05,
+                          "the scheduler's heartbeat")
+        assert beat[0]["concurrency"] == "0"
+        job = adapter.enqueue("demo.echo", {"message": "later"}, JobOptions(delay=0.5))
+        assert job.state is JobState.SCHEDULED
+        wait_until(lambda: adapter.get(job.id).state is JobState.QUEUED, 15, 0.05,
+                   "the scheduler to release the due job")
+        os.killpg(scheduler.proc.pid, signal.SIGTERM)
+        assert scheduler.proc.wait(15) == 0
+        assert "periodic schedules are not available yet" in scheduler.log()
+        assert adapter.ledger.workers(30) == []
+    finally:
+        scheduler.stop()
+        adapter.close()
+
+
+def test_keys_prints_a_fresh_key(redis_url):
+    env = service_env(redis_url)
+    keys = [subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "keys", *extra],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip() for extra in ([], ["--tenant", "acme"])]
+    assert re.fullmatch(r"sy_[A-Za-z0-9_-]{43}", keys[0])
+    assert re.fullmatch(r"acme:sy_[A-Za-z0-9_-]{43}", keys[1])
+
+
+def _alive(process: ServerProcess) -> bool:
+    if process.proc.poll() is not None:
+        raise AssertionError(f"exited with {process.proc.returncode}:\n{process.log()}")
+    return True
+
+
+def _settings(env: dict):
+    from adapters import AdapterSettings
+
+    return AdapterSettings.from_env(env)
