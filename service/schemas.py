@@ -95,7 +95,8 @@ class ListQuerySchema(_Strict):
     state = fields.Enum(JobState, by_value=True)
     type = fields.String(validate=validate.Length(min=1, max=128))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(validate=validate.Length(min=1, max=200),
+    cursor = fields.String(validate=[validate.Length(min=1, max=200),
+                                     validate.Regexp(r"^[A-Za-z0-9_-]+$")],
                            metadata={"description": "next_cursor of the previous page"})
 
 

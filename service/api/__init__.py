@@ -79,6 +79,7 @@ def init_app(app: flask.Flask) -> Api:
 
     api = Api(app)
     api.register_blueprint(jobs.blp)
+    jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs.bp)
     return api

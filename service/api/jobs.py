@@ -27,7 +27,7 @@ from ..schemas import (
 )
 from . import problems
 
-__all__ = ["blp", "job_body", "job_url"]
+__all__ = ["blp", "job_body", "job_url", "document_job_types"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
                 description="Enqueue jobs and follow them to the end.")
@@ -108,6 +108,65 @@ def _encode_cursor(cursor: str | None) -> str | None:
     return base64.urlsafe_b64encode(cursor.encode("ascii")).decode("ascii").rstrip("=")
 
 
+def _signature_schema(func) -> dict:
+    """A JSON schema of the keyword arguments a job function takes after its context."""
+    params = list(inspect.signature(func).parameters.values())[1:]
+    properties, required, open_ended = {}, [], False
+    for param in params:
+        if param.kind is param.VAR_KEYWORD:
+            open_ended = True
+        elif param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            properties[param.name] = {}
+            if param.default is param.empty:
+                required.append(param.name)
+    schema = {"type": "object", "properties": properties, "additionalProperties": open_ended}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def document_job_types(api, max_timeout: float) -> None:
+    """Spell every registered job type out in the spec: its name and its payload's schema.
+
+    ``JobRequest`` becomes a ``oneOf`` over the types (discriminated by ``type``), so
+    the docs show each payload and generated clients get typed requests.
+    """
+    spec = api.spec
+    schemas = spec.components.schemas
+    variants, mapping = [], {}
+    for name, definition in sorted(definitions().items()):
+        payload_id = f"{name}.payload"
+        if isinstance(definition.schema, ma.Schema):
+            spec.components.schema(payload_id, schema=definition.schema)
+            fields_required = any(f.required for f in definition.schema.load_fields.values())
+        else:
+            spec.components.schema(payload_id, _signature_schema(definition.func)
+                                   if definition.schema is None else {"type": "object"})
+            fields_required = bool(schemas[payload_id].get("required"))
+        variant_id = f"{name}.request"
+        spec.components.schema(variant_id, {
+            "type": "object",
+            "description": definition.description or name,
+            "properties": {
+                "type": {"type": "string", "enum": [name]},
+                "payload": {"$ref": f"#/components/schemas/{payload_id}"},
+                "options": {"$ref": "#/components/schemas/JobOptions"},
+            },
+            "required": ["type", "payload"] if fields_required else ["type"],
+            "additionalProperties": False,
+        })
+        variants.append({"$ref": f"#/components/schemas/{variant_id}"})
+        mapping[name] = f"#/components/schemas/{variant_id}"
+    request = schemas["JobRequest"]
+    request.clear()
+    request.update({"oneOf": variants, "discriminator": {"propertyName": "type",
+                                                           "mapping": mapping},
+                    "description": "One job: its type, the type's payload, and options."})
+    options = schemas["JobOptions"]
+    options["properties"]["timeout"]["maximum"] = max_timeout
+    options["not"] = {"required": ["delay", "run_at"]}
+
+
 @blp.route("")
 class Jobs(MethodView):
     """The tenant's jobs."""
@@ -128,7 +187,7 @@ class Jobs(MethodView):
         info = current().adapter.enqueue(job_type, payload, options, tenant=current_tenant())
         return job_body(info), 202, {"Location": job_url(info.id)}
 
-    @blp.arguments(ListQuerySchema, location="query")
+    @blp.arguments(ListQuerySchema, location="query", unknown=ma.RAISE)  # a typo is an error
     @blp.response(200, JobListSchema)
     @problems(blp, 401, 429, 503)
     def get(self, query):
