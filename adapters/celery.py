@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import threading
 
 from celery import Celery, beat, signals
 from kombu import Exchange, Queue
@@ -23,16 +25,42 @@ _REDIS_PRIORITY = {"high": 0, "default": 3, "low": 9}
 _AMQP_PRIORITY = {"high": 9, "default": 5, "low": 0}
 
 
-def _pool_child_ignores_sigterm(**_) -> None:
-    """A prefork child ignores SIGTERM; only its parent decides when it stops.
+_job_in_hand = False
+"""True while this pool child runs a job."""
+_pool_child = {"pid": None, "guarded": False, "previous": None}
+
+
+def _on_sigterm_in_pool_child(signum, frame) -> None:
+    """SIGTERM reaches a prefork child with a job in hand: let the job finish.
 
     Heroku, honcho and `docker stop` send SIGTERM to the whole process group. The main
     process answers with a warm shutdown (children finish the job in hand, then exit),
-    but the children's default SIGTERM action would kill them mid-job first. Celery
-    ignores the group's SIGINT in children for the same reason. A hard time limit
-    still ends a child: billiard follows its SIGTERM with SIGKILL.
+    but a child's own SIGTERM handler would end it mid-job first. So a busy child goes
+    on and its parent stops it once the job is done; an idle one exits at once, as
+    before. A hard time limit still ends a busy child: billiard follows with SIGKILL.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _job_in_hand:
+        return
+    previous = _pool_child["previous"]
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _mark_pool_child(**_) -> None:
+    _pool_child.update(pid=os.getpid(), guarded=False, previous=None)
+
+
+def _guard_sigterm() -> None:
+    # Installed at the first job: billiard sets the child's own SIGTERM handler after
+    # worker_process_init, and would replace ours.
+    if _pool_child["pid"] != os.getpid() or _pool_child["guarded"]:
+        return
+    if threading.current_thread() is threading.main_thread():
+        _pool_child["previous"] = signal.signal(signal.SIGTERM, _on_sigterm_in_pool_child)
+    _pool_child["guarded"] = True
 
 
 class CeleryAdapter(QueueAdapter):
@@ -75,7 +103,13 @@ class CeleryAdapter(QueueAdapter):
         @self.app.task(name=TASK_NAME, ignore_result=True, acks_late=True,
                        reject_on_worker_lost=True)
         def run(job_id: str, token: str) -> None:
-            execute(adapter, job_id, token)
+            global _job_in_hand
+            _guard_sigterm()
+            _job_in_hand = True
+            try:
+                execute(adapter, job_id, token)
+            finally:
+                _job_in_hand = False
 
         self._task = run
 
@@ -103,7 +137,7 @@ class CeleryAdapter(QueueAdapter):
     def run_worker(self, queues=None, concurrency=1, name=None, pool="prefork"):
         queues = queues or [self.settings.default_queue]
         self.app.conf.task_queues = [self._queue(q) for q in queues]
-        signals.worker_process_init.connect(_pool_child_ignores_sigterm, weak=False)
+        signals.worker_process_init.connect(_mark_pool_child, weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
                 "--loglevel=INFO", "--without-gossip", "--without-mingle",
