@@ -14,10 +14,13 @@ import argparse
 import importlib.util
 import json
 import os
+import queue
 import signal
 import sys
+import time
 from pathlib import Path
 
+import honcho.manager
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -31,10 +34,86 @@ from .embedded_redis import EmbeddedRedis
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
+SHUTDOWN_GRACE = 30
+"""Seconds a process may take to stop before it is killed (Heroku gives 30 too)."""
+
+
+class _SafeOutput:
+    """Standard output that never raises.
+
+    With ``make run | tee log``, Ctrl-C kills ``tee`` first; a write to the closed
+    pipe must not break off the shutdown half-way and leave processes behind.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
+_out = _SafeOutput(sys.stdout)
 
 
 def _say(text: str = "") -> None:
-    print(text, flush=True)
+    _out.write(text + "\n")
+
+
+def _gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _stop_everything(manager: Manager, grace: float = SHUTDOWN_GRACE) -> None:
+    """Make sure no process of the Procfile outlives us, whatever ended the loop.
+
+    Normally honcho's loop has stopped them all already and this returns at once.
+    Each process runs in a process group of its own: SIGTERM the groups still there
+    (a worker first finishes the job in hand), SIGKILL what is left after ``grace``.
+    """
+    groups = [p["pid"] for p in manager._processes.values() if p.get("pid")]
+    for pgid in groups:
+        if not _gone(pgid):
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    relays = [p["process"] for p in manager._processes.values() if p.get("process")]
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and not (all(_gone(g) for g in groups)
+                                               and not any(r.is_alive() for r in relays)):
+        try:  # honcho's relay processes exit only once their output is read
+            manager.events.get(timeout=0.1)
+        except queue.Empty:
+            pass
+    for pgid in groups:
+        if not _gone(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    for relay in relays:
+        if relay.is_alive():
+            relay.kill()
+        relay.join(5)
 
 
 def _banner(env: dict[str, str], key: str | None, embedded: EmbeddedRedis | None) -> None:
@@ -92,13 +171,19 @@ def main(argv: list[str] | None = None) -> int:
         if embedded:
             embedded.start()
         _banner(env, key, embedded)
-        manager = Manager(Printer(sys.stdout))
+        honcho.manager.KILL_WAIT = SHUTDOWN_GRACE  # honcho's own is 5 s: too short for a job
+        manager = Manager(Printer(_out))
         for name, command in procfile.processes.items():
             manager.add_process(name, command, env=env, cwd=str(ROOT))
-        manager.loop()  # returns once every process has stopped
+        try:
+            manager.loop()  # returns once every process has stopped
+        finally:
+            # a second Ctrl-C must not cut the clean-up short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _stop_everything(manager)
         return manager.returncode or 0
     finally:
-        # a second Ctrl-C must not leave the embedded Redis behind
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if embedded:
