@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import socket
-import os
 import sys
 import threading
 

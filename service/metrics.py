@@ -13,6 +13,7 @@ from collections import defaultdict
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from adapters import QueueAdapter
 
@@ -78,7 +79,7 @@ class LedgerCollector(Collector):
             cumulative, running = [], 0.0
             for le in sorted(set(BUCKETS) | set(per_bucket) - {"+Inf"}, key=_le_key):
                 running += per_bucket.get(le, 0.0)
-                cumulative.append((le, running))
+                cumulative.append((floatToGoString(float(le)), running))
             cumulative.append(("+Inf", running + per_bucket.get("+Inf", 0.0)))
             duration.add_metric(list(labels), cumulative, sum_value=sums.get(labels, 0.0))
         for state, count in sorted(counts.items()):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.api.conftest import ACME
 from tests.harness import wait_until
 
@@ -100,6 +102,31 @@ def test_enqueue_poll_succeeded_failed_canceled_retried(api_engine, engine_clien
     assert [j["id"] for j in failed_only] == [failing["id"]]
     sleeps = client.get("/v1/jobs?type=demo.sleep", headers=ACME).json["items"]
     assert [j["id"] for j in sleeps] == [sleeper["id"]]
+
+    # readiness sees the worker; the metrics count what happened, by type, state and engine
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.json
+    assert ready.json["status"] == "ready" and ready.json["workers"] == 1
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(
+                   client.get("/metrics").get_data(as_text=True)) for s in family.samples}
+    backend = api_engine.backend
+
+    def sample(name, **labels):
+        return samples.get((name, tuple(sorted({**labels, "backend": backend}.items()))), 0)
+
+    assert sample("switchyard_jobs_enqueued_total", type="demo.echo") == 4
+    assert sample("switchyard_jobs_enqueued_total", type="api.fail_once") == 2
+    assert sample("switchyard_jobs_finished_total", type="demo.echo", state="succeeded") == 2
+    assert sample("switchyard_jobs_finished_total", type="demo.echo", state="canceled") == 1
+    assert sample("switchyard_jobs_finished_total", type="api.fail_once", state="failed") == 1
+    assert sample("switchyard_jobs_finished_total", type="api.fail_once", state="succeeded") == 1
+    assert sample("switchyard_jobs_finished_total", type="demo.sleep", state="canceled") == 1
+    assert sample("switchyard_job_duration_seconds_count", type="demo.echo") == 2
+    assert sample("switchyard_job_duration_seconds_bucket", type="demo.echo", le="+Inf") == 2
+    assert sample("switchyard_job_duration_seconds_bucket", type="demo.sleep", le="0.005") == 0
+    assert sample("switchyard_job_duration_seconds_bucket", type="demo.sleep", le="600.0") == 1
+    assert sample("switchyard_queue_depth", state="scheduled") == 1  # busy, an hour away
 
 
 def test_batch_runs_every_job(api_engine, engine_client):
