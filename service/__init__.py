@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Mapping
 
 from flask import Flask
@@ -43,6 +44,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
 
     load_job_modules(settings.job_modules)
+    jobs_config = sys.modules.get("service.jobs.config")
+    if jobs_config is not None:  # the service's own jobs are loaded: check their settings too
+        jobs_config.check(env)
     adapter = create_adapter(settings.backend, settings.adapter)
     app.extensions["switchyard"] = Switchyard(settings=settings, adapter=adapter)
     app.extensions["switchyard_metrics"] = make_registry(adapter)

@@ -10,9 +10,16 @@ from werkzeug.exceptions import Unauthorized
 
 from .config import ApiKey
 
-__all__ = ["authenticate", "current_tenant", "rate_limit_key", "PROTECTED_PREFIX", "init_app"]
+__all__ = ["authenticate", "current_tenant", "rate_limit_key", "needs_key", "init_app"]
 
 PROTECTED_PREFIX = "/v1/"
+SIGNED_PREFIXES = ("/v1/hooks/",)
+"""Calls authenticated by their own signature instead of an API key (inbound webhooks)."""
+
+
+def needs_key(path: str) -> bool:
+    """True for the calls that need an API key (and count against its rate limit)."""
+    return path.startswith(PROTECTED_PREFIX) and not path.startswith(SIGNED_PREFIXES)
 
 
 def _match(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
@@ -31,7 +38,7 @@ def _match(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
 
 def authenticate() -> None:
     """Before every ``/v1`` request: set ``g.api_key`` or answer 401."""
-    if not flask.request.path.startswith(PROTECTED_PREFIX):
+    if not needs_key(flask.request.path):
         return
     header = flask.request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

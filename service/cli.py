@@ -1,26 +1,23 @@
-"""``flask --app wsgi worker | scheduler | keys``: the Procfile's processes and a key maker."""
+"""``flask --app wsgi worker | scheduler | keys``: the Procfile's processes and a key maker.
+
+``worker`` and ``scheduler`` run the same launchers as ``python -m adapters.worker`` and
+``python -m adapters.scheduler``, for the engine and job modules the app was configured
+with.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
 import secrets
-import signal
-import socket
 import sys
-import threading
 
 import click
 import flask
 from flask.cli import with_appcontext
 
-from adapters import QueueAdapter
+from adapters import scheduler as scheduler_launcher
 from adapters import worker as worker_launcher
-from adapters.runner import Maintenance
 
-__all__ = ["init_app", "run_scheduler", "new_api_key"]
-
-log = logging.getLogger("switchyard.scheduler")
+__all__ = ["init_app", "new_api_key"]
 
 
 def new_api_key() -> str:
@@ -47,37 +44,24 @@ def worker_command(queues: str, concurrency: int, name: str | None) -> None:
     sys.exit(worker_launcher.main(argv))
 
 
-def run_scheduler(adapter: QueueAdapter, name: str | None = None) -> None:
-    """Run the scheduler process until SIGTERM or SIGINT.
-
-    Periodic schedules are not built yet: for now this runs the adapter's maintenance
-    loop alone (release due jobs, re-deliver jobs of dead workers, expire stale ones),
-    which lets delayed jobs move even while no worker runs.
-    """
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    name = name or f"scheduler@{socket.gethostname()}:{os.getpid()}"
-    maintenance = Maintenance(adapter, [], 0, name)
-    log.info("%s scheduler %s started; periodic schedules are not available yet, so it "
-             "only releases due jobs and re-delivers lost ones", adapter.name, name)
-    maintenance.start()
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        maintenance.stop()
-        log.info("scheduler %s stopped", name)
-
-
 @click.command("scheduler")
-@click.option("-n", "--name", default=None, help="Scheduler name (default: scheduler@host:pid).")
+@click.option("--poll", type=float, default=None,
+              help="Seconds between beats [env SWITCHYARD_SCHEDULER_POLL, default 1].")
+@click.option("--catch-up", type=int, default=None,
+              help="Missed runs fired after downtime [env SWITCHYARD_SCHEDULE_CATCH_UP, default 1].")
+@click.option("-n", "--name", default=None, help="Scheduler name.")
 @with_appcontext
-def scheduler_command(name: str | None) -> None:
-    """Run the scheduler process (until SIGTERM or Ctrl-C)."""
-    run_scheduler(flask.current_app.extensions["switchyard"].adapter, name)
+def scheduler_command(poll: float | None, catch_up: int | None, name: str | None) -> None:
+    """Run the configured engine's scheduler (Celery beat / rq-scheduler) over the schedules."""
+    settings = flask.current_app.extensions["switchyard"].settings
+    argv = ["--backend", settings.backend]
+    if poll is not None:
+        argv += ["--poll", str(poll)]
+    if catch_up is not None:
+        argv += ["--catch-up", str(catch_up)]
+    if name:
+        argv += ["-n", name]
+    sys.exit(scheduler_launcher.main(argv))
 
 
 @click.command("keys")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 from flask_limiter import ApplicationLimit, Limiter
 
-from .auth import PROTECTED_PREFIX, rate_limit_key
+from .auth import needs_key, rate_limit_key
 from .config import Settings
 
 __all__ = ["init_app"]
@@ -18,7 +18,7 @@ def _storage_uri(redis_url: str) -> str:
 
 
 def _unprotected() -> bool:
-    return not flask.request.path.startswith(PROTECTED_PREFIX)
+    return not needs_key(flask.request.path)
 
 
 def init_app(app: flask.Flask, settings: Settings) -> Limiter:

@@ -22,6 +22,7 @@ __all__ = [
     "ProblemSchema",
     "HealthSchema",
     "ReadySchema",
+    "HookRecordSchema",
 ]
 
 MAX_BATCH = 500
@@ -177,3 +178,13 @@ class ReadySchema(ma.Schema):
     workers = fields.Integer(required=True, metadata={"description": "live workers seen"})
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), required=True)
     warnings = fields.List(fields.String(), required=True)
+
+
+class HookRecordSchema(ma.Schema):
+    """An inbound hook as stored."""
+
+    source = fields.String(required=True)
+    webhook_id = fields.String(required=True)
+    received_at = fields.String(required=True, metadata={"description": "ISO 8601"})
+    job_id = fields.String(allow_none=True, metadata={"description": "its webhook.process job"})
+    processed_at = fields.String(allow_none=True)

@@ -75,11 +75,13 @@ def problems(blp: flask_smorest.Blueprint, *codes: int):
 
 def init_app(app: flask.Flask) -> Api:
     """Create the Api, register every resource's blueprint and the docs' static files."""
-    from . import docs, health, jobs
+    from . import docs, health, hooks, jobs, reports
 
     api = Api(app)
     api.register_blueprint(jobs.blp)
     jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
+    api.register_blueprint(reports.blp)
+    api.register_blueprint(hooks.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs.bp)
     return api

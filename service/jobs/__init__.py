@@ -4,3 +4,6 @@ Add a module here and one import line below; nothing else needs to know.
 """
 
 from . import demo  # noqa: F401
+from . import email  # noqa: F401
+from . import reports  # noqa: F401
+from . import webhooks  # noqa: F401

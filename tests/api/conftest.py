@@ -32,6 +32,17 @@ def app_config(env: dict[str, str], **overrides) -> dict:
     return config
 
 
+@pytest.fixture(autouse=True)
+def no_dns_for_webhook_urls():
+    """webhook.deliver payloads resolve their host while they are validated: answer every
+    name with loopback (which the SSRF guard refuses) so no test asks a real resolver."""
+    from service.jobs import webhooks
+
+    webhooks.set_resolver(lambda host, port: ["127.0.0.1"])
+    yield
+    webhooks.set_resolver(None)
+
+
 @pytest.fixture
 def make_app(redis_url, monkeypatch):
     """``make_app(**overrides)``: an app on a clean database (rq unless QUEUE_BACKEND says)."""

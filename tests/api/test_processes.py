@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this process
-from adapters import JobOptions, JobState, create_adapter
+from adapters import JobState, create_adapter
 from tests.api.conftest import ACME, ServerProcess, service_env
 from tests.harness import ROOT, FAST_SETTINGS, wait_until
 
@@ -78,21 +78,23 @@ def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path
         adapter.close()
 
 
-def test_scheduler_releases_due_jobs_and_stops_on_sigterm(redis_url, tmp_path):
-    env = service_env(redis_url, **FAST_SETTINGS)
-    adapter = create_adapter("rq", _settings(env))
-    scheduler = _flask(["scheduler"], env, tmp_path / "scheduler.log")
+@pytest.mark.parametrize("backend", ["rq", "celery"])
+def test_scheduler_fires_schedules_and_stops_on_sigterm(backend, redis_url, tmp_path):
+    env = service_env(redis_url, QUEUE_BACKEND=backend, **FAST_SETTINGS)
+    adapter = create_adapter(backend, _settings(env))
+    scheduler = _flask(["scheduler", "--poll", "0.1"], env, tmp_path / "scheduler.log")
     try:
         beat = wait_until(lambda: _alive(scheduler) and adapter.ledger.workers(30), 30, 0.05,
                           "the scheduler's heartbeat")
-        assert beat[0]["concurrency"] == "0"
-        job = adapter.enqueue("demo.echo", {"message": "later"}, JobOptions(delay=0.5))
-        assert job.state is JobState.SCHEDULED
-        wait_until(lambda: adapter.get(job.id).state is JobState.QUEUED, 15, 0.05,
-                   "the scheduler to release the due job")
+        assert beat[0]["role"] == "scheduler"
+        adapter.schedules().create("acme", "tick", "demo.echo", {"message": "tick"}, every=1)
+        fired = wait_until(lambda: _alive(scheduler) and adapter.list(tenant="acme")[0], 15, 0.05,
+                           "the schedule to fire")
+        assert fired[0].type == "demo.echo" and fired[0].payload == {"message": "tick"}
+        wait_until(lambda: adapter.schedules().get("acme", "tick").last_job_id, 15, 0.05,
+                   "the beat that fired it to finish")
         os.killpg(scheduler.proc.pid, signal.SIGTERM)
-        assert scheduler.proc.wait(15) == 0
-        assert "periodic schedules are not available yet" in scheduler.log()
+        assert scheduler.proc.wait(15) == 0, scheduler.log()
         assert adapter.ledger.workers(30) == []
     finally:
         scheduler.stop()
