@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 
 import redis
 from rq import Queue, SimpleWorker, Worker
@@ -30,12 +31,34 @@ def perform(job_id: str, token: str) -> None:
     execute(_worker_adapter, job_id, token)
 
 
+def _signals_to_the_main_thread(worker_class):
+    """``worker_class`` whose pub/sub thread never takes SIGTERM or SIGINT.
+
+    The kernel hands a process-directed signal to any thread that does not block it.
+    Taken by RQ's pub/sub thread, it leaves the main thread asleep in its BLPOP until
+    the dequeue timeout (minutes): an idle worker then ignores a warm shutdown. The
+    thread inherits the mask of the thread that starts it, so it starts with both
+    blocked, and the main thread (the only one that runs Python's handlers) takes them.
+    """
+    class Worker(worker_class):
+        def subscribe(self):
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            try:
+                super().subscribe()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    Worker.__name__ = Worker.__qualname__ = worker_class.__name__
+    return Worker
+
+
 def _pool_worker(name: str, queue_names: list[str], redis_url: str, worker_class,
                  burst: bool, logging_level: str) -> None:
     """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
     connection = redis.Redis.from_url(redis_url)
     queues = [Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
-    worker = worker_class(queues, name=name, connection=connection, serializer=JSONSerializer)
+    worker = _signals_to_the_main_thread(worker_class)(
+        queues, name=name, connection=connection, serializer=JSONSerializer)
     worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
 
 

@@ -133,7 +133,16 @@ class _Watcher:
                 self._jobs = {}
                 self._thread = threading.Thread(target=self._run, args=(every,),
                                                 name="switchyard-watcher", daemon=True)
-                self._thread.start()
+                # Started with SIGTERM and SIGINT blocked: the kernel hands a signal sent
+                # to the process to any thread that does not block it, and taken here it
+                # would leave the main thread (the only one running Python's handlers)
+                # asleep in the engine's blocking dequeue, deaf to a warm shutdown.
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                  {signal.SIGTERM, signal.SIGINT})
+                try:
+                    self._thread.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             self._jobs[interrupter.thread_id] = (ledger, job_id, token, interrupter, ctx,
                                                  time.monotonic())
 

@@ -175,17 +175,20 @@ def main(argv: list[str] | None = None) -> int:
         manager = Manager(Printer(_out))
         for name, command in procfile.processes.items():
             manager.add_process(name, command, env=env, cwd=str(ROOT))
+        # a closed terminal (SIGHUP) stops everything as Ctrl-C does, instead of killing
+        # this process alone and leaving the others behind
+        signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
         try:
             manager.loop()  # returns once every process has stopped
         finally:
             # a second Ctrl-C must not cut the clean-up short
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)
             _stop_everything(manager)
         return manager.returncode or 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         if embedded:
             embedded.stop()
             _say("embedded Redis stopped")

@@ -79,6 +79,22 @@ def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path
 
 
 @pytest.mark.parametrize("backend", ["rq", "celery"])
+def test_idle_worker_stops_at_once_on_sigterm(backend, redis_url, tmp_path):
+    env = service_env(redis_url, QUEUE_BACKEND=backend, **FAST_SETTINGS)
+    adapter = create_adapter(backend, _settings(env))
+    worker = _flask(["worker", "-c", "2"], env, tmp_path / "worker.log")
+    try:
+        job = adapter.enqueue("demo.echo", {"message": "warm-up"})
+        wait_until(lambda: _alive(worker) and adapter.get(job.id).state.ended, 30, 0.05,
+                   "the worker to run a job")  # so it is up and idle, not still starting
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        assert worker.proc.wait(10) == 0, worker.log()
+    finally:
+        worker.stop()
+        adapter.close()
+
+
+@pytest.mark.parametrize("backend", ["rq", "celery"])
 def test_scheduler_fires_schedules_and_stops_on_sigterm(backend, redis_url, tmp_path):
     env = service_env(redis_url, QUEUE_BACKEND=backend, **FAST_SETTINGS)
     adapter = create_adapter(backend, _settings(env))
