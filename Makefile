@@ -17,8 +17,8 @@ install: $(STAMP)  ## create the venv and install everything
 test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (and RabbitMQ if reachable)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES
-	$(BIN)/python -m adapters.worker
+worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES (default: the service's jobs)
+	$(BIN)/flask --app wsgi worker
 
 run: $(STAMP)  ## web + worker + scheduler from the Procfile; embedded Redis and a dev API key if unset
 	$(BIN)/python -m service.devrun
