@@ -7,7 +7,7 @@ import datetime as dt
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from adapters import JobState
+from adapters import JobState, WorkflowState
 
 __all__ = [
     "MAX_BATCH",
@@ -23,12 +23,22 @@ __all__ = [
     "HealthSchema",
     "ReadySchema",
     "HookRecordSchema",
+    "WorkflowRequestSchema",
+    "WorkflowSchema",
+    "ScheduleRequestSchema",
+    "ScheduleUpdateSchema",
+    "ScheduleSchema",
+    "ScheduleListSchema",
+    "MAX_EVERY",
 ]
 
 MAX_BATCH = 500
 """Most jobs one ``POST /v1/jobs/batch`` may carry."""
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=366)
 """How far ahead ``delay``, ``run_at`` and ``expires_at`` may reach."""
+
+MAX_EVERY = 366 * 24 * 3600.0
+"""Longest ``every`` of a schedule, in seconds."""
 
 _QUEUE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$",
                          error="must be 1-64 letters, digits, '_', '-' or '.'")
@@ -188,3 +198,131 @@ class HookRecordSchema(ma.Schema):
     received_at = fields.String(required=True, metadata={"description": "ISO 8601"})
     job_id = fields.String(allow_none=True, metadata={"description": "its webhook.process job"})
     processed_at = fields.String(allow_none=True)
+
+
+class ChordRequestSchema(_Strict):
+    """A chord: its header jobs run in parallel, then its body once, with their results."""
+
+    header = fields.List(fields.Nested(JobRequestSchema), required=True,
+                         validate=validate.Length(min=1, max=MAX_BATCH - 1))
+    body = fields.Nested(JobRequestSchema, required=True)
+
+
+class WorkflowRequestSchema(_Strict):
+    """Exactly one of ``chain``, ``group`` or ``chord``."""
+
+    chain = fields.List(fields.Nested(JobRequestSchema), validate=validate.Length(min=1,
+                                                                                  max=MAX_BATCH),
+                        metadata={"description": "jobs run one after another; each reads the "
+                                                 "previous result"})
+    group = fields.List(fields.Nested(JobRequestSchema), validate=validate.Length(min=1,
+                                                                                  max=MAX_BATCH),
+                        metadata={"description": "jobs run in parallel"})
+    chord = fields.Nested(ChordRequestSchema)
+
+    @ma.validates_schema
+    def _exactly_one(self, data, **kwargs):
+        if len([k for k in ("chain", "group", "chord") if k in data]) != 1:
+            raise ma.ValidationError("give exactly one of chain, group or chord", "_schema")
+
+
+class WorkflowSchema(ma.Schema):
+    """A workflow and its jobs (a chord's header first, its body last)."""
+
+    id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["chain", "group", "chord"]))
+    state = fields.Enum(WorkflowState, by_value=True, required=True)
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    created_at = fields.AwareDateTime(required=True)
+    finished_at = fields.AwareDateTime(allow_none=True, required=True)
+    links = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                        metadata={"description": "self: this workflow's URL"})
+
+
+class ScheduleJobOptionsSchema(_Strict):
+    """How every job of a schedule is enqueued."""
+
+    queue = fields.String(validate=_QUEUE)
+    priority = fields.String(validate=validate.OneOf(["high", "default", "low"]))
+    max_retries = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False),
+                           metadata={"description": "hard time limit of one attempt, seconds"})
+
+
+class ScheduleJobSchema(_Strict):
+    """The job a schedule enqueues on every run."""
+
+    type = fields.String(required=True, validate=validate.Length(min=1, max=128),
+                         metadata={"example": "demo.echo"})
+    payload = fields.Dict(keys=fields.String(), load_default=dict,
+                          metadata={"example": {"message": "tick"}})
+    options = fields.Nested(ScheduleJobOptionsSchema, load_default=dict)
+
+
+_CRON = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "five fields: minute hour day-of-month month "
+                                               "day-of-week, read in timezone",
+                                "example": "0 2 * * *"})
+_EVERY = fields.Float(validate=validate.Range(min=1, max=MAX_EVERY),
+                      metadata={"description": "seconds between runs"})
+_TIMEZONE = fields.String(validate=validate.Length(min=1, max=64),
+                          metadata={"description": "IANA zone of the cron expression",
+                                    "example": "Europe/Berlin"})
+
+
+class ScheduleRequestSchema(_Strict):
+    """A new periodic schedule: ``cron`` or ``every``, not both."""
+
+    name = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_.-]{1,100}$", error="must be 1-100 letters, digits, '_', '-' or '.'"),
+        metadata={"example": "nightly-report"})
+    job = fields.Nested(ScheduleJobSchema, required=True)
+    cron = _CRON
+    every = _EVERY
+    timezone = fields.String(load_default="UTC", validate=validate.Length(min=1, max=64),
+                             metadata=_TIMEZONE.metadata)
+    enabled = fields.Boolean(load_default=True, metadata={"description": "false: paused"})
+
+    @ma.validates_schema
+    def _cron_or_every(self, data, **kwargs):
+        if ("cron" in data) == ("every" in data):
+            raise ma.ValidationError("give exactly one of cron and every", "cron")
+
+
+class ScheduleUpdateSchema(_Strict):
+    """Changes to a schedule; ``job`` replaces its whole job, ``cron`` replaces ``every``
+    and the other way round."""
+
+    enabled = fields.Boolean(metadata={"description": "false pauses, true resumes"})
+    cron = _CRON
+    every = _EVERY
+    timezone = _TIMEZONE
+    job = fields.Nested(ScheduleJobSchema)
+
+    @ma.validates_schema
+    def _not_both(self, data, **kwargs):
+        if "cron" in data and "every" in data:
+            raise ma.ValidationError("give cron or every, not both", "cron")
+
+
+class ScheduleSchema(ma.Schema):
+    """A periodic schedule as the API shows it."""
+
+    name = fields.String(required=True)
+    job = fields.Nested(ScheduleJobSchema, required=True)
+    cron = fields.String(allow_none=True, required=True)
+    every = fields.Float(allow_none=True, required=True)
+    timezone = fields.String(required=True)
+    enabled = fields.Boolean(required=True)
+    next_run_at = fields.AwareDateTime(allow_none=True, required=True,
+                                       metadata={"description": "null while paused"})
+    last_run_at = fields.AwareDateTime(allow_none=True, required=True,
+                                       metadata={"description": "the tick time of the last run"})
+    last_job_id = fields.String(allow_none=True, required=True)
+    created_at = fields.AwareDateTime(required=True)
+    links = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                        metadata={"description": "self; last_job: the job the last run made"})
+
+
+class ScheduleListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ScheduleSchema), required=True)

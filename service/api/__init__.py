@@ -75,11 +75,15 @@ def problems(blp: flask_smorest.Blueprint, *codes: int):
 
 def init_app(app: flask.Flask) -> Api:
     """Create the Api, register every resource's blueprint and the docs' static files."""
-    from . import docs, health, hooks, jobs, reports
+    from . import docs, health, hooks, jobs, reports, schedules, workflows
 
     api = Api(app)
     api.register_blueprint(jobs.blp)
     jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
+    api.register_blueprint(workflows.blp)
+    workflows.document_workflows(api)
+    api.register_blueprint(schedules.blp)
+    schedules.document_schedules(api)
     api.register_blueprint(reports.blp)
     api.register_blueprint(hooks.blp)
     api.register_blueprint(health.blp)

@@ -28,3 +28,19 @@ def fail_once(ctx, token):
 def untyped(ctx, name, count=1):
     """A job without a payload schema: its signature is what the API checks."""
     return {"name": name, "count": count}
+
+
+class AddPayload(Schema):
+    n = fields.Integer(required=True, strict=True)
+
+
+@job("api.add", schema=AddPayload())
+def add(ctx, n):
+    """Add ``n`` to the upstream result of a chain (0 if there is none)."""
+    return (ctx.upstream or 0) + n
+
+
+@job("api.collect")
+def collect(ctx):
+    """Return what a chord's header produced, in order."""
+    return {"upstream": ctx.upstream, "workflow": ctx.links.get("workflow")}

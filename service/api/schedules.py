@@ -1,0 +1,189 @@
+"""The schedules resource: periodic jobs by cron or interval, paused and resumed at run time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import flask
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from adapters import InvalidJob, InvalidState, JobNotFound
+from adapters.schedules import ScheduleInfo, next_cron_time, validate_cron, validate_timezone
+
+from ..auth import current_tenant
+from ..errors import ValidationProblem, problem
+from ..extensions import current
+from ..schemas import (
+    ScheduleListSchema,
+    ScheduleRequestSchema,
+    ScheduleSchema,
+    ScheduleUpdateSchema,
+)
+from . import problems
+from .jobs import _validated, job_url
+
+__all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]
+
+blp = Blueprint("schedules", __name__, url_prefix="/v1/schedules",
+                description="Periodic jobs: cron (in a timezone) or every N seconds.")
+
+_LOCATION = {"Location": {"description": "the schedule's URL", "schema": {"type": "string"}}}
+_OWN_FIELDS = ("name", "cron", "every", "timezone")
+
+
+def schedule_url(name: str) -> str:
+    """The schedule's path (relative, so it is right behind any proxy)."""
+    return flask.url_for("schedules.Schedule", name=name)
+
+
+def schedule_body(info: ScheduleInfo) -> dict:
+    """The JSON shape of a schedule (ScheduleSchema dumps it)."""
+    links = {"self": schedule_url(info.name)}
+    if info.last_job_id:
+        links["last_job"] = job_url(info.last_job_id)
+    return {"name": info.name,
+            "job": {"type": info.job_type, "payload": info.payload, "options": info.options},
+            "cron": info.cron, "every": info.every, "timezone": info.timezone,
+            "enabled": info.enabled, "next_run_at": info.next_run_at,
+            "last_run_at": info.last_run_at, "last_job_id": info.last_job_id,
+            "created_at": info.created_at, "links": links}
+
+
+def document_schedules(api) -> None:
+    """Say in the spec what the request schemas' validators enforce about cron and every."""
+    schemas = api.spec.components.schemas
+    schemas["ScheduleRequest"]["oneOf"] = [{"required": ["cron"]}, {"required": ["every"]}]
+    schemas["ScheduleUpdate"]["not"] = {"required": ["cron", "every"]}
+
+
+def _check_timing(cron: str | None, zone_name: str | None) -> None:
+    """422 naming ``cron`` or ``timezone`` for an expression or zone that cannot be used."""
+    errors: dict[str, list[str]] = {}
+    zone = None
+    if zone_name is not None:
+        try:
+            zone = validate_timezone(zone_name)
+        except InvalidJob as exc:
+            errors.update(exc.errors)
+    if cron is not None:
+        try:
+            expr = validate_cron(cron)
+            # valid fields can still name a day that never comes (0 0 31 2 *)
+            next_cron_time(expr, zone or timezone.utc, datetime.now(timezone.utc))
+        except InvalidJob as exc:
+            errors.update(exc.errors)
+        except ValueError:
+            errors["cron"] = [f"{cron!r} never fires"]
+    if errors:
+        raise ValidationProblem("the schedule's timing is not valid; see errors", errors)
+
+
+def _check_job(job: dict | None) -> None:
+    """422 for an unknown type or a payload its schema refuses, named ``job.payload.<field>``."""
+    if job is not None:
+        _, errors = _validated(job, prefix="job.")
+        if errors:
+            raise ValidationProblem("the schedule's job is not valid; see errors", errors)
+
+
+def _renamed(errors: dict) -> dict[str, list[str]]:
+    """The adapter's field names as the request names them."""
+    renamed: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        if key.startswith("job.") or key in _OWN_FIELDS:
+            name = key
+        elif key.split(".")[0] in ("payload", "type"):
+            name = f"job.{key}"
+        else:
+            name = f"job.options.{key}"
+        renamed.setdefault(name, []).extend(messages)
+    return renamed
+
+
+def _not_found(name: str):
+    flask.abort(404, f"no schedule named {name!r}")
+
+
+@blp.route("")
+class Schedules(MethodView):
+    """The tenant's schedules."""
+
+    @blp.arguments(ScheduleRequestSchema)
+    @blp.response(201, ScheduleSchema, headers=_LOCATION, description="Created")
+    @problems(blp, 400, 401, 409, 413, 429, 503)
+    def post(self, request):
+        """Create a schedule; 409 if the tenant already has one of that name.
+
+        `cron` has five fields read in `timezone` (default UTC, DST-correct); `every` is
+        seconds. Each run enqueues an ordinary job linked to its schedule.
+        """
+        _check_timing(request.get("cron"), request["timezone"])
+        _check_job(request["job"])
+        job = request["job"]
+        try:
+            info = current().adapter.schedules().create(
+                current_tenant(), request["name"], job["type"], job["payload"], job["options"],
+                cron=request.get("cron"), every=request.get("every"),
+                timezone_name=request["timezone"], enabled=request["enabled"])
+        except InvalidState:
+            flask.abort(problem(409, f"a schedule named {request['name']!r} already exists",
+                                errors={"name": ["already exists"]}))
+        except InvalidJob as exc:
+            raise ValidationProblem(str(exc), _renamed(exc.errors)) from exc
+        return schedule_body(info), 201, {"Location": schedule_url(info.name)}
+
+    @blp.response(200, ScheduleListSchema)
+    @problems(blp, 401, 429, 503)
+    def get(self):
+        """List the tenant's schedules by name."""
+        infos = current().adapter.schedules().list(current_tenant())
+        return {"items": [schedule_body(i) for i in infos]}
+
+
+@blp.route("/<name>")
+class Schedule(MethodView):
+    """One schedule."""
+
+    @blp.response(200, ScheduleSchema)
+    @problems(blp, 401, 404, 429, 503)
+    def get(self, name):
+        """Read a schedule: its timing, its job, when it runs next and ran last."""
+        try:
+            return schedule_body(current().adapter.schedules().get(current_tenant(), name))
+        except JobNotFound:
+            _not_found(name)
+
+    @blp.arguments(ScheduleUpdateSchema)
+    @blp.response(200, ScheduleSchema)
+    @problems(blp, 400, 401, 404, 413, 429, 503)
+    def patch(self, changes, name):
+        """Change a schedule: `enabled: false` pauses it, `true` resumes it.
+
+        `cron` replaces `every` and the other way round; `job` replaces the whole job.
+        Running schedulers pick the change up at their next beat.
+        """
+        schedules = current().adapter.schedules()
+        try:
+            schedules.get(current_tenant(), name)  # an unknown name is a 404 before any 422
+        except JobNotFound:
+            _not_found(name)
+        _check_timing(changes.get("cron"), changes.get("timezone"))
+        _check_job(changes.get("job"))
+        try:
+            info = schedules.update(current_tenant(), name, **changes)
+        except JobNotFound:
+            _not_found(name)
+        except InvalidJob as exc:
+            raise ValidationProblem(str(exc), _renamed(exc.errors)) from exc
+        return schedule_body(info)
+
+    @blp.response(204, description="Removed; jobs it already made stay")
+    @problems(blp, 401, 404, 429, 503)
+    def delete(self, name):
+        """Remove a schedule; the jobs it already created stay."""
+        try:
+            current().adapter.schedules().delete(current_tenant(), name)
+        except JobNotFound:
+            _not_found(name)
+        return None
