@@ -57,6 +57,15 @@ def test_every_answer_matches_the_spec(make_app, method, path, mode):
     seed = client.post("/v1/jobs", headers=ACME,
                        json={"type": "demo.echo", "payload": {"message": "seed"}})
     assert seed.status_code == 202
+    seed_workflow = client.post("/v1/workflows", headers=ACME, json={
+        "chain": [{"type": "demo.echo", "payload": {"message": "seed"}}]})
+    assert seed_workflow.status_code == 202
+    seed_schedule = client.post("/v1/schedules", headers=ACME, json={
+        "name": "seed", "every": 3600, "job": {"type": "demo.echo",
+                                                "payload": {"message": "seed"}}})
+    assert seed_schedule.status_code == 201
+    existing = {"job_id": seed.json["id"], "workflow_id": seed_workflow.json["id"],
+                "name": "seed"}
     api_schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     # the API key is ours to send (headers=ACME), not a parameter to generate or break
     api_schema.config.generation.update(with_security_parameters=False)
@@ -72,13 +81,18 @@ def test_every_answer_matches_the_spec(make_app, method, path, mode):
     @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     def conforms(case):
-        if "job_id" in (case.path_parameters or {}) and statuses.total() % 2:
-            case.path_parameters["job_id"] = seed.json["id"]  # an id that exists, too
+        for param in set(case.path_parameters or {}) & set(existing):
+            if statuses.total() % 2:
+                case.path_parameters[param] = existing[param]  # an id that exists, too
         response = case.call_and_validate(headers=ACME, checks=checks)
         statuses[response.status_code] += 1
 
     conforms()
     assert all(code < 500 for code in statuses) or path == "/readyz", statuses
     if mode is GenerationMode.POSITIVE and method == "POST" and path in ("/v1/jobs",
-                                                                         "/v1/jobs/batch"):
+                                                                         "/v1/jobs/batch",
+                                                                         "/v1/workflows"):
         assert statuses[202], f"no generated job was accepted: {statuses}"
+    if mode is GenerationMode.POSITIVE and method == "GET" and path in (
+            "/v1/jobs/{job_id}", "/v1/workflows/{workflow_id}", "/v1/schedules/{name}"):
+        assert statuses[200], f"the seeded resource was never read: {statuses}"
