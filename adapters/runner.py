@@ -245,6 +245,22 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
     return Outcome("failed", type(error).__name__)
 
 
+# A process forked while the maintenance thread is half-way through a tick inherits
+# whatever that thread held -- an import lock, a connection -- locked for ever: an RQ
+# WorkerPool child then hangs before its first job. So a fork waits for the tick to end.
+_tick_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _tick_lock
+    _tick_lock = threading.Lock()
+
+
+os.register_at_fork(before=lambda: _tick_lock.acquire(),
+                    after_in_parent=lambda: _tick_lock.release(),
+                    after_in_child=_after_fork_in_child)
+
+
 class Maintenance:
     """The loop every worker runs beside its engine (a daemon thread)."""
 
@@ -278,13 +294,14 @@ class Maintenance:
         last_beat = 0.0
         while not self._stop.is_set():
             try:
-                now = time.monotonic()
-                if now - last_beat >= beat_every:
-                    self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
-                                                         ttl=beat_every * 5)
-                    last_beat = now
-                while self.adapter.dispatch_due() >= 100:
-                    pass
+                with _tick_lock:
+                    now = time.monotonic()
+                    if now - last_beat >= beat_every:
+                        self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
+                                                             ttl=beat_every * 5)
+                        last_beat = now
+                    while self.adapter.dispatch_due() >= 100:
+                        pass
             except Exception:
                 log.warning("maintenance tick failed", exc_info=True)
             self._stop.wait(tick)
