@@ -339,21 +339,28 @@ class QueueAdapter(abc.ABC):
         if fresh:
             dispatches = [Dispatch.from_record(rec) for rec in fresh]
             try:
-                self._publish_many(dispatches)
+                confirmed = self._publish_many(dispatches)
             except Exception as exc:
                 self._rollback(fresh)
                 raise BackendUnavailable(f"the {self.name} broker refused the job: {exc}") from exc
             try:
-                self.ledger.dispatched([d.job_id for d in dispatches])
+                if not confirmed:
+                    self.ledger.dispatched([d.job_id for d in dispatches])
             except redis.RedisError:
                 # The dispatch guard expires on its own; the reaper then re-dispatches,
                 # and the engine drops the now-stale first delivery by its token.
                 log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
-        return [self.get(job_id, tenant=tenant) for _, job_id in outcomes]
+        # A job just created is what was written; only an idempotent hit is read back.
+        return [JobInfo.from_record(rec) if created else self.get(job_id, tenant=tenant)
+                for rec, (created, job_id) in zip(records, outcomes)]
 
-    def _publish_many(self, dispatches: list[Dispatch]) -> None:
+    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
+        """Hand the deliveries to the engine; True if their dispatch guard was lifted in
+        the same write (an engine whose broker is the ledger's Redis can commit both in
+        one transaction), else the caller lifts it."""
         for dispatch in dispatches:
             self._publish(dispatch)
+        return False
 
     def _rollback(self, records: list[dict]) -> None:
         try:

@@ -345,13 +345,21 @@ class Ledger:
 
     # -- writes from the API side ---------------------------------------------------
     def create_many(self, records: list[dict], now: float) -> list[tuple[bool, str]]:
-        """Write the records in one pipeline; ``(created, id)`` each (an idempotent hit
+        """Write the records, all or none; ``(created, id)`` each (an idempotent hit
         returns the first job's id and ``created=False``)."""
-        pipe = self.r.pipeline(transaction=True)
+        argvs = []
         for rec in records:
             argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
             for k, v in rec.items():
                 argv += [k, v]
+            argvs.append(argv)
+        if len(argvs) == 1:
+            # One script call is atomic by itself: a MULTI/EXEC around it, and the SCRIPT
+            # EXISTS a pipeline sends first, would only add round trips.
+            created, job_id = self._create(args=argvs[0])
+            return [(bool(int(created)), job_id)]
+        pipe = self.r.pipeline(transaction=True)
+        for argv in argvs:
             self._create(args=argv, client=pipe)
         return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
 
@@ -362,9 +370,10 @@ class Ledger:
             self._delete(args=[self.ns, repr(time.time()), job_id, tenant, idem], client=pipe)
         pipe.execute()
 
-    def dispatched(self, job_ids: list[str]) -> None:
-        """The engine has the jobs: lift their dispatch guard."""
-        self.r.zrem(f"{self.ns}dispatching", *job_ids)
+    def dispatched(self, job_ids: list[str], pipeline: redis.client.Pipeline | None = None) -> None:
+        """The engine has the jobs: lift their dispatch guard (in ``pipeline`` if given, so
+        an engine that shares this Redis can commit it with its own write)."""
+        (self.r if pipeline is None else pipeline).zrem(f"{self.ns}dispatching", *job_ids)
 
     def cancel(self, job_id: str, reason: str, now: float) -> str:
         """``canceled``, ``requested`` (it is running), ``ended:<state>`` or ``missing``."""

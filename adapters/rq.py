@@ -53,7 +53,7 @@ class RQAdapter(QueueAdapter):
             self._queues[engine_name] = queue
         return queue
 
-    def _publish(self, dispatch: Dispatch) -> None:
+    def _publish(self, dispatch: Dispatch, pipeline=None) -> None:
         self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
             "adapters.rq.perform",
             args=[dispatch.job_id, dispatch.token],
@@ -61,7 +61,18 @@ class RQAdapter(QueueAdapter):
             result_ttl=0,
             failure_ttl=self.settings.job_ttl,
             description=f"{dispatch.job_type} {dispatch.job_id}",
+            pipeline=pipeline,
         )
+
+    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
+        """Every delivery and the lifting of their dispatch guard in one transaction: RQ's
+        queues live in the ledger's own Redis, so the two commit together or not at all."""
+        with self.rq_redis.pipeline(transaction=True) as pipe:
+            for dispatch in dispatches:
+                self._publish(dispatch, pipe)
+            self.ledger.dispatched([d.job_id for d in dispatches], pipeline=pipe)
+            pipe.execute()
+        return True
 
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
