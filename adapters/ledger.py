@@ -103,7 +103,8 @@ return 1
 _CLAIM = _LUA_COMMON + """
 local id, token = ARGV[3], ARGV[4]
 local key = ns .. 'job:' .. id
-local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts')
+local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts',
+                     'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links')
 if not s[1] then return {'drop', 'unknown'} end
 if s[2] ~= token then return {'drop', 'stale'} end
 if s[1] ~= 'queued' then return {'drop', s[1]} end
@@ -131,14 +132,14 @@ if s[4] and s[4] ~= '' then
   redis.call('ZADD', rk, ARGV[2], id .. ':' .. s[6])
   redis.call('EXPIRE', rk, math.ceil(window) + 1)
 end
-local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5],
-           'finished_at', '')
+-- One read above and one write here: this runs once per job, on every job.
+local attempts = (tonumber(s[6]) or 0) + 1
+redis.call('HSET', key, 'attempts', attempts, 'state', 'started', 'started_at', ARGV[2],
+           'worker', ARGV[5], 'finished_at', '')
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
-redis.call('ZREM', ns .. 'expiries', id)
+if s[3] and s[3] ~= '' then redis.call('ZREM', ns .. 'expiries', id) end
 event(key, 'started', attempts, {worker=ARGV[5]})
-local r = redis.call('HMGET', key, 'type', 'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links')
-return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or ''}
+return {'run', tostring(attempts), s[5], s[7], s[8], s[9], s[10], s[11], s[12] or ''}
 """
 
 # ARGV: ns, now, id, token, outcome, job_ttl, a, b
