@@ -58,7 +58,11 @@ class RQAdapter(QueueAdapter):
             "adapters.rq.perform",
             args=[dispatch.job_id, dispatch.token],
             timeout=math.ceil(dispatch.timeout + self.settings.timeout_grace),
-            result_ttl=0,
+            # RQ 3 deletes a job kept for 0 s through a slower path (status and execution
+            # reads on a second connection, twice-done cleanup: 6 more commands and a new
+            # connection per job in a forking worker); a 1 s record is cheaper. Its id
+            # stays in RQ's finished registry until RQ's own cleanup, every 10 minutes.
+            result_ttl=1,
             failure_ttl=self.settings.job_ttl,
             description=f"{dispatch.job_type} {dispatch.job_id}",
             pipeline=pipeline,
