@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import inspect
 import json
 import logging
 import math
@@ -115,6 +116,14 @@ class Capability(str, enum.Enum):
     """The engine's broker refuses anything but JSON (a pickled message never runs)."""
     CRASH_RECOVERY = "crash_recovery"
     """A job whose worker died is run again, up to a capped number of lost deliveries."""
+
+
+# Connections skip CLIENT SETINFO: it only labels them in CLIENT LIST, and redis-py
+# reads its package metadata from disk for it on every new connection -- once per job
+# in a fork-per-job worker, whose work horse connects afresh.
+QUIET_CLIENT = ({"driver_info": None}
+                if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+                else {"lib_name": None, "lib_version": None})
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -275,6 +284,7 @@ class QueueAdapter(abc.ABC):
             socket_connect_timeout=self.settings.redis_timeout,
             socket_timeout=self.settings.redis_timeout,
             health_check_interval=30,
+            **QUIET_CLIENT,
         )
 
     def process_ledger(self) -> Ledger:

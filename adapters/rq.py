@@ -10,7 +10,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from .base import Capability, QueueAdapter
+from .base import QUIET_CLIENT, Capability, QueueAdapter
 from .ledger import Dispatch
 from .runner import Maintenance, execute
 
@@ -40,7 +40,7 @@ class RQAdapter(QueueAdapter):
         # RQ stores bytes, so it gets its own client that does not decode.
         self.rq_redis = redis.Redis.from_url(
             self.settings.redis_url, socket_connect_timeout=self.settings.redis_timeout,
-            health_check_interval=30)
+            health_check_interval=30, **QUIET_CLIENT)
         self._queues: dict[str, Queue] = {}
 
     def _engine_name(self, queue: str, priority: str) -> str:
