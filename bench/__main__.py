@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Markdown table (default BENCHMARKS.md; smoke: var/bench/)")
     parser.add_argument("--only", default=None, help="only worker settings whose name contains this")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: workers,enqueue,http")
+    parser.add_argument("--baseline", type=Path, default=ROOT / "bench" / "baseline.json",
+                        help="an earlier results file to compare with (default bench/baseline.json)")
     parser.add_argument("--rest-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the REST service (repeatable)")
     args = parser.parse_args(argv)
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"[bench] no chart: {exc}")
         chart_name = None
-    out.write_text(report.markdown(results, command, chart_name))
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
+    out.write_text(report.markdown(results, command, chart_name,
+                                   None if args.smoke else baseline))
     print(f"[bench] wrote {out}, {chart_path} and {data_path} in {results['machine']['seconds']:.0f} s")
     for target in report.targets(results):
         print(f"[bench] target {'MET   ' if target['met'] else 'MISSED' if target['met'] is False else '-     '} "

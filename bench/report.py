@@ -107,7 +107,7 @@ def targets(results: dict) -> list[dict]:
                             "measured": NOT_MEASURED, "met": None})
                 continue
             out.append({"target": f"Redis commands/job <= raw {engine} + 4 ({label})",
-                        "measured": f"{a:.1f} vs {b:.1f} (+{a - b:.1f})", "met": a <= b + 4.05})
+                        "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})", "met": a <= b + 4.05})
         if engine == "celery":
             bare = _row(results, engine, setting, "raw-bare")
             for kind, label in (("total", "incl. commands inside scripts"),
@@ -116,7 +116,7 @@ def targets(results: dict) -> list[dict]:
                 if a is not None and b is not None:
                     out.append({"target": f"... and <= raw Celery without a result backend + 4 "
                                           f"({label})",
-                                "measured": f"{a:.1f} vs {b:.1f} (+{a - b:.1f})",
+                                "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})",
                                 "met": a <= b + 4.05})
 
     for engine in ("celery", "rq"):
@@ -138,7 +138,49 @@ def _met(value: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "—"}[value]
 
 
-def markdown(results: dict, command: str, chart_name: str | None) -> str:
+def _ratio_of(results: dict, setting, key: str, *path: str) -> float | None:
+    return _ratio(_median(_row(results, setting.engine, setting.key, "switchyard"), key, *path),
+                  _median(_row(results, setting.engine, setting.key, "raw"), key, *path))
+
+
+def comparison(results: dict, baseline: dict) -> list[str]:
+    """Key figures of an earlier run (``bench/baseline.json``) beside this run's, as
+    Switchyard/raw ratios where the machine's load would blur absolute figures."""
+    def pair(a, b, digits=2, suffix="x"):
+        fa = "—" if a is None else f"{a:.{digits}f}{suffix}"
+        fb = "—" if b is None else f"{b:.{digits}f}{suffix}"
+        return f"{fa} | {fb}"
+
+    m = baseline.get("machine", {})
+    lines = ["", "## Against the baseline run", "",
+             f"`bench/baseline.json`: the run of {m.get('date', '?')} on commit "
+             f"`{m.get('commit', '?')}`, before the hot-path changes. Ratios are "
+             "Switchyard / raw from the same run; commands are per job.", "",
+             "| figure | baseline | this run |", "|---|---|---|"]
+    for setting in SETTINGS:
+        for kind, job in (("noop", "no-op"), ("sleep", "50 ms")):
+            lines.append(f"| throughput {setting.engine} {setting.key}, {job} | "
+                         f"{pair(_ratio_of(baseline, setting, f'throughput_{kind}'), _ratio_of(results, setting, f'throughput_{kind}'))} |")
+    for setting in SETTINGS:
+        lines.append(f"| latency p50 {setting.engine} {setting.key} | "
+                     f"{pair(_ratio_of(baseline, setting, 'latency', 'p50'), _ratio_of(results, setting, 'latency', 'p50'))} |")
+    for setting in SETTINGS:
+        for kind in ("total", "client"):
+            b = _median(_row(baseline, setting.engine, setting.key, "switchyard"), "commands", kind)
+            a = _median(_row(results, setting.engine, setting.key, "switchyard"), "commands", kind)
+            lines.append(f"| Redis commands/job {setting.engine} {setting.key}, {kind} | "
+                         f"{pair(b, a, 1, '')} |")
+    for engine in ("celery", "rq"):
+        for method in ("single", "batch"):
+            def r(res):
+                sy, raw = _enqueue(res, engine, "switchyard", method), _enqueue(res, engine, "raw", method)
+                return _ratio(sy and sy["median"], raw and raw["median"])
+            lines.append(f"| enqueue {engine} {method} | {pair(r(baseline), r(results))} |")
+    return lines
+
+
+def markdown(results: dict, command: str, chart_name: str | None,
+             baseline: dict | None = None) -> str:
     m = results["machine"]
     plan = results["plan"]
     lines = [
@@ -310,6 +352,8 @@ def markdown(results: dict, command: str, chart_name: str | None) -> str:
               "serializer and RQ's default result keeping. Each subject has its own database "
               "on one private redis-server; the raw engine and Switchyard alternate run by run, "
               "the one not measured paused with SIGSTOP.", ""]
+    if baseline:
+        lines += comparison(results, baseline) + [""]
     return "\n".join(lines)
 
 
