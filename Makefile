@@ -20,6 +20,20 @@ test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (an
 worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES (default: the service's jobs)
 	$(BIN)/flask --app wsgi worker
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+.PHONY: bench bench-smoke
+
+$(BENCH_STAMP): $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## Switchyard beside raw Celery and RQ (~10 min): BENCHMARKS.md, bench/benchmarks.png
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every figure is produced, in var/bench/
+	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
+
 run: $(STAMP)  ## web + worker + scheduler from the Procfile; embedded Redis and a dev API key if unset
 	$(BIN)/python -m service.devrun
 

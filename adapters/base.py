@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import inspect
 import json
 import logging
 import math
@@ -121,6 +122,14 @@ class Capability(str, enum.Enum):
     """Chains, groups and chords whose edges are kept by the ledger."""
     SCHEDULES = "schedules"
     """Periodic schedules fired by the engine's own scheduler process, once per tick."""
+
+
+# Connections skip CLIENT SETINFO: it only labels them in CLIENT LIST, and redis-py
+# reads its package metadata from disk for it on every new connection -- once per job
+# in a fork-per-job worker, whose work horse connects afresh.
+QUIET_CLIENT = ({"driver_info": None}
+                if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+                else {"lib_name": None, "lib_version": None})
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -314,6 +323,7 @@ class QueueAdapter(abc.ABC):
             socket_connect_timeout=self.settings.redis_timeout,
             socket_timeout=self.settings.redis_timeout,
             health_check_interval=30,
+            **QUIET_CLIENT,
         )
 
     def process_ledger(self) -> Ledger:
@@ -387,7 +397,9 @@ class QueueAdapter(abc.ABC):
         except redis.RedisError as exc:
             raise BackendUnavailable(f"cannot write the job to Redis: {exc}") from exc
         self._publish_fresh([rec for rec, (created, _) in zip(records, outcomes) if created])
-        return [self.get(job_id, tenant=tenant) for _, job_id in outcomes]
+        # A job just created is what was written; only an idempotent hit is read back.
+        return [JobInfo.from_record(rec) if created else self.get(job_id, tenant=tenant)
+                for rec, (created, job_id) in zip(records, outcomes)]
 
     def _publish_fresh(self, records: list[dict]) -> None:
         """Hand newly written queued jobs to the engine; undo them all if it refuses."""
@@ -395,20 +407,25 @@ class QueueAdapter(abc.ABC):
         if fresh:
             dispatches = [Dispatch.from_record(rec) for rec in fresh]
             try:
-                self._publish_many(dispatches)
+                confirmed = self._publish_many(dispatches)
             except Exception as exc:
                 self._rollback(fresh)
                 raise BackendUnavailable(f"the {self.name} broker refused the job: {exc}") from exc
             try:
-                self.ledger.dispatched([d.job_id for d in dispatches])
+                if not confirmed:
+                    self.ledger.dispatched([d.job_id for d in dispatches])
             except redis.RedisError:
                 # The dispatch guard expires on its own; the reaper then re-dispatches,
                 # and the engine drops the now-stale first delivery by its token.
                 log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
 
-    def _publish_many(self, dispatches: list[Dispatch]) -> None:
+    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
+        """Hand the deliveries to the engine; True if their dispatch guard was lifted in
+        the same write (an engine whose broker is the ledger's Redis can commit both in
+        one transaction), else the caller lifts it."""
         for dispatch in dispatches:
             self._publish(dispatch)
+        return False
 
     def _rollback(self, records: list[dict]) -> None:
         try:

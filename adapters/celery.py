@@ -100,7 +100,7 @@ class CeleryAdapter(QueueAdapter):
         )
         adapter = self
 
-        @self.app.task(name=TASK_NAME, ignore_result=True, acks_late=True,
+        @self.app.task(name=TASK_NAME, shared=False, ignore_result=True, acks_late=True,
                        reject_on_worker_lost=True)
         def run(job_id: str, token: str) -> None:
             global _job_in_hand

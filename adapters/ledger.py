@@ -174,7 +174,8 @@ return 1
 _CLAIM = _LUA_COMMON + """
 local id, token = ARGV[3], ARGV[4]
 local key = ns .. 'job:' .. id
-local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts')
+local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts',
+                     'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links', 'upstream')
 if not s[1] then return {'drop', 'unknown'} end
 if s[2] ~= token then return {'drop', 'stale'} end
 if s[1] ~= 'queued' then return {'drop', s[1]} end
@@ -203,14 +204,14 @@ if s[4] and s[4] ~= '' then
   redis.call('ZADD', rk, ARGV[2], id .. ':' .. s[6])
   redis.call('EXPIRE', rk, math.ceil(window) + 1)
 end
-local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'state', 'started', 'started_at', ARGV[2], 'worker', ARGV[5],
-           'finished_at', '')
+-- One read above and one write here: this runs once per job, on every job.
+local attempts = (tonumber(s[6]) or 0) + 1
+redis.call('HSET', key, 'attempts', attempts, 'state', 'started', 'started_at', ARGV[2],
+           'worker', ARGV[5], 'finished_at', '')
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
-redis.call('ZREM', ns .. 'expiries', id)
+if s[3] and s[3] ~= '' then redis.call('ZREM', ns .. 'expiries', id) end
 event(key, 'started', attempts, {worker=ARGV[5]})
-local r = redis.call('HMGET', key, 'type', 'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links', 'upstream')
-return {'run', tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or '', r[8] or ''}
+return {'run', tostring(attempts), s[5], s[7], s[8], s[9], s[10], s[11], s[12] or '', s[13] or ''}
 """
 
 # ARGV: ns, now, id, token, outcome, job_ttl, a, b
@@ -422,25 +423,35 @@ class Ledger:
 
     # -- writes from the API side ---------------------------------------------------
     def create_many(self, records: list[dict], now: float) -> list[tuple[bool, str]]:
-        """Write the records in one pipeline; ``(created, id)`` each (an idempotent hit
+        """Write the records, all or none; ``(created, id)`` each (an idempotent hit
         returns the first job's id and ``created=False``)."""
+        argvs = self._create_argvs(records, now)
+        if len(argvs) == 1:
+            # One script call is atomic by itself: a MULTI/EXEC around it, and the SCRIPT
+            # EXISTS a pipeline sends first, would only add round trips.
+            created, job_id = self._create(args=argvs[0])
+            return [(bool(int(created)), job_id)]
         pipe = self.r.pipeline(transaction=True)
-        self._queue_creates(pipe, records, now)
+        for argv in argvs:
+            self._create(args=argv, client=pipe)
         return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
 
-    def _queue_creates(self, pipe, records: list[dict], now: float) -> None:
+    def _create_argvs(self, records: list[dict], now: float) -> list[list]:
+        argvs = []
         for rec in records:
             argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
             for k, v in rec.items():
                 argv += [k, v]
-            self._create(args=argv, client=pipe)
+            argvs.append(argv)
+        return argvs
 
     def create_workflow(self, workflow: dict, records: list[dict], now: float) -> None:
         """Write a workflow and all of its jobs in one transaction."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
         pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
-        self._queue_creates(pipe, records, now)
+        for argv in self._create_argvs(records, now):
+            self._create(args=argv, client=pipe)
         pipe.execute()
 
     def load_workflow(self, workflow_id: str) -> dict[str, str]:
@@ -459,9 +470,10 @@ class Ledger:
             self._delete(args=[self.ns, repr(time.time()), job_id, tenant, idem], client=pipe)
         pipe.execute()
 
-    def dispatched(self, job_ids: list[str]) -> None:
-        """The engine has the jobs: lift their dispatch guard."""
-        self.r.zrem(f"{self.ns}dispatching", *job_ids)
+    def dispatched(self, job_ids: list[str], pipeline: redis.client.Pipeline | None = None) -> None:
+        """The engine has the jobs: lift their dispatch guard (in ``pipeline`` if given, so
+        an engine that shares this Redis can commit it with its own write)."""
+        (self.r if pipeline is None else pipeline).zrem(f"{self.ns}dispatching", *job_ids)
 
     def cancel(self, job_id: str, reason: str, now: float) -> str:
         """``canceled``, ``requested`` (it is running), ``ended:<state>`` or ``missing``."""

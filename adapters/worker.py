@@ -1,11 +1,13 @@
 """Run the configured engine's own worker over the job modules in ``JOB_MODULES``.
 
     python -m adapters.worker [--backend rq|celery|dotted.path] [-Q a,b] [-c 2] [-n name]
+                              [--pool prefork|solo|threads] [--worker-class simple|fork]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 
@@ -23,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="worker processes")
     parser.add_argument("-n", "--name", default=None, help="worker name")
     parser.add_argument("--job-modules", default=None, help="overrides $JOB_MODULES")
+    parser.add_argument("--pool", choices=("prefork", "solo", "threads"), default=None,
+                        help="Celery's worker pool (default prefork)")
+    parser.add_argument("--worker-class", choices=("simple", "fork"), default=None,
+                        help="RQ's worker: simple (default; no fork per job) or fork "
+                             "(RQ's stock fork-per-job Worker)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
@@ -32,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     except SwitchyardError as exc:
         print(f"switchyard worker: {exc}", file=sys.stderr)
         return 2
+    engine_options = {}
+    if args.pool:
+        engine_options["pool"] = args.pool
+    if args.worker_class:
+        engine_options["forking"] = args.worker_class == "fork"
+    accepted = inspect.signature(adapter.run_worker).parameters
+    for option, flag in (("pool", "--pool"), ("forking", "--worker-class")):
+        if option in engine_options and option not in accepted:
+            print(f"switchyard worker: {flag} does not apply to the {adapter.name} engine",
+                  file=sys.stderr)
+            return 2
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     log.info("%s worker: job modules %s, %d job types, queues %s", adapter.name,
              ",".join(modules) or "(none)", len(definitions()), ",".join(queues) or "default")
-    adapter.run_worker(queues or None, max(1, args.concurrency), args.name)
+    adapter.run_worker(queues or None, max(1, args.concurrency), args.name, **engine_options)
     return 0
 
 

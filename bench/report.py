@@ -1,0 +1,448 @@
+"""Turns the figures into BENCHMARKS.md, a chart, and the smoke check."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from bench.subjects import SETTINGS
+
+__all__ = ["markdown", "chart", "missing_figures", "targets"]
+
+NOT_MEASURED = "not measured"
+DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2"}
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _cell(s: dict | None, digits: int = 1) -> str:
+    """``median [min–max]``."""
+    if not s:
+        return NOT_MEASURED
+    if s["min"] == s["max"]:
+        return _fmt(s["median"], digits)
+    return f"{_fmt(s['median'], digits)} [{_fmt(s['min'], digits)}–{_fmt(s['max'], digits)}]"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _row(results: dict, engine: str, setting: str, flavour: str) -> dict | None:
+    for row in results.get("workers", []):
+        if (row["engine"], row["setting"], row["flavour"]) == (engine, setting, flavour):
+            return row
+    return None
+
+
+def _median(row: dict | None, *path: str) -> float | None:
+    value = row
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value["median"] if isinstance(value, dict) else value
+
+
+def _enqueue(results: dict, engine: str, flavour: str, method: str) -> dict | None:
+    for row in results.get("enqueue", []):
+        if (row["engine"], row["flavour"], row["method"]) == (engine, flavour, method):
+            return row
+    return None
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target of the issue: what was measured against it, and whether it holds."""
+    out = []
+    worst = {}
+    for setting in SETTINGS:
+        for kind in ("noop", "sleep"):
+            r = _ratio(_median(_row(results, setting.engine, setting.key, "switchyard"),
+                               f"throughput_{kind}"),
+                       _median(_row(results, setting.engine, setting.key, "raw"),
+                               f"throughput_{kind}"))
+            if r is not None and (setting.engine not in worst or r < worst[setting.engine][0]):
+                worst[setting.engine] = (r, f"{setting.key} {kind}")
+    for engine in ("celery", "rq"):
+        if engine in worst:
+            r, where = worst[engine]
+            out.append({"target": f"Switchyard throughput >= 0.90x raw {engine}, same settings",
+                        "measured": f"lowest ratio {r:.2f}x ({where})", "met": r >= 0.90})
+        else:
+            out.append({"target": f"Switchyard throughput >= 0.90x raw {engine}, same settings",
+                        "measured": NOT_MEASURED, "met": None})
+
+    for kind in ("noop", "sleep"):
+        sy = _median(_row(results, "rq", "simple-c1", "switchyard"), f"throughput_{kind}")
+        stock = _median(_row(results, "rq", "fork-c1", "raw"), f"throughput_{kind}")
+        r = _ratio(sy, stock)
+        out.append({"target": f"Switchyard's default RQ worker >= 3x stock `rq worker` "
+                              f"({'no-op' if kind == 'noop' else '50 ms'} jobs, one process each)",
+                    "measured": f"{r:.2f}x ({_fmt(sy)} vs {_fmt(stock)} jobs/s)" if r else NOT_MEASURED,
+                    "met": (r >= 3.0) if r else None})
+
+    http = results.get("http", {})
+    for engine in ("celery", "rq"):
+        raw_p50 = _median(_row(results, engine, DEFAULT_SETTING[engine], "raw"), "latency", "p50")
+        rest = http.get("engines", {}).get(engine, {})
+        rest_p50 = _median(rest, "latency", "p50")
+        r = _ratio(rest_p50, raw_p50)
+        out.append({"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50",
+                    "measured": (f"{r:.2f}x ({_fmt(rest_p50, 2)} vs {_fmt(raw_p50, 2)} ms)" if r
+                                 else _http_reason(http)),
+                    "met": (r <= 1.5) if r else None})
+
+    for engine in ("celery", "rq"):
+        setting = DEFAULT_SETTING[engine]
+        raw = _row(results, engine, setting, "raw")
+        sy = _row(results, engine, setting, "switchyard")
+        for kind, label in (("total", "incl. commands inside scripts"),
+                            ("client", "client commands")):
+            a, b = _median(sy, "commands", kind), _median(raw, "commands", kind)
+            if a is None or b is None:
+                out.append({"target": f"Redis commands/job <= raw {engine} + 4 ({label})",
+                            "measured": NOT_MEASURED, "met": None})
+                continue
+            out.append({"target": f"Redis commands/job <= raw {engine} + 4 ({label})",
+                        "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})", "met": a <= b + 4.05})
+        if engine == "celery":
+            bare = _row(results, engine, setting, "raw-bare")
+            for kind, label in (("total", "incl. commands inside scripts"),
+                                ("client", "client commands")):
+                a, b = _median(sy, "commands", kind), _median(bare, "commands", kind)
+                if a is not None and b is not None:
+                    out.append({"target": f"... and <= raw Celery without a result backend + 4 "
+                                          f"({label})",
+                                "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})",
+                                "met": a <= b + 4.05})
+
+    for engine in ("celery", "rq"):
+        rest = http.get("engines", {}).get(engine, {})
+        r = _ratio(_median(rest, "batch"), _median(rest, "single"))
+        out.append({"target": f"HTTP batch enqueue >= 3x single-call HTTP enqueue ({engine})",
+                    "measured": (f"{r:.2f}x" if r
+                                 else _http_reason(http)),
+                    "met": (r >= 3.0) if r else None})
+    return out
+
+
+def _http_reason(http: dict) -> str:
+    status = http.get("status") or f"{NOT_MEASURED}: no REST service"
+    return status if status.startswith(NOT_MEASURED) else f"{NOT_MEASURED}: {status}"
+
+
+def _met(value: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "—"}[value]
+
+
+def _ratio_of(results: dict, setting, key: str, *path: str) -> float | None:
+    return _ratio(_median(_row(results, setting.engine, setting.key, "switchyard"), key, *path),
+                  _median(_row(results, setting.engine, setting.key, "raw"), key, *path))
+
+
+def comparison(results: dict, baseline: dict) -> list[str]:
+    """Key figures of an earlier run (``bench/baseline.json``) beside this run's, as
+    Switchyard/raw ratios where the machine's load would blur absolute figures."""
+    def pair(a, b, digits=2, suffix="x"):
+        fa = "—" if a is None else f"{a:.{digits}f}{suffix}"
+        fb = "—" if b is None else f"{b:.{digits}f}{suffix}"
+        return f"{fa} | {fb}"
+
+    m = baseline.get("machine", {})
+    lines = ["", "## Against the baseline run", "",
+             f"`bench/baseline.json`: the run of {m.get('date', '?')} on commit "
+             f"`{m.get('commit', '?')}`, before the hot-path changes. Ratios are "
+             "Switchyard / raw from the same run; commands are per job.", "",
+             "| figure | baseline | this run |", "|---|---|---|"]
+    for setting in SETTINGS:
+        for kind, job in (("noop", "no-op"), ("sleep", "50 ms")):
+            lines.append(f"| throughput {setting.engine} {setting.key}, {job} | "
+                         f"{pair(_ratio_of(baseline, setting, f'throughput_{kind}'), _ratio_of(results, setting, f'throughput_{kind}'))} |")
+    for setting in SETTINGS:
+        lines.append(f"| latency p50 {setting.engine} {setting.key} | "
+                     f"{pair(_ratio_of(baseline, setting, 'latency', 'p50'), _ratio_of(results, setting, 'latency', 'p50'))} |")
+    for setting in SETTINGS:
+        for kind in ("total", "client"):
+            b = _median(_row(baseline, setting.engine, setting.key, "switchyard"), "commands", kind)
+            a = _median(_row(results, setting.engine, setting.key, "switchyard"), "commands", kind)
+            lines.append(f"| Redis commands/job {setting.engine} {setting.key}, {kind} | "
+                         f"{pair(b, a, 1, '')} |")
+    for engine in ("celery", "rq"):
+        for method in ("single", "batch"):
+            def r(res):
+                sy, raw = _enqueue(res, engine, "switchyard", method), _enqueue(res, engine, "raw", method)
+                return _ratio(sy and sy["median"], raw and raw["median"])
+            lines.append(f"| enqueue {engine} {method} | {pair(r(baseline), r(results))} |")
+    return lines
+
+
+def markdown(results: dict, command: str, chart_name: str | None,
+             baseline: dict | None = None) -> str:
+    m = results["machine"]
+    plan = results["plan"]
+    lines = [
+        "# Benchmarks: Switchyard beside raw Celery and raw RQ",
+        "",
+        f"Run of {m['date']} on commit `{m['commit']}`, {plan['runs']} run(s) of every figure "
+        f"({plan['name']} plan, {m['seconds']:.0f} s in all). Every cell is the **median "
+        "[min–max]** of the runs; ratios are of medians from this same run.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}, "
+        f"Linux {m['kernel']}; Python {m['python']}; redis-server {m['redis_server']} (private, "
+        "loopback, no persistence); " + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + ".",
+        "",
+        f"Load average (1, 5, 15 min) before: {', '.join(map(str, m['load_before']))}; after: "
+        f"{', '.join(map(str, m.get('load_after', [])))}. Other work shares this machine, so "
+        "figures move from run to run: read the ranges.",
+        "",
+    ]
+    if chart_name:
+        lines += [f"![Switchyard beside the raw engines]({chart_name})", ""]
+
+    lines += ["## Targets", "", "| target | measured | |", "|---|---|---|"]
+    for t in targets(results):
+        lines.append(f"| {t['target']} | {t['measured']} | {_met(t['met'])} |")
+
+    lines += ["", "## Worker throughput (jobs/s)", "",
+              "Pre-filled queue, worker paused (SIGSTOP) while it fills; timed from its resume "
+              "(SIGCONT) until the last job is seen finished.", "",
+              "| engine | worker settings | job | raw | Switchyard | Switchyard / raw |",
+              "|---|---|---|---|---|---|"]
+    for setting in SETTINGS:
+        raw = _row(results, setting.engine, setting.key, "raw")
+        sy = _row(results, setting.engine, setting.key, "switchyard")
+        if not raw and not sy:
+            continue
+        label = setting.label + (" (Switchyard's default)" if setting.switchyard_default else "")
+        for kind, job in (("noop", "no-op"), ("sleep", "50 ms sleep")):
+            r = _ratio(_median(sy, f"throughput_{kind}"), _median(raw, f"throughput_{kind}"))
+            lines.append(f"| {setting.engine} | {label} | {job} | "
+                         f"{_cell((raw or {}).get(f'throughput_{kind}'))} | "
+                         f"{_cell((sy or {}).get(f'throughput_{kind}'))} | "
+                         f"{f'{r:.2f}x' if r else '—'} |")
+
+    lines += ["", "## Latency: enqueue to result visible (ms)", "",
+              "One job at a time on an idle worker, in-process: from the enqueue call until a "
+              "reader polling every 0.5 ms sees the result (raw: the engine's result/status; "
+              "Switchyard: `adapter.get()` says `succeeded`).", "",
+              "| engine | worker settings | raw p50 | raw p95 | raw p99 | Switchyard p50 | "
+              "Switchyard p95 | Switchyard p99 | p50 ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for setting in SETTINGS:
+        raw = _row(results, setting.engine, setting.key, "raw")
+        sy = _row(results, setting.engine, setting.key, "switchyard")
+        if not raw or "latency" not in raw:
+            continue
+        r = _ratio(_median(sy, "latency", "p50"), _median(raw, "latency", "p50"))
+        lines.append(f"| {setting.engine} | {setting.label} | "
+                     + " | ".join(_cell(raw["latency"][p], 2) for p in ("p50", "p95", "p99"))
+                     + " | " + " | ".join(_cell(sy["latency"][p], 2) for p in ("p50", "p95", "p99"))
+                     + f" | {f'{r:.2f}x' if r else '—'} |")
+
+    lines += ["", "## Enqueue rate, in-process (jobs/s)", "",
+              "No worker running. Single: one call per job (`task.delay`-style `apply_async`, "
+              "`queue.enqueue`, `adapter.enqueue`). Batch: "
+              f"{plan['batch_size']} jobs per call (Celery: a `group`, RQ: `enqueue_many`, "
+              "Switchyard: `enqueue_many`).", "",
+              "| engine | call | raw | raw, no result backend | Switchyard | Switchyard / raw |",
+              "|---|---|---|---|---|---|"]
+    for engine in ("celery", "rq"):
+        for method in ("single", "batch"):
+            raw = _enqueue(results, engine, "raw", method)
+            bare = _enqueue(results, engine, "raw-bare", method)
+            sy = _enqueue(results, engine, "switchyard", method)
+            r = _ratio(sy and sy["median"], raw and raw["median"])
+            lines.append(f"| {engine} | {method} | {_cell(raw, 0)} | "
+                         f"{_cell(bare, 0) if engine == 'celery' else '—'} | {_cell(sy, 0)} | "
+                         f"{f'{r:.2f}x' if r else '—'} |")
+
+    lines += ["", "## Over HTTP (gunicorn, 2 workers)", ""]
+    http = results.get("http", {})
+    if http.get("engines"):
+        lines += [f"{http.get('note', '')}", "",
+                  "| engine | single POST /v1/jobs (jobs/s) | POST /v1/jobs/batch (jobs/s) | "
+                  "batch / single | POST → succeeded p50 | p95 | p99 (ms) | non-2xx answers |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for engine, e in http["engines"].items():
+            if "error" in e:
+                lines.append(f"| {engine} | {NOT_MEASURED}: {e['error']} | | | | | | |")
+                continue
+            r = _ratio(_median(e, "batch"), _median(e, "single"))
+            lines.append(f"| {engine} | {_cell(e['single'], 0)} | {_cell(e['batch'], 0)} | "
+                         f"{f'{r:.2f}x' if r else '—'} | "
+                         + " | ".join(_cell(e["latency"][p], 2) for p in ("p50", "p95", "p99"))
+                         + f" | {e.get('non_2xx', 0)} |")
+    else:
+        lines.append(f"{_http_reason(http)}.")
+
+    lines += ["", "## Redis commands per job", "",
+              "A no-op job's whole lifecycle: enqueue, run, result stored. From `INFO "
+              "commandstats` deltas over the run, less the worker's idle rate over that time "
+              "and less the bench's own polling, divided by the jobs. **Total** counts every "
+              "command Redis ran, including those a Lua script ran (Redis counts those too); "
+              "**client** counts what clients sent (a pipelined command counts once, a script "
+              "counts as its one EVALSHA), i.e. the total less the script-internal commands seen "
+              "by MONITOR. The idle rate (heartbeats, maintenance ticks, blocking-pop timeouts) "
+              "is shown on its own, per second.", "",
+              "| engine | worker settings | raw total | Switchyard total | diff | raw client | "
+              "Switchyard client | diff | enqueue side raw / Switchyard (client) | "
+              "idle commands/s raw / Switchyard |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for setting in SETTINGS:
+        raw = _row(results, setting.engine, setting.key, "raw")
+        sy = _row(results, setting.engine, setting.key, "switchyard")
+        if not raw or "commands" not in raw:
+            continue
+        variants = [("raw", raw)]
+        bare = _row(results, setting.engine, setting.key, "raw-bare")
+        if bare and "commands" in bare:
+            variants.append(("raw, no result backend", bare))
+        for name, base in variants:
+            dt = _median(sy, "commands", "total") - _median(base, "commands", "total")
+            dc = _median(sy, "commands", "client") - _median(base, "commands", "client")
+            label = setting.label if name == "raw" else f"{setting.label}, vs {name}"
+            lines.append(
+                f"| {setting.engine} | {label} | {_cell(base['commands']['total'])} | "
+                f"{_cell(sy['commands']['total'])} | {dt:+.1f} | "
+                f"{_cell(base['commands']['client'])} | {_cell(sy['commands']['client'])} | "
+                f"{dc:+.1f} | {_fmt(_median(base, 'commands', 'enqueue_client'))} / "
+                f"{_fmt(_median(sy, 'commands', 'enqueue_client'))} | "
+                f"{_fmt(_median(base, 'commands', 'idle_total_per_s'))} / "
+                f"{_fmt(_median(sy, 'commands', 'idle_total_per_s'))} |")
+    lines += ["", "Per command, per job (median run; `bench/` JSON has every run):", ""]
+    for engine in ("celery", "rq"):
+        for flavour in ("raw", "raw-bare", "switchyard"):
+            row = _row(results, engine, DEFAULT_SETTING[engine], flavour)
+            if row and "commands" in row:
+                c = row["commands"]
+                lines.append(f"- {engine} {flavour}: " + ", ".join(
+                    f"{k} {v:g}" for k, v in c["by_command"].items())
+                    + (" — inside scripts: " + ", ".join(
+                        f"{k} {v:g}" for k, v in c["by_command_in_scripts"].items())
+                       if c["by_command_in_scripts"] else ""))
+
+    lines += ["", "## Peak worker memory (MiB)", "",
+              "The largest sum of RSS over the worker's whole process tree (main process, pool "
+              "children, work horses), sampled every 0.1 s over all its runs; copy-on-write "
+              "pages shared by forked children count once per process.", "",
+              "| engine | worker settings | raw | Switchyard |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        raw = _row(results, setting.engine, setting.key, "raw")
+        sy = _row(results, setting.engine, setting.key, "switchyard")
+        if raw and sy:
+            lines.append(f"| {setting.engine} | {setting.label} | {raw['peak_rss_mib']:.0f} | "
+                         f"{sy['peak_rss_mib']:.0f} |")
+
+    lines += ["", "## What runs", ""]
+    for setting in SETTINGS:
+        for flavour in ("raw", "switchyard"):
+            row = _row(results, setting.engine, setting.key, flavour)
+            if row and row.get("argv"):
+                argv = " ".join(_argv_word(i, a) for i, a in enumerate(row["argv"]))
+                lines.append(f"- {setting.engine} {setting.key} {flavour}: `{argv}`")
+    lines += ["",
+              "Raw Celery is `bench/raw_celery.py`: the same JSON-only, late-ack, prefetch-1, "
+              "Redis-priority settings as Switchyard's Celery app, plus Celery's Redis result "
+              "backend so results can be read back (its callers subscribe to each result's "
+              "channel, as Celery does). Raw RQ is `rq worker` / `rq worker-pool` with the JSON "
+              "serializer and RQ's default result keeping. Each subject has its own database "
+              "on one private redis-server; the raw engine and Switchyard alternate run by run, "
+              "the one not measured paused with SIGSTOP.", ""]
+    if baseline:
+        lines += comparison(results, baseline) + [""]
+    return "\n".join(lines)
+
+
+def _argv_word(index: int, word: str) -> str:
+    """A command word as the reader would type it: no paths, URLs or generated names."""
+    if index == 0:
+        return os.path.basename(word)
+    if word.startswith("redis://"):
+        return "$REDIS_URL"
+    if word.startswith("--hostname="):
+        return "--hostname=NAME@%h"
+    if re.fullmatch(r"(raw|rawbare|switchyard|http)[0-9a-f]{6}", word):
+        return "NAME"
+    return word
+
+
+def chart(results: dict, path: Path) -> None:
+    """A PNG of throughput, latency, commands and enqueue rate, raw beside Switchyard."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+    keys = [s for s in SETTINGS if _row(results, s.engine, s.key, "raw")]
+    names = [f"{s.engine}\n{s.key}" for s in keys]
+
+    def bars(ax, getter, title, unit, log=False):
+        xs = range(len(keys))
+        for offset, flavour, colour in ((-0.2, "raw", "#8c8c8c"), (0.2, "switchyard", "#1f77b4")):
+            meds, lows, highs = [], [], []
+            for s in keys:
+                v = getter(_row(results, s.engine, s.key, flavour))
+                meds.append(v["median"] if v else 0)
+                lows.append(v["median"] - v["min"] if v else 0)
+                highs.append(v["max"] - v["median"] if v else 0)
+            ax.bar([x + offset for x in xs], meds, 0.4, yerr=[lows, highs], capsize=2,
+                   label=flavour, color=colour)
+        ax.set_xticks(list(xs), names, fontsize=7)
+        ax.set_title(title)
+        ax.set_ylabel(unit)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+
+    bars(axes[0][0], lambda r: r and r.get("throughput_noop"), "No-op job throughput", "jobs/s")
+    bars(axes[0][1], lambda r: r and r.get("throughput_sleep"), "50 ms job throughput", "jobs/s")
+    bars(axes[1][0], lambda r: r and r.get("latency", {}).get("p50"),
+         "Latency p50, enqueue to result visible", "ms")
+    bars(axes[1][1], lambda r: r and r.get("commands", {}).get("total"),
+         "Redis commands per job (incl. inside scripts)", "commands")
+    fig.suptitle(f"Switchyard beside raw Celery and RQ — {results['machine']['date']}, "
+                 f"median of {results['plan']['runs']} run(s), bars span min–max")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def missing_figures(results: dict, rest_expected: bool) -> list[str]:
+    """Every figure the table should hold but does not (the smoke check)."""
+    missing = []
+    for setting in SETTINGS:
+        for flavour in ("raw", "switchyard"):
+            row = _row(results, setting.engine, setting.key, flavour)
+            where = f"{setting.engine} {setting.key} {flavour}"
+            if not row:
+                missing.append(f"{where}: no worker figures")
+                continue
+            for path in (("throughput_noop",), ("throughput_sleep",), ("latency", "p50"),
+                         ("latency", "p95"), ("latency", "p99"), ("commands", "total"),
+                         ("commands", "client"), ("commands", "idle_total_per_s")):
+                if _median(row, *path) is None:
+                    missing.append(f"{where}: {'.'.join(path)}")
+            if not row.get("peak_rss_mib"):
+                missing.append(f"{where}: peak RSS")
+    for engine in ("celery", "rq"):
+        for flavour in ("raw", "switchyard"):
+            for method in ("single", "batch"):
+                if not _enqueue(results, engine, flavour, method):
+                    missing.append(f"enqueue {engine} {flavour} {method}")
+    http = results.get("http", {})
+    if rest_expected:
+        for engine in ("celery", "rq"):
+            e = http.get("engines", {}).get(engine, {})
+            for path in (("single",), ("batch",), ("latency", "p50")):
+                if _median(e, *path) is None:
+                    missing.append(f"http {engine}: {'.'.join(path)} "
+                                   f"({e.get('error', http.get('status', 'missing'))})")
+    elif not str(http.get("status", "")).startswith(NOT_MEASURED):
+        missing.append("http: no status")
+    return missing
