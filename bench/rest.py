@@ -103,7 +103,8 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
             except OSError:
                 return False
         wait_until(up, 60, "gunicorn to answer /healthz", 0.1, web)
-        measure.wait_ready(subject, worker, setting.processes, DB)
+        # Celery's consumer pops for the whole worker on one connection; RQ's each process
+        measure.wait_ready(subject, worker, 1 if engine == "celery" else setting.processes, DB)
 
         status, job = client.call("POST", "/v1/jobs", NOOP)
         if status != 202 or "id" not in job:
