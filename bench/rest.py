@@ -85,7 +85,7 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
     subject = Switchyard(url, engine)
     key = secrets.token_hex(16)
     port = free_port()
-    env = {**subject.worker_env(), "QUEUE_BACKEND": engine, "API_KEYS": f"bench:{key}",
+    env = {**subject.worker_env(), "QUEUE_BACKEND": engine, "API_KEYS": f"bench:{key}", "RATE_LIMIT": "100000000/minute",
            "PORT": str(port), **rest_env}
     web = WorkerProcess([sys.executable, "-m", "gunicorn", "wsgi:app", "--bind",
                          f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning"],
