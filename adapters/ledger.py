@@ -3,8 +3,8 @@
 Each state change is one Lua script, so a change is atomic and costs one round trip.
 Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
 
-    {ns}job:{id}              hash: the job (see ``JobInfo.from_record``)
-    {ns}job:{id}:events       list: every state change, JSON
+    {ns}job:{id}              hash: the job (see ``JobInfo.from_record``); its ``events``
+                              field is its history, one JSON object per line
     {ns}t:{tenant}            zset: the tenant's job ids by creation time
     {ns}idem:{tenant}:{key}   string: idempotency key -> job id
     {ns}due                   zset: jobs waiting for their time (delay, backoff, rate slot)
@@ -34,14 +34,22 @@ __all__ = ["Ledger", "Dispatch", "ClaimResult"]
 _LUA_COMMON = """
 local ns = ARGV[1]
 local now = tonumber(ARGV[2])
-local function event(key, state, attempt, extra)
+-- A job's history is one hash field, JSON lines: the hot paths (create, claim, finish)
+-- read and write it with the HMGET and HSET they do anyway, so it costs no command.
+local function ev(state, attempt, extra)
   local e = {state=state, at=now, attempt=tonumber(attempt) or 0}
   if extra then for k, v in pairs(extra) do e[k] = v end end
-  redis.call('RPUSH', key .. ':events', cjson.encode(e))
+  return cjson.encode(e)
+end
+local function append(old, line)
+  if old and old ~= '' then return old .. '\\n' .. line end
+  return line
+end
+local function event(key, state, attempt, extra)
+  redis.call('HSET', key, 'events', append(redis.call('HGET', key, 'events'), ev(state, attempt, extra)))
 end
 local function close(key, ttl)
   redis.call('EXPIRE', key, ttl)
-  redis.call('EXPIRE', key .. ':events', ttl)
 end
 local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 local ACTIVE = {scheduled=true, queued=true, retrying=true}
@@ -51,8 +59,8 @@ local function count_end(key, outcome)
   redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb[1] .. '|' .. tb[2] .. '|' .. outcome, 1)
 end
 -- Workflows: what a job's end means for the jobs after it. Called wherever a job ends.
-local function wf_end(key, outcome, ttl)
-  local w = redis.call('HMGET', key, 'wf', 'wf_role', 'wf_next')
+local function wf_end(key, outcome, ttl, w)
+  w = w or redis.call('HMGET', key, 'wf', 'wf_role', 'wf_next')
   if not w[1] or w[1] == '' then return end
   local wk = ns .. 'wf:' .. w[1]
   local kind = redis.call('HGET', wk, 'kind')
@@ -134,7 +142,10 @@ if f['idempotency_key'] ~= '' then
   redis.call('SET', ik, id, 'EX', idem_ttl)
 end
 local key = ns .. 'job:' .. id
-redis.call('HSET', key, unpack(ARGV, 5))
+local fields = {unpack(ARGV, 5)}
+fields[#fields + 1] = 'events'
+fields[#fields + 1] = ev(f['state'], 0)
+redis.call('HSET', key, unpack(fields))
 redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
 if f['state'] == 'scheduled' then
   if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
@@ -144,7 +155,6 @@ end
 if f['expires_at'] ~= '' then
   redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
 end
-event(key, f['state'], 0)
 redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
 return {1, id}
 """
@@ -175,7 +185,8 @@ _CLAIM = _LUA_COMMON + """
 local id, token = ARGV[3], ARGV[4]
 local key = ns .. 'job:' .. id
 local s = redis.call('HMGET', key, 'state', 'token', 'expires_at', 'rate', 'type', 'attempts',
-                     'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links', 'upstream')
+                     'payload', 'tenant', 'queue', 'timeout', 'max_retries', 'links', 'upstream',
+                     'events')
 if not s[1] then return {'drop', 'unknown'} end
 if s[2] ~= token then return {'drop', 'stale'} end
 if s[1] ~= 'queued' then return {'drop', s[1]} end
@@ -207,10 +218,10 @@ end
 -- One read above and one write here: this runs once per job, on every job.
 local attempts = (tonumber(s[6]) or 0) + 1
 redis.call('HSET', key, 'attempts', attempts, 'state', 'started', 'started_at', ARGV[2],
-           'worker', ARGV[5], 'finished_at', '')
+           'worker', ARGV[5], 'finished_at', '',
+           'events', append(s[14], ev('started', attempts, {worker=ARGV[5]})))
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
 if s[3] and s[3] ~= '' then redis.call('ZREM', ns .. 'expiries', id) end
-event(key, 'started', attempts, {worker=ARGV[5]})
 return {'run', tostring(attempts), s[5], s[7], s[8], s[9], s[10], s[11], s[12] or '', s[13] or ''}
 """
 
@@ -220,7 +231,9 @@ return {'run', tostring(attempts), s[5], s[7], s[8], s[9], s[10], s[11], s[12] o
 _FINISH = _LUA_COMMON + """
 local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
 local key = ns .. 'job:' .. id
-local s = redis.call('HMGET', key, 'token', 'attempts', 'type', 'backend', 'started_at')
+-- One read, one write and the bookkeeping: this runs once per attempt, on every job.
+local s = redis.call('HMGET', key, 'token', 'attempts', 'type', 'backend', 'started_at', 'events',
+                     'wf', 'wf_role', 'wf_next')
 if s[1] ~= token then return 0 end
 redis.call('ZREM', ns .. 'leases', id)
 local ran = now - (tonumber(s[5]) or now)
@@ -229,26 +242,31 @@ for _, le in ipairs(BUCKETS) do
   if ran <= le then bucket = tostring(le) break end
 end
 local tb = s[3] .. '|' .. s[4]
-redis.call('HINCRBY', ns .. 'stats', 'duration|' .. tb .. '|' .. bucket, 1)
+-- One counter per (outcome, duration bucket): the histogram and the finished counts
+-- are both sums of these.
+redis.call('HINCRBY', ns .. 'stats', 'ran|' .. tb .. '|' .. outcome .. '|' .. bucket, 1)
 redis.call('HINCRBYFLOAT', ns .. 'stats', 'duration_sum|' .. tb, ran)
 if outcome == 'retry' then
-  redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8])
+  redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8],
+             'events', append(s[6], ev('retrying', s[2], {run_at=tonumber(ARGV[8])})))
   redis.call('ZADD', ns .. 'due', ARGV[8], id)
-  event(key, 'retrying', s[2], {run_at=tonumber(ARGV[8])})
   return 1
 end
+local events = append(s[6], ev(outcome, s[2]))
 if outcome == 'succeeded' then
-  redis.call('HSET', key, 'state', outcome, 'result', ARGV[7], 'finished_at', ARGV[2], 'token', '')
+  redis.call('HSET', key, 'state', outcome, 'result', ARGV[7], 'finished_at', ARGV[2], 'token', '',
+             'events', events)
 elseif outcome == 'failed' then
-  redis.call('HSET', key, 'state', outcome, 'error', ARGV[7], 'finished_at', ARGV[2], 'token', '')
+  redis.call('HSET', key, 'state', outcome, 'error', ARGV[7], 'finished_at', ARGV[2], 'token', '',
+             'events', events)
+elseif ARGV[8] ~= '' then
+  redis.call('HSET', key, 'state', outcome, 'cancel_reason', ARGV[7], 'finished_at', ARGV[2],
+             'token', '', 'events', events, 'error', ARGV[8])
 else
   redis.call('HSET', key, 'state', outcome, 'cancel_reason', ARGV[7], 'finished_at', ARGV[2],
-             'token', '')
-  if ARGV[8] ~= '' then redis.call('HSET', key, 'error', ARGV[8]) end
+             'token', '', 'events', events)
 end
-event(key, outcome, s[2])
-redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb .. '|' .. outcome, 1)
-wf_end(key, outcome, tonumber(ARGV[6]))
+if s[7] and s[7] ~= '' then wf_end(key, outcome, tonumber(ARGV[6]), {s[7], s[8], s[9]}) end
 close(key, tonumber(ARGV[6]))
 return 1
 """
@@ -520,7 +538,11 @@ class Ledger:
         return self.r.hgetall(self.key(job_id))
 
     def events(self, job_id: str) -> list[dict]:
-        return [json.loads(e) for e in self.r.lrange(self.key(job_id) + ":events", 0, -1)]
+        """The job's state changes, oldest first (JSON lines in its ``events`` field)."""
+        raw = self.r.hget(self.key(job_id), "events")
+        if raw is None:  # a record written before the history moved into the hash
+            return [json.loads(e) for e in self.r.lrange(self.key(job_id) + ":events", 0, -1)]
+        return [json.loads(line) for line in raw.split("\n") if line]
 
     def _walk(self, index: str, score: float | None, after: str | None, chunk: int):
         """``(id, score)`` of the index newest first, strictly after position ``(score, after)``.
@@ -617,9 +639,12 @@ class Ledger:
                 return
 
     def stats(self) -> dict[str, float]:
-        """Counters since the ledger began: ``enqueued|type|backend``,
-        ``finished|type|backend|state``, ``duration|type|backend|le`` (per-bucket, not
-        cumulative) and ``duration_sum|type|backend``."""
+        """Counters since the ledger began: ``enqueued|type|backend``;
+        ``ran|type|backend|outcome|le``, attempts that ran, by how they ended (``retry``
+        or a final state) and duration bucket (per-bucket, not cumulative);
+        ``duration_sum|type|backend``; and ``finished|type|backend|state``, jobs that
+        ended without running (canceled or expired while waiting, lost for good).
+        Records of older versions may also hold ``duration|type|backend|le``."""
         return {k: float(v) for k, v in self.r.hgetall(f"{self.ns}stats").items()}
 
     def counts_by_state(self) -> dict[str, int]:

@@ -6,12 +6,39 @@ import os
 import re
 from pathlib import Path
 
-from bench.subjects import SETTINGS
+from bench.subjects import SETTINGS, SLEEP_SECONDS
 
 __all__ = ["markdown", "chart", "missing_figures", "targets"]
 
 NOT_MEASURED = "not measured"
 DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2"}
+
+
+# What the ledger's commands per job buy, as adapters/ledger.py writes them on a no-op job
+# that succeeds at once. Keep in step with the scripts there.
+LEDGER_ACCOUNT = [
+    "",
+    "Where Switchyard's own commands go, per no-op job (`adapters/ledger.py`), 17 in all:",
+    "",
+    "| step | commands | what they buy |",
+    "|---|---|---|",
+    "| create | EVALSHA, HSET, ZADD, ZADD, HINCRBY | the job record with its history (one HSET), "
+    "the tenant's index for `GET /v1/jobs`, the dispatch guard, the `enqueued` counter |",
+    "| after publish | ZREM | lifts the dispatch guard (RQ: inside RQ's own MULTI) |",
+    "| claim | EVALSHA, HMGET, HSET, ZADD | state and token check, `started`, the crash-recovery "
+    "lease |",
+    "| finish | EVALSHA, HMGET, ZREM, HINCRBY, HINCRBYFLOAT, HSET, EXPIRE | token check, lease "
+    "released, the finished/duration counters, the result, its TTL |",
+    "",
+    "Raw Celery's result backend costs 7 commands a job (17 against 10 without one), so "
+    "\"raw + 4\" leaves the ledger 11. A record that can be claimed exactly once needs a "
+    "compare-and-set, which Redis offers only as a script (EVALSHA, a read, a write); so do "
+    "the claim and the finish: 6. With the create (a script or a write, plus the listing "
+    "index: 2), the lease (set and lifted: 2) and the result's TTL (1), the floor is 11 before "
+    "the dispatch guard (2, the \"never a half-written job\" guarantee) and the metrics counters "
+    "(3). On Celery the +4 target in commands counted inside scripts is therefore out of reach "
+    "for a ledger with these guarantees; in client round trips it is met.",
+]
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -79,10 +106,21 @@ def targets(results: dict) -> list[dict]:
         sy = _median(_row(results, "rq", "simple-c1", "switchyard"), f"throughput_{kind}")
         stock = _median(_row(results, "rq", "fork-c1", "raw"), f"throughput_{kind}")
         r = _ratio(sy, stock)
-        out.append({"target": f"Switchyard's default RQ worker >= 3x stock `rq worker` "
-                              f"({'no-op' if kind == 'noop' else '50 ms'} jobs, one process each)",
-                    "measured": f"{r:.2f}x ({_fmt(sy)} vs {_fmt(stock)} jobs/s)" if r else NOT_MEASURED,
-                    "met": (r >= 3.0) if r else None})
+        target = {"target": f"Switchyard's default RQ worker >= 3x stock `rq worker` "
+                            f"({'no-op' if kind == 'noop' else '50 ms'} jobs, one process each)",
+                  "measured": f"{r:.2f}x ({_fmt(sy)} vs {_fmt(stock)} jobs/s)" if r else NOT_MEASURED,
+                  "met": (r >= 3.0) if r else None}
+        if kind == "sleep" and r:
+            # One process runs one job at a time: a job that sleeps SLEEP_SECONDS bounds it
+            # at 1 / SLEEP_SECONDS jobs/s, whatever the worker does between jobs.
+            ceiling = 1 / SLEEP_SECONDS
+            if 3 * stock > ceiling:
+                target["measured"] += (
+                    f"; out of reach with one process: a {SLEEP_SECONDS * 1000:g} ms job caps any "
+                    f"one-process worker at {_fmt(ceiling)} jobs/s = {ceiling / stock:.2f}x stock, "
+                    f"and this worker reaches {100 * sy / ceiling:.0f}% of that cap")
+                target["out_of_reach"] = True
+        out.append(target)
 
     http = results.get("http", {})
     for engine in ("celery", "rq"):
@@ -207,7 +245,8 @@ def markdown(results: dict, command: str, chart_name: str | None,
 
     lines += ["## Targets", "", "| target | measured | |", "|---|---|---|"]
     for t in targets(results):
-        lines.append(f"| {t['target']} | {t['measured']} | {_met(t['met'])} |")
+        verdict = "missed: out of reach" if t.get("out_of_reach") else _met(t["met"])
+        lines.append(f"| {t['target']} | {t['measured']} | {verdict} |")
 
     lines += ["", "## Worker throughput (jobs/s)", "",
               "Pre-filled queue, worker paused (SIGSTOP) while it fills; timed from its resume "
@@ -313,6 +352,7 @@ def markdown(results: dict, command: str, chart_name: str | None,
                 f"{_fmt(_median(sy, 'commands', 'enqueue_client'))} | "
                 f"{_fmt(_median(base, 'commands', 'idle_total_per_s'))} / "
                 f"{_fmt(_median(sy, 'commands', 'idle_total_per_s'))} |")
+    lines += LEDGER_ACCOUNT
     lines += ["", "Per command, per job (median run; `bench/` JSON has every run):", ""]
     for engine in ("celery", "rq"):
         for flavour in ("raw", "raw-bare", "switchyard"):

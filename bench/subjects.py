@@ -274,7 +274,10 @@ class Switchyard(Subject):
     def done_count(self) -> int:
         self.poll_commands["hgetall"] += 1
         stats = self.poller.hgetall(self.stats_key)
-        return int(sum(float(v) for k, v in stats.items() if k.startswith("finished|")))
+        # jobs that ended: attempts that ran to an end (not a retry) plus ends without a run
+        return int(sum(float(v) for k, v in stats.items()
+                       if k.startswith("finished|")
+                       or (k.startswith("ran|") and k.split("|")[3] != "retry")))
 
     def finished(self, handle) -> bool:
         from adapters import JobState

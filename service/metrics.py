@@ -57,20 +57,29 @@ class LedgerCollector(Collector):
             yield up
             return
         up.add_metric([], 1)
-        buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
         sums: dict[tuple[str, str], float] = {}
+        ends: dict[tuple[str, str, str], float] = defaultdict(float)
         for key, value in stats.items():
             kind, _, rest = key.partition("|")
             parts = rest.split("|")
             if kind == "enqueued" and len(parts) == 2:
                 enqueued.add_metric(parts, value)
+            elif kind == "ran" and len(parts) == 4:
+                # one attempt that ran: its duration bucket, and its end unless it retries
+                job_type, backend, outcome, le = parts
+                buckets[(job_type, backend)][le] += value
+                if outcome != "retry":
+                    ends[(job_type, outcome, backend)] += value
             elif kind == "finished" and len(parts) == 3:
                 job_type, backend, state = parts
-                finished.add_metric([job_type, state, backend], value)
+                ends[(job_type, state, backend)] += value
             elif kind == "duration" and len(parts) == 3:
-                buckets[(parts[0], parts[1])][parts[2]] = value
+                buckets[(parts[0], parts[1])][parts[2]] += value
             elif kind == "duration_sum" and len(parts) == 2:
                 sums[(parts[0], parts[1])] = value
+        for labels, value in sorted(ends.items()):
+            finished.add_metric(list(labels), value)
         duration = HistogramMetricFamily("switchyard_job_duration_seconds",
                                          "Time one attempt of a job ran",
                                          labels=["type", "backend"])
