@@ -130,7 +130,8 @@ def targets(results: dict) -> list[dict]:
         r = _ratio(rest_p50, raw_p50)
         out.append({"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50",
                     "measured": (f"{r:.2f}x ({_fmt(rest_p50, 2)} vs {_fmt(raw_p50, 2)} ms)" if r
-                                 else _http_reason(http)),
+                                 else _http_reason(http) if rest_p50 is None
+                                 else f"{NOT_MEASURED}: no raw in-process latency in this run"),
                     "met": (r <= 1.5) if r else None})
 
     for engine in ("celery", "rq"):
