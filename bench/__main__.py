@@ -27,13 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="only worker settings whose name contains this")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: workers,enqueue,http")
     parser.add_argument("--baseline", type=Path, default=ROOT / "bench" / "baseline.json",
-                        help="an earlier results file to compare with (default bench/baseline.json)")
+                        help="the first results file to compare with (default bench/baseline.json)")
+    parser.add_argument("--previous", type=Path, default=ROOT / "bench" / "results.json",
+                        help="the previous run's results, read before this run replaces them "
+                             "(default bench/results.json)")
     parser.add_argument("--rest-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the REST service (repeatable)")
     args = parser.parse_args(argv)
     rest_env = dict(item.split("=", 1) for item in args.rest_env)
 
     plan = SMOKE if args.smoke else FULL
+    earlier = []
+    for what, path in (("baseline (before any hot-path change)", args.baseline),
+                       ("previous (the run this one replaces)", args.previous)):
+        if not args.smoke and path.exists():
+            earlier.append((what, json.loads(path.read_text())))
     out = args.out or (ROOT / "var" / "bench" / "BENCHMARKS.md" if args.smoke
                        else ROOT / "BENCHMARKS.md")
     skip = {s for s in args.skip.split(",") if s}
@@ -72,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"[bench] no chart: {exc}")
         chart_name = None
-    baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
-    out.write_text(report.markdown(results, command, chart_name,
-                                   None if args.smoke else baseline))
+    out.write_text(report.markdown(results, command, chart_name, earlier))
     print(f"[bench] wrote {out}, {chart_path} and {data_path} in {results['machine']['seconds']:.0f} s")
     for target in report.targets(results):
         print(f"[bench] target {'MET   ' if target['met'] else 'MISSED' if target['met'] is False else '-     '} "

@@ -182,44 +182,55 @@ def _ratio_of(results: dict, setting, key: str, *path: str) -> float | None:
                   _median(_row(results, setting.engine, setting.key, "raw"), key, *path))
 
 
-def comparison(results: dict, baseline: dict) -> list[str]:
-    """Key figures of an earlier run (``bench/baseline.json``) beside this run's, as
-    Switchyard/raw ratios where the machine's load would blur absolute figures."""
-    def pair(a, b, digits=2, suffix="x"):
-        fa = "—" if a is None else f"{a:.{digits}f}{suffix}"
-        fb = "—" if b is None else f"{b:.{digits}f}{suffix}"
-        return f"{fa} | {fb}"
+def comparison(results: dict, earlier: list[tuple[str, dict]]) -> list[str]:
+    """Key figures of earlier runs beside this run's, as Switchyard/raw ratios where the
+    machine's load would blur absolute figures. ``earlier``: ``(what it was, results)``,
+    oldest first."""
+    def cell(value, digits=2, suffix="x"):
+        return "—" if value is None else f"{value:.{digits}f}{suffix}"
 
-    m = baseline.get("machine", {})
-    lines = ["", "## Against the baseline run", "",
-             f"`bench/baseline.json`: the run of {m.get('date', '?')} on commit "
-             f"`{m.get('commit', '?')}`, before the hot-path changes. Ratios are "
-             "Switchyard / raw from the same run; commands are per job.", "",
-             "| figure | baseline | this run |", "|---|---|---|"]
+    def row(label, get, digits=2, suffix="x"):
+        cells = [cell(get(res), digits, suffix) for _, res in earlier] + \
+            [cell(get(results), digits, suffix)]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines = ["", "## Against earlier runs", ""]
+    for what, res in earlier:
+        m = res.get("machine", {})
+        lines.append(f"- {what}: the run of {m.get('date', '?')} on commit "
+                     f"`{m.get('commit', '?')}`.")
+    lines += ["", "Ratios are Switchyard / raw from the same run; commands are per job.", "",
+              "| figure | " + " | ".join(w.split(" (")[0] for w, _ in earlier) + " | this run |",
+              "|---|" + "---|" * (len(earlier) + 1)]
     for setting in SETTINGS:
         for kind, job in (("noop", "no-op"), ("sleep", "50 ms")):
-            lines.append(f"| throughput {setting.engine} {setting.key}, {job} | "
-                         f"{pair(_ratio_of(baseline, setting, f'throughput_{kind}'), _ratio_of(results, setting, f'throughput_{kind}'))} |")
+            lines.append(row(f"throughput {setting.engine} {setting.key}, {job}",
+                             lambda res: _ratio_of(res, setting, f"throughput_{kind}")))
     for setting in SETTINGS:
-        lines.append(f"| latency p50 {setting.engine} {setting.key} | "
-                     f"{pair(_ratio_of(baseline, setting, 'latency', 'p50'), _ratio_of(results, setting, 'latency', 'p50'))} |")
+        lines.append(row(f"latency p50 {setting.engine} {setting.key}",
+                         lambda res: _ratio_of(res, setting, "latency", "p50")))
     for setting in SETTINGS:
         for kind in ("total", "client"):
-            b = _median(_row(baseline, setting.engine, setting.key, "switchyard"), "commands", kind)
-            a = _median(_row(results, setting.engine, setting.key, "switchyard"), "commands", kind)
-            lines.append(f"| Redis commands/job {setting.engine} {setting.key}, {kind} | "
-                         f"{pair(b, a, 1, '')} |")
+            lines.append(row(
+                f"Redis commands/job {setting.engine} {setting.key}, {kind}",
+                lambda res: _median(_row(res, setting.engine, setting.key, "switchyard"),
+                                    "commands", kind), 1, ""))
     for engine in ("celery", "rq"):
         for method in ("single", "batch"):
-            def r(res):
+            def ratio(res):
                 sy, raw = _enqueue(res, engine, "switchyard", method), _enqueue(res, engine, "raw", method)
                 return _ratio(sy and sy["median"], raw and raw["median"])
-            lines.append(f"| enqueue {engine} {method} | {pair(r(baseline), r(results))} |")
+            lines.append(row(f"enqueue {engine} {method}, in-process", ratio))
+    for engine in ("celery", "rq"):
+        def http_ratio(res):
+            e = res.get("http", {}).get("engines", {}).get(engine, {})
+            return _ratio(_median(e, "batch"), _median(e, "single"))
+        lines.append(row(f"HTTP batch / single, {engine}", http_ratio))
     return lines
 
 
 def markdown(results: dict, command: str, chart_name: str | None,
-             baseline: dict | None = None) -> str:
+             earlier: list[tuple[str, dict]] | None = None) -> str:
     m = results["machine"]
     plan = results["plan"]
     lines = [
@@ -393,8 +404,8 @@ def markdown(results: dict, command: str, chart_name: str | None,
               "serializer and RQ's default result keeping. Each subject has its own database "
               "on one private redis-server; the raw engine and Switchyard alternate run by run, "
               "the one not measured paused with SIGSTOP.", ""]
-    if baseline:
-        lines += comparison(results, baseline) + [""]
+    if earlier:
+        lines += comparison(results, earlier) + [""]
     return "\n".join(lines)
 
 
