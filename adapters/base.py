@@ -392,6 +392,17 @@ class QueueAdapter(abc.ABC):
         now = time.time()
         records = [self._build_record(t, p, o, tenant, now, links, retry_of)
                    for t, p, o in jobs]
+        if self.commits_with_ledger and records and all(
+                rec["state"] == JobState.QUEUED.value and not rec.get("idempotency_key")
+                for rec in records):
+            try:
+                self._create_and_publish(records, now)
+            except Exception as exc:
+                # The transaction committed whole or not at all; if it did and the
+                # answer was lost, removing the records makes the deliveries stale.
+                self._rollback(records)
+                raise BackendUnavailable(f"cannot write the job to Redis: {exc}") from exc
+            return [JobInfo.from_record(rec) for rec in records]
         try:
             outcomes = self.ledger.create_many(records, now)
         except redis.RedisError as exc:
@@ -418,6 +429,14 @@ class QueueAdapter(abc.ABC):
                 # The dispatch guard expires on its own; the reaper then re-dispatches,
                 # and the engine drops the now-stale first delivery by its token.
                 log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
+
+    commits_with_ledger = False
+    """True for an engine whose queues live in the ledger's Redis: it implements
+    :meth:`_create_and_publish`, so a new job and its delivery commit in one transaction."""
+
+    def _create_and_publish(self, records: list[dict], now: float) -> None:
+        """Write the (queued, key-less) records and publish them in one transaction."""
+        raise NotImplementedError
 
     def _publish_many(self, dispatches: list[Dispatch]) -> bool:
         """Hand the deliveries to the engine; True if their dispatch guard was lifted in

@@ -149,7 +149,8 @@ redis.call('HSET', key, unpack(fields))
 redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
 if f['state'] == 'scheduled' then
   if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
-else
+elseif grace >= 0 then
+  -- grace < 0: the engine's publish commits in this same transaction, no guard needed
   redis.call('ZADD', ns .. 'dispatching', now + grace, id)
 end
 if f['expires_at'] ~= '' then
@@ -429,6 +430,7 @@ class Ledger:
         self.s = settings
         self.ns = settings.namespace
         self._create = client.register_script(_CREATE)
+        self._create_loaded = False
         self._delete = client.register_script(_DELETE)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
@@ -454,10 +456,28 @@ class Ledger:
             self._create(args=argv, client=pipe)
         return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
 
-    def _create_argvs(self, records: list[dict], now: float) -> list[list]:
+    def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float) -> None:
+        """Queue the creation of ``records`` in ``pipeline``, a transaction that also
+        publishes them to an engine keeping its queues in this Redis: the records and
+        their deliveries commit together, so they need no dispatch guard. Records with
+        an idempotency key take :meth:`create_many` (the script may find an earlier job
+        and publish nothing). The script must be loaded (:meth:`load_scripts`); a
+        missing one fails its command in the transaction, and the caller retries."""
+        if not self._create_loaded:
+            self.load_scripts()
+        for argv in self._create_argvs(records, now, guard=False):
+            pipeline.evalsha(self._create.sha, 0, *argv)
+
+    def load_scripts(self) -> None:
+        """Load the create script into Redis (after a restart, or on first use)."""
+        self._create.sha = self.r.script_load(_CREATE)
+        self._create_loaded = True
+
+    def _create_argvs(self, records: list[dict], now: float, guard: bool = True) -> list[list]:
         argvs = []
         for rec in records:
-            argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds]
+            argv = [self.ns, repr(now), self.s.idempotency_ttl,
+                    self.s.lease_seconds if guard else -1]
             for k, v in rec.items():
                 argv += [k, v]
             argvs.append(argv)

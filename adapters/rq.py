@@ -127,6 +127,29 @@ class RQAdapter(QueueAdapter):
             pipe.execute()
         return True
 
+    commits_with_ledger = True
+
+    def _create_and_publish(self, records: list[dict], now: float) -> None:
+        """The records, RQ's jobs and queue pushes in one MULTI/EXEC: one round trip, and
+        no dispatch guard, since no job can be written without its delivery."""
+        dispatches = [Dispatch.from_record(rec) for rec in records]
+        for attempt in (1, 2):
+            try:
+                with self.rq_redis.pipeline(transaction=True) as pipe:
+                    # RQ's enqueue opens the MULTI itself, so it goes first.
+                    for dispatch in dispatches:
+                        self._publish(dispatch, pipe)
+                    self.ledger.create_in(pipe, records, now)
+                    pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                # Redis restarted (or flushed its scripts): the deliveries of this try
+                # went out without records and will be dropped as unknown; load the
+                # script and write the jobs again under the same ids and tokens.
+                if attempt == 2:
+                    raise
+                self.ledger.load_scripts()
+
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
         return [self._engine_name(q, p) for p in ("high", "default", "low") for q in queues]
