@@ -18,14 +18,18 @@ bookkeeping for those jobs to what RQ needs to run them and to show its workers
   keeps the result), and a new transaction per step. The job hash is deleted when
   the job is taken, so a killed worker leaves nothing of RQ's behind; a redelivery
   is a new RQ job under a new token.
-* batched: the worker's heartbeat is sent when its key would otherwise come within
-  30 s of the TTL RQ asks for, not on every step; the worker's finished count and
-  working time (``rq info``) go out with it, and at the worker's death. A worker
-  checks ``rq suspend`` with one EXISTS per job and writes busy/idle only when its
-  state changes.
+* batched: the worker's heartbeat goes out only once the worker key's remaining
+  life has fallen 30 s short of the TTL RQ asks for, not at every step, and carries
+  the worker's finished count and working time (``rq info``), which are also
+  reported at the worker's death. A worker checks ``rq suspend`` with one EXISTS per
+  job and writes busy/idle only when its state changes.
 * enqueue: the job hash is written once (RQ writes its status a second time), and
   the queue is added to RQ's set of queues at most once a minute per process, and
   by every worker with its heartbeat, instead of with every job.
+
+What RQ's tools then show differently: ``rq info`` counts no executing or finished
+jobs in a queue, a worker's finished count lags by up to 30 s, and RQ's stop-job
+command cannot find a running job (cancel a job through Switchyard instead).
 
 A job that is not a call of :func:`perform` (or cannot be read) goes through RQ's
 stock path untouched.
@@ -61,6 +65,7 @@ log = logging.getLogger("switchyard.rq")
 _PRIORITY_SUFFIX = {"high": ".high", "default": "", "low": ".low"}
 _ENTRY = "adapters.rq.perform"
 _worker_adapter: "RQAdapter | None" = None
+
 
 def perform(job_id: str, token: str) -> None:
     """The single RQ entry point: run one Switchyard job delivery."""
