@@ -1,14 +1,56 @@
-"""The RQ adapter: one entry function runs every registered job."""
+"""The RQ adapter: one entry function runs every registered job.
+
+Every Switchyard job reaches RQ as a call of :func:`perform`, and Switchyard's ledger
+already records everything about it: its state and history, its result or error,
+its lease (crash recovery) and its timeout. So the workers here keep RQ's own
+bookkeeping for those jobs to what RQ needs to run them and to show its workers
+(checked against RQ 3.0):
+
+* kept: RQ's queues and its dequeue, the job hash until the job is taken (RQ reads
+  the call from it), worker registration and death (``rq info`` lists the workers,
+  their state and their queues), ``rq suspend``, RQ's timeout backstop (the death
+  penalty around the call, and a forking worker's kill of an overdue horse), warm
+  and cold shutdown, and RQ's own failure handling when :func:`perform` itself
+  raises (the job goes to RQ's failed registry as usual);
+* skipped: the execution records and the started registry (who runs what: the
+  ledger's lease, which also recovers the job of a killed worker), the job's status
+  and heartbeat fields, the result stream and the finished registry (the ledger
+  keeps the result), and a new transaction per step. The job hash is deleted when
+  the job is taken, so a killed worker leaves nothing of RQ's behind; a redelivery
+  is a new RQ job under a new token.
+* batched: the worker's heartbeat goes out only once the worker key's remaining
+  life has fallen 30 s short of the TTL RQ asks for, not at every step, and carries
+  the worker's finished count and working time (``rq info``), which are also
+  reported at the worker's death. A worker checks ``rq suspend`` with one EXISTS per
+  job and writes busy/idle only when its state changes.
+* enqueue: the job hash is written once (RQ writes its status a second time), and
+  the queue is added to RQ's set of queues at most once a minute per process, and
+  by every worker with its heartbeat, instead of with every job.
+
+What RQ's tools then show differently: ``rq info`` counts no executing or finished
+jobs in a queue, a worker's finished count lags by up to 30 s, and RQ's stop-job
+command cannot find a running job (cancel a job through Switchyard instead).
+
+A job that is not a call of :func:`perform` (or cannot be read) goes through RQ's
+stock path untouched.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import signal
+import time
+from uuid import uuid4
 
 import redis
 from rq import Queue, SimpleWorker, Worker
+from rq.executions import Execution
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import now
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 from multiprocessing.context import ForkProcess
 
@@ -21,6 +63,7 @@ __all__ = ["RQAdapter"]
 log = logging.getLogger("switchyard.rq")
 
 _PRIORITY_SUFFIX = {"high": ".high", "default": "", "low": ".low"}
+_ENTRY = "adapters.rq.perform"
 _worker_adapter: "RQAdapter | None" = None
 
 
@@ -29,6 +72,148 @@ def perform(job_id: str, token: str) -> None:
     if _worker_adapter is None:
         raise RuntimeError("adapters.rq.perform runs only inside a Switchyard RQ worker")
     execute(_worker_adapter, job_id, token)
+
+
+def _is_ours(job) -> bool:
+    """True if ``job`` is a call of :func:`perform` (an unreadable job is not)."""
+    try:
+        return job.func_name == _ENTRY
+    except Exception:  # noqa: BLE001 - RQ's stock path reports it
+        return False
+
+
+class _LeanBookkeeping:
+    """What an RQ worker skips for Switchyard's jobs (see the module docstring).
+
+    Overrides RQ 3.0 worker hooks; each falls back to RQ's own for any other job.
+    """
+
+    #: a heartbeat is sent only when the worker key would expire within this many
+    #: seconds of the TTL RQ asks for
+    heartbeat_slack = 30.0
+    log_result_lifespan = False  # RQ keeps no result of Switchyard's jobs
+    _alive_until = 0.0  # monotonic time until which the worker key is known to live
+    _unreported_jobs = 0
+    _unreported_seconds = 0.0
+
+    # -- heartbeat and worker stats -----------------------------------------------
+    def heartbeat(self, timeout=None, pipeline=None):
+        timeout = timeout or self.worker_ttl + 60
+        clock = time.monotonic()
+        if pipeline is not None:  # RQ's own transaction: write as RQ does
+            super().heartbeat(timeout, pipeline=pipeline)
+        elif self._alive_until - clock >= timeout - self.heartbeat_slack:
+            return
+        else:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipeline=pipe)
+                # Keep the worker's queues in RQ's set of queues for ``rq info``.
+                pipe.sadd(Queue.redis_queues_keys, *(q.key for q in self.queues))
+                self._report_stats(pipe)
+                pipe.execute()
+        self._alive_until = clock + timeout
+
+    def _count_success(self, seconds: float) -> None:
+        self._unreported_jobs += 1
+        self._unreported_seconds += seconds
+
+    def _report_stats(self, pipe) -> None:
+        # A forked horse holds a copy of its parent's counts: only the parent reports.
+        if self._unreported_jobs and not self.is_horse:
+            pipe.hincrby(self.key, "successful_job_count", self._unreported_jobs)
+            pipe.hincrbyfloat(self.key, "total_working_time", self._unreported_seconds)
+            self._unreported_jobs, self._unreported_seconds = 0, 0.0
+
+    def register_death(self):
+        if self._unreported_jobs:
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self._report_stats(pipe)
+                    pipe.execute()
+            except redis.RedisError:
+                self.log.warning("Worker %s: could not report its last job counts", self.name)
+        super().register_death()
+
+    def set_state(self, state, pipeline=None):
+        if state != self._state:
+            super().set_state(state, pipeline=pipeline)
+
+    def check_for_suspension(self, burst):
+        # RQ's check opens a transaction with a heartbeat in it; one EXISTS is enough
+        # until the workers are suspended.
+        if self.connection.exists(WORKERS_SUSPENDED):
+            super().check_for_suspension(burst)
+
+    # -- one job --------------------------------------------------------------------
+    def prepare_execution(self, job):
+        if not _is_ours(job):
+            return super().prepare_execution(job)
+        execution = Execution(uuid4().hex, job.id, connection=self.connection,
+                              worker_name=self.name)
+        execution._job = job
+        self.executions[execution.id] = execution
+        with self.connection.pipeline(transaction=False) as pipe:
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            # The call is in memory now; RQ's failure path writes the job again if needed.
+            pipe.delete(job.key)
+            pipe.execute()
+        return execution
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
+        if not _is_ours(job):
+            return super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self.heartbeat(self.get_heartbeat_ttl(job))  # the key must outlive the job
+        job.worker_name = self.name
+        job.started_at = job.last_heartbeat = now()
+        job._status = JobStatus.STARTED
+        if remove_from_intermediate_queue:
+            queue = self.queue_class(job.origin, connection=self.connection)
+            self.connection.lrem(queue.intermediate_queue_key, 1, job.id)
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        if not _is_ours(job):
+            return super().handle_execution_ended(job, queue, heartbeat_ttl)
+        job.ended_at = now()
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):
+        if not _is_ours(job):
+            return super().handle_job_success(job, queue, started_job_registry, execution)
+        self.executions.pop(execution.id, None)
+        job._status = JobStatus.FINISHED
+        self._count_success((job.ended_at - job.started_at).total_seconds())
+        self.log.debug("Worker %s: job %s done", self.name, job.id)
+
+
+class _LeanSimpleWorker(_LeanBookkeeping, SimpleWorker):
+    """RQ's SimpleWorker (no fork per job) without the bookkeeping the ledger does."""
+
+
+class _LeanForkWorker(_LeanBookkeeping, Worker):
+    """RQ's fork-per-job Worker without the bookkeeping the ledger does.
+
+    The horse is a copy: what it counts is lost with it, so the parent counts a job
+    whose horse exited cleanly.
+    """
+
+    _horse_status = None
+
+    def wait_for_horse(self):
+        pid, status, rusage = super().wait_for_horse()
+        self._horse_status = status
+        return pid, status, rusage
+
+    def execute_job(self, job, queue):
+        ours, started = _is_ours(job), time.monotonic()
+        self._horse_status = None
+        super().execute_job(job, queue)
+        if ours and self._horse_status == 0:
+            self._count_success(time.monotonic() - started)
+
+    def maintain_heartbeats(self, job, execution):
+        if not _is_ours(job):
+            return super().maintain_heartbeats(job, execution)
+        self.heartbeat(self.job_monitoring_interval + 60)
 
 
 def _signals_to_the_main_thread(worker_class):
@@ -78,6 +263,34 @@ class _Pool(WorkerPool):
                            name=f"Worker {name} (WorkerPool {self.name})")
 
 
+class _Queue(Queue):
+    """An RQ queue whose enqueue writes a job with fewer commands (checked against RQ 3.0).
+
+    RQ adds the queue to its set of queues (``rq info``) with every job; here that is
+    done at most once a minute per process, and by every worker's heartbeat. RQ also
+    writes the job's status on its own before the hash that holds it again.
+    """
+
+    announce_every = 60.0
+    _announced_at = -math.inf
+
+    def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
+        if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit
+                or not self._is_async):
+            return super().enqueue_job(job, pipeline=pipeline, at_front=at_front, unique=unique)
+        clock = time.monotonic()
+        if clock - self._announced_at >= self.announce_every:
+            pipeline.sadd(self.redis_queues_keys, self.key)
+            self._announced_at = clock
+        job.origin = self.name
+        return self._enqueue_job(job, pipeline=pipeline, at_front=at_front)
+
+    def _persist_job(self, job, pipeline, status=JobStatus.QUEUED):
+        job._status = status  # the hash written by save() carries it
+        job.save(pipeline=pipeline)
+        job.cleanup(ttl=job.ttl, pipeline=pipeline)
+
+
 class RQAdapter(QueueAdapter):
     """Runs jobs on RQ; each named queue is three RQ queues, one per priority."""
 
@@ -98,19 +311,22 @@ class RQAdapter(QueueAdapter):
     def _queue(self, engine_name: str) -> Queue:
         queue = self._queues.get(engine_name)
         if queue is None:
-            queue = Queue(engine_name, connection=self.rq_redis, serializer=JSONSerializer)
+            queue = _Queue(engine_name, connection=self.rq_redis, serializer=JSONSerializer)
             self._queues[engine_name] = queue
         return queue
 
     def _publish(self, dispatch: Dispatch, pipeline=None) -> None:
+        if pipeline is None:
+            with self.rq_redis.pipeline(transaction=True) as pipe:
+                self._publish(dispatch, pipe)
+                pipe.execute()
+            return
         self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
-            "adapters.rq.perform",
+            _ENTRY,
             args=[dispatch.job_id, dispatch.token],
             timeout=math.ceil(dispatch.timeout + self.settings.timeout_grace),
-            # RQ 3 deletes a job kept for 0 s through a slower path (status and execution
-            # reads on a second connection, twice-done cleanup: 6 more commands and a new
-            # connection per job in a forking worker); a 1 s record is cheaper. Its id
-            # stays in RQ's finished registry until RQ's own cleanup, every 10 minutes.
+            # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a 1 s
+            # record is cheaper than 0 s, which RQ 3 deletes through a slower path.
             result_ttl=1,
             failure_ttl=self.settings.job_ttl,
             description=f"{dispatch.job_type} {dispatch.job_id}",
@@ -163,14 +379,16 @@ class RQAdapter(QueueAdapter):
 
         By default each is an RQ ``SimpleWorker`` (no fork per job); timeouts and
         crash recovery come from Switchyard's runner and ledger, so nothing is lost.
-        ``forking=True`` uses RQ's stock fork-per-job ``Worker``.
+        ``forking=True`` uses RQ's fork-per-job ``Worker``. Either skips the RQ
+        bookkeeping the ledger already does (see the module docstring).
         """
         global _worker_adapter
         _worker_adapter = self
         queues = queues or [self.settings.default_queue]
         maintenance = Maintenance(self, queues, concurrency, name)
         pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
-                     num_workers=concurrency, worker_class=Worker if forking else SimpleWorker,
+                     num_workers=concurrency,
+                     worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
                      serializer=JSONSerializer)
         pool.redis_url = self.settings.redis_url
         maintenance.start()

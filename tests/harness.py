@@ -144,12 +144,13 @@ class Engine:
         return self.adapter.supports(capability)
 
     def start_worker(self, queues=("default",), concurrency: int = 1,
-                     wait: bool = True, env: dict[str, str | None] | None = None
-                     ) -> WorkerProcess | None:
-        """Start a worker; ``env`` adds to (or, with ``None`` values, removes from) ``env()``."""
+                     wait: bool = True, env: dict[str, str | None] | None = None,
+                     args: tuple[str, ...] = ()) -> WorkerProcess | None:
+        """Start a worker; ``env`` adds to (or, with ``None`` values, removes from) ``env()``;
+        ``args`` go to ``python -m adapters.worker`` as well."""
         if self.backend == "inline":
             return None
-        worker = WorkerProcess(self, ["-Q", ",".join(queues), "-c", str(concurrency)],
+        worker = WorkerProcess(self, ["-Q", ",".join(queues), "-c", str(concurrency), *args],
                                self.log_dir / f"{self.leg}-{len(self.workers)}.log", env=env)
         self.workers.append(worker)
         return worker.wait_ready() if wait else worker
