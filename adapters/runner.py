@@ -36,9 +36,16 @@ log = logging.getLogger("switchyard.runner")
 __all__ = ["execute", "Outcome", "Maintenance", "SchedulerBeat", "worker_name", "retry_after_hint"]
 
 
+_name_of_pid: tuple[int, str] = (0, "")
+
+
 def worker_name() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process (worked out once per process: it is on every claim)."""
+    global _name_of_pid
+    pid = os.getpid()
+    if _name_of_pid[0] != pid:
+        _name_of_pid = (pid, f"{socket.gethostname()}:{pid}")
+    return _name_of_pid[1]
 
 
 @dataclasses.dataclass(frozen=True)

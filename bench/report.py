@@ -128,11 +128,21 @@ def targets(results: dict) -> list[dict]:
         rest = http.get("engines", {}).get(engine, {})
         rest_p50 = _median(rest, "latency", "p50")
         r = _ratio(rest_p50, raw_p50)
-        out.append({"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50",
-                    "measured": (f"{r:.2f}x ({_fmt(rest_p50, 2)} vs {_fmt(raw_p50, 2)} ms)" if r
-                                 else _http_reason(http) if rest_p50 is None
-                                 else f"{NOT_MEASURED}: no raw in-process latency in this run"),
-                    "met": (r <= 1.5) if r else None})
+        target = {"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50",
+                  "measured": (f"{r:.2f}x ({_fmt(rest_p50, 2)} vs {_fmt(raw_p50, 2)} ms)" if r
+                               else _http_reason(http) if rest_p50 is None
+                               else f"{NOT_MEASURED}: no raw in-process latency in this run"),
+                  "met": (r <= 1.5) if r else None}
+        floor = _median(rest, "post_get_p50")
+        if r and r > 1.5 and floor:
+            # A client sees a job succeed no sooner than one POST and one GET after it
+            # asks, even for a job that takes no time at all.
+            target["measured"] += (f"; in the same requests, the POST and the GET that saw "
+                                   f"the result took {_fmt(floor, 2)} ms (p50) by themselves")
+            if floor > 1.5 * raw_p50:
+                target["measured"] += f", above the {_fmt(1.5 * raw_p50, 2)} ms target"
+                target["out_of_reach"] = True
+        out.append(target)
 
     for engine in ("celery", "rq"):
         setting = DEFAULT_SETTING[engine]
