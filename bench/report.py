@@ -18,26 +18,35 @@ DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2"}
 # that succeeds at once. Keep in step with the scripts there.
 LEDGER_ACCOUNT = [
     "",
-    "Where Switchyard's own commands go, per no-op job (`adapters/ledger.py`), 17 in all:",
+    "Where Switchyard's own commands go, per no-op job (`adapters/ledger.py`): 17 on Celery, "
+    "15 on RQ.",
     "",
     "| step | commands | what they buy |",
     "|---|---|---|",
-    "| create | EVALSHA, HSET, ZADD, ZADD, HINCRBY | the job record with its history (one HSET), "
-    "the tenant's index for `GET /v1/jobs`, the dispatch guard, the `enqueued` counter |",
-    "| after publish | ZREM | lifts the dispatch guard (RQ: inside RQ's own MULTI) |",
+    "| create | EVALSHA, HSET, ZADD, HINCRBY, and on Celery a second ZADD | the job record "
+    "with its history (one HSET), the tenant's index for `GET /v1/jobs`, the `enqueued` "
+    "counter; on Celery the dispatch guard |",
+    "| after publish (Celery) | ZREM | lifts the dispatch guard. On RQ the record and RQ's "
+    "job commit in one MULTI/EXEC, so there is no guard to set or lift |",
     "| claim | EVALSHA, HMGET, HSET, ZADD | state and token check, `started`, the crash-recovery "
     "lease |",
     "| finish | EVALSHA, HMGET, ZREM, HINCRBY, HINCRBYFLOAT, HSET, EXPIRE | token check, lease "
     "released, the finished/duration counters, the result, its TTL |",
+    "",
+    "On RQ these come on top of about 10 of RQ's own (its queue push and job hash, the "
+    "dequeue and the worker's busy/idle state): Switchyard's workers skip the RQ "
+    "bookkeeping the ledger already does (README, \"Engine configuration\"), so the total "
+    "is well under raw RQ's.",
     "",
     "Raw Celery's result backend costs 7 commands a job (17 against 10 without one), so "
     "\"raw + 4\" leaves the ledger 11. A record that can be claimed exactly once needs a "
     "compare-and-set, which Redis offers only as a script (EVALSHA, a read, a write); so do "
     "the claim and the finish: 6. With the create (a script or a write, plus the listing "
     "index: 2), the lease (set and lifted: 2) and the result's TTL (1), the floor is 11 before "
-    "the dispatch guard (2, the \"never a half-written job\" guarantee) and the metrics counters "
-    "(3). On Celery the +4 target in commands counted inside scripts is therefore out of reach "
-    "for a ledger with these guarantees; in client round trips it is met.",
+    "the dispatch guard (2, the \"never a half-written job\" guarantee, which Celery's "
+    "broker cannot share a transaction with) and the metrics counters (3). On Celery the +4 "
+    "target in commands counted inside scripts is therefore out of reach for a ledger with "
+    "these guarantees; in client round trips it is met.",
 ]
 
 
@@ -157,6 +166,8 @@ def targets(results: dict) -> list[dict]:
                 continue
             out.append({"target": f"Redis commands/job <= raw {engine} + 4 ({label})",
                         "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})", "met": a <= b + 4.05})
+            if engine == "celery" and kind == "total" and a > b + 4.05:
+                out[-1]["measured"] += "; see \"Where Switchyard's own commands go\" below"
         if engine == "celery":
             bare = _row(results, engine, setting, "raw-bare")
             for kind, label in (("total", "incl. commands inside scripts"),
