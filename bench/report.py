@@ -149,8 +149,8 @@ def targets(results: dict) -> list[dict]:
             target["measured"] += (f"; in the same requests, the POST and the GET that saw "
                                    f"the result took {_fmt(floor, 2)} ms (p50) by themselves")
             if floor > 1.5 * raw_p50:
+                # Not a proof: both sides move with the machine's load from run to run.
                 target["measured"] += f", above the {_fmt(1.5 * raw_p50, 2)} ms target"
-                target["out_of_reach"] = True
         out.append(target)
 
     for engine in ("celery", "rq"):
