@@ -114,3 +114,33 @@ def test_killed_work_horse_leaves_its_worker_running(redis_url, tmp_path, monkey
         assert eng.wait_for(after.id).state is JobState.SUCCEEDED
     finally:
         eng.close()
+
+
+def test_a_new_job_and_its_delivery_commit_together_with_no_guard(rq_engine):
+    eng = rq_engine
+    ns = eng.settings.namespace
+    infos = [eng.adapter.enqueue("t.echo", {"n": 1})] + eng.adapter.enqueue_many(
+        [("t.echo", {"n": n}, None) for n in range(2, 5)])
+    # every record came with its RQ delivery, and no dispatch guard was needed
+    assert eng.redis.zcard(f"{ns}dispatching") == 0
+    assert eng.adapter.rq_redis.llen(f"rq:queue:{eng.prefix}default") == len(infos)
+    start(eng)
+    for info in infos:
+        assert eng.wait_for(info.id).state is JobState.SUCCEEDED
+
+
+def test_enqueue_after_redis_lost_its_scripts_runs_the_job_once(rq_engine):
+    eng = rq_engine
+    eng.adapter.enqueue("t.echo", {})  # the create script is loaded and in use
+    eng.redis.script_flush()  # as after a Redis restart
+    info = eng.adapter.enqueue("t.count", {"key": "flushed"})
+    # The try that met the missing script still pushed its RQ job; the retry wrote the
+    # record and a second delivery under the same token.
+    assert eng.adapter.rq_redis.llen(f"rq:queue:{eng.prefix}default") == 3
+    start(eng)
+    done = eng.wait_for(info.id)
+    assert done.state is JobState.SUCCEEDED and done.attempts == 1
+    # whichever delivery claims it first runs it; the other is dropped
+    marker = eng.adapter.enqueue("t.echo", {})
+    assert eng.wait_for(marker.id).state is JobState.SUCCEEDED
+    assert eng.redis.get("test:count:flushed") == "1"
