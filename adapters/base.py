@@ -392,7 +392,7 @@ class QueueAdapter(abc.ABC):
         now = time.time()
         records = [self._build_record(t, p, o, tenant, now, links, retry_of)
                    for t, p, o in jobs]
-        if self.commits_with_ledger and records and all(
+        if self._create_and_publish is not None and records and all(
                 rec["state"] == JobState.QUEUED.value and not rec.get("idempotency_key")
                 for rec in records):
             try:
@@ -430,13 +430,10 @@ class QueueAdapter(abc.ABC):
                 # and the engine drops the now-stale first delivery by its token.
                 log.warning("could not clear the dispatch guard of %d job(s)", len(dispatches))
 
-    commits_with_ledger = False
-    """True for an engine whose queues live in the ledger's Redis: it implements
-    :meth:`_create_and_publish`, so a new job and its delivery commit in one transaction."""
-
-    def _create_and_publish(self, records: list[dict], now: float) -> None:
-        """Write the (queued, key-less) records and publish them in one transaction."""
-        raise NotImplementedError
+    _create_and_publish = None
+    """An engine whose queues live in the ledger's Redis defines
+    ``_create_and_publish(records, now)``: it writes queued records without an
+    idempotency key and publishes them in one transaction, so they need no guard."""
 
     def _publish_many(self, dispatches: list[Dispatch]) -> bool:
         """Hand the deliveries to the engine; True if their dispatch guard was lifted in
@@ -695,14 +692,23 @@ class QueueAdapter(abc.ABC):
     def dispatch_due(self, limit: int = 100) -> int:
         """Release due jobs, reap lost ones, expire stale ones; returns how many were published."""
         dispatches = self.ledger.maintain(time.time(), limit)
-        published = []
-        for dispatch in dispatches:
-            try:
-                self._publish(dispatch)
-                published.append(dispatch.job_id)
-            except Exception:
-                log.exception("could not publish job %s; will try again", dispatch.job_id)
-        if published:
+        if not dispatches:
+            return 0
+        try:
+            # All at once (RQ: one transaction with the guard lift; Celery: one pipeline).
+            confirmed = self._publish_many(dispatches)
+            published = [d.job_id for d in dispatches]
+        except Exception:
+            log.warning("publishing %d due job(s) at once failed; one by one", len(dispatches),
+                        exc_info=True)
+            confirmed, published = False, []
+            for dispatch in dispatches:
+                try:
+                    self._publish(dispatch)
+                    published.append(dispatch.job_id)
+                except Exception:
+                    log.exception("could not publish job %s; will try again", dispatch.job_id)
+        if published and not confirmed:
             self.ledger.dispatched(published)
         return len(published)
 

@@ -461,15 +461,15 @@ class Ledger:
         publishes them to an engine keeping its queues in this Redis: the records and
         their deliveries commit together, so they need no dispatch guard. Records with
         an idempotency key take :meth:`create_many` (the script may find an earlier job
-        and publish nothing). The script must be loaded (:meth:`load_scripts`); a
+        and publish nothing). The script must be loaded (:meth:`load_create_script`); a
         missing one fails its command in the transaction, and the caller retries."""
         if not self._create_loaded:
-            self.load_scripts()
+            self.load_create_script()
         for argv in self._create_argvs(records, now, guard=False):
             pipeline.evalsha(self._create.sha, 0, *argv)
 
-    def load_scripts(self) -> None:
-        """Load the create script into Redis (after a restart, or on first use)."""
+    def load_create_script(self) -> None:
+        """Load the create script into Redis (on first use, or after a restart)."""
         self._create.sha = self.r.script_load(_CREATE)
         self._create_loaded = True
 

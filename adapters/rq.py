@@ -317,9 +317,7 @@ class RQAdapter(QueueAdapter):
 
     def _publish(self, dispatch: Dispatch, pipeline=None) -> None:
         if pipeline is None:
-            with self.rq_redis.pipeline(transaction=True) as pipe:
-                self._publish(dispatch, pipe)
-                pipe.execute()
+            self._commit([dispatch])
             return
         self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
             _ENTRY,
@@ -333,38 +331,38 @@ class RQAdapter(QueueAdapter):
             pipeline=pipeline,
         )
 
-    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
-        """Every delivery and the lifting of their dispatch guard in one transaction: RQ's
-        queues live in the ledger's own Redis, so the two commit together or not at all."""
+    def _commit(self, dispatches: list[Dispatch], ledger_write=None) -> None:
+        """RQ's jobs for ``dispatches`` and ``ledger_write(pipe)`` in one MULTI/EXEC: RQ's
+        queues live in the ledger's own Redis, so both commit together or not at all."""
         with self.rq_redis.pipeline(transaction=True) as pipe:
+            # RQ's enqueue may open the MULTI itself, so it goes first.
             for dispatch in dispatches:
                 self._publish(dispatch, pipe)
-            self.ledger.dispatched([d.job_id for d in dispatches], pipeline=pipe)
+            if ledger_write is not None:
+                ledger_write(pipe)
             pipe.execute()
+
+    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
+        """The deliveries and the lifting of their dispatch guard, in one transaction."""
+        ids = [d.job_id for d in dispatches]
+        self._commit(dispatches, lambda pipe: self.ledger.dispatched(ids, pipeline=pipe))
         return True
 
-    commits_with_ledger = True
-
     def _create_and_publish(self, records: list[dict], now: float) -> None:
-        """The records, RQ's jobs and queue pushes in one MULTI/EXEC: one round trip, and
-        no dispatch guard, since no job can be written without its delivery."""
+        """The records and their deliveries in one transaction: one round trip, and no
+        dispatch guard, since no job can be written without its delivery."""
         dispatches = [Dispatch.from_record(rec) for rec in records]
         for attempt in (1, 2):
             try:
-                with self.rq_redis.pipeline(transaction=True) as pipe:
-                    # RQ's enqueue opens the MULTI itself, so it goes first.
-                    for dispatch in dispatches:
-                        self._publish(dispatch, pipe)
-                    self.ledger.create_in(pipe, records, now)
-                    pipe.execute()
+                self._commit(dispatches, lambda pipe: self.ledger.create_in(pipe, records, now))
                 return
             except redis.exceptions.NoScriptError:
                 # Redis restarted (or flushed its scripts): the deliveries of this try
-                # went out without records and will be dropped as unknown; load the
-                # script and write the jobs again under the same ids and tokens.
+                # went out without records and will be dropped as unknown, or run the
+                # job once under the same token; load the script and write again.
                 if attempt == 2:
                     raise
-                self.ledger.load_scripts()
+                self.ledger.load_create_script()
 
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
