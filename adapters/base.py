@@ -712,6 +712,14 @@ class QueueAdapter(abc.ABC):
             self.ledger.dispatched(published)
         return len(published)
 
+    def recover_stranded(self) -> int:
+        """Find deliveries a worker took from the engine but died with before claiming
+        them, and have them delivered again (:meth:`Ledger.redeliver_unclaimed`); returns
+        how many. The maintenance loop calls it a few times per lease. An engine whose
+        broker hands an unacknowledged message back when its consumer dies (RabbitMQ)
+        needs nothing here; one that holds it aside instead overrides this."""
+        return 0
+
     def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless Redis answers."""
         try:

@@ -306,6 +306,25 @@ if s[2] == '1' then return 'cancel' end
 return 'ok'
 """
 
+# ARGV: ns, now, id, token, id, token, ...
+_REDELIVER = _LUA_COMMON + """
+local n = 0
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = ns .. 'job:' .. id
+  local s = redis.call('HMGET', key, 'state', 'token', 'attempts')
+  -- only a delivery that is still the job's current one and was never claimed
+  if s[1] == 'queued' and s[2] == token then
+    redis.call('HSET', key, 'token', '')
+    redis.call('ZREM', ns .. 'dispatching', id)
+    redis.call('ZADD', ns .. 'due', now, id)
+    event(key, 'queued', s[3], {reason='delivery_lost'})
+    n = n + 1
+  end
+end
+return n
+"""
+
 # ARGV: ns, now, limit, lost_cap, grace, job_ttl
 _MAINTAIN = _LUA_COMMON + """
 local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -437,6 +456,7 @@ class Ledger:
         self._cancel = client.register_script(_CANCEL)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._maintain = client.register_script(_MAINTAIN)
+        self._redeliver = client.register_script(_REDELIVER)
 
     def key(self, job_id: str) -> str:
         return f"{self.ns}job:{job_id}"
@@ -545,6 +565,25 @@ class Ledger:
     def progress(self, job_id: str, token: str, progress: dict) -> None:
         """Store the job's latest progress."""
         self.r.hset(self.key(job_id), "progress", json.dumps(progress))
+
+    def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
+        """Deliveries ``(job id, token)`` that a worker took from the engine and died with
+        before claiming: each one that is still its job's current delivery is cancelled and
+        the job released again (with a new token) at the next maintenance tick. Returns
+        how many were."""
+        if not deliveries:
+            return 0
+        argv: list = [self.ns, repr(time.time())]
+        for job_id, token in deliveries:
+            argv += [job_id, token]
+        return int(self._redeliver(args=argv))
+
+    def current_tokens(self, job_ids: list[str]) -> list[str | None]:
+        """Each job's current delivery token (``""`` once it ended, ``None`` if unknown)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.key(job_id), "token")
+        return pipe.execute()
 
     def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
         """Reap lost jobs, expire stale ones, release due ones; returns what to publish."""
