@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 
 import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this process
 from adapters import JobState, create_adapter
-from tests.api.conftest import ACME, ServerProcess, service_env
+from service.embedded_redis import free_port
+from tests.api.conftest import ACME, ServerProcess, gunicorn_argv, service_env
 from tests.harness import ROOT, FAST_SETTINGS, wait_until
 
 
@@ -136,3 +138,54 @@ def _settings(env: dict):
     from adapters import AdapterSettings
 
     return AdapterSettings.from_env(env)
+
+
+def _app_dir(path) -> str:
+    """A directory of its own for one process, as on a machine of its own: the app's
+    ``wsgi.py`` and nothing else (the packages come from the installed code)."""
+    path.mkdir()
+    shutil.copy(ROOT / "wsgi.py", path / "wsgi.py")
+    return path
+
+
+@pytest.mark.parametrize("backend", ["rq", "celery"])
+def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_url, tmp_path):
+    """web and worker share only Redis: no directory, no STORAGE_DIR."""
+    env = service_env(redis_url, QUEUE_BACKEND=backend, RATE_LIMIT="6000/minute")
+    env.pop("STORAGE_DIR", None)
+    port = free_port()
+    web = ServerProcess(gunicorn_argv(port), env, tmp_path / "web.log", cwd=_app_dir(tmp_path / "web"))
+    worker = ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
+                           tmp_path / "worker.log", cwd=_app_dir(tmp_path / "worker"))
+    try:
+        def call(method, path, body=None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request(method, path, body=json.dumps(body) if body else None,
+                         headers={**ACME, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.getheader("Content-Type"), response.read()
+
+        def up():
+            _alive(web) and _alive(worker)
+            try:
+                return call("GET", "/healthz")[0] == 200
+            except OSError:
+                return False
+        wait_until(up, 30, 0.1, "gunicorn to answer")
+        status, _, body = call("POST", "/v1/jobs", {"type": "report.generate",
+                                                    "payload": {"kind": "activity"}})
+        assert status == 202, body
+        job_id = json.loads(body)["id"]
+
+        def ended():
+            _alive(worker)
+            state = json.loads(call("GET", f"/v1/jobs/{job_id}")[2])["state"]
+            return state if state in ("succeeded", "failed") else None
+        assert wait_until(ended, 60, 0.1, "the report to be made") == "succeeded"
+        status, content_type, pdf = call("GET", f"/v1/reports/{job_id}/file")
+        assert status == 200, pdf
+        assert content_type == "application/pdf" and pdf.startswith(b"%PDF-")
+        assert not list(tmp_path.glob("*/var")), "a process wrote to its own disk"
+    finally:
+        web.stop()
+        worker.stop()
