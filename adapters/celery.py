@@ -15,9 +15,11 @@ import time
 import redis
 
 from celery import Celery, beat, signals
+from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from .base import Capability, QueueAdapter
+from .errors import BackendUnavailable
 from .ledger import Dispatch
 from .runner import Maintenance, SchedulerBeat, execute
 
@@ -135,6 +137,11 @@ class CeleryAdapter(QueueAdapter):
             _job_in_hand = True
             try:
                 execute(adapter, job_id, token)
+            except BackendUnavailable as exc:
+                # Redis stayed away longer than a lease while this worker held the message
+                # (a RabbitMQ broker hands messages out with the ledger down): give it
+                # back to the broker, which delivers it again, rather than acknowledge it.
+                raise Reject(str(exc), requeue=True) from exc
             finally:
                 _job_in_hand = False
 
