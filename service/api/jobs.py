@@ -10,7 +10,6 @@ import re
 import flask
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from adapters import JobInfo, JobOptions, UnknownJobType, definitions, get_definition
 
@@ -25,7 +24,7 @@ from ..schemas import (
     JobSchema,
     ListQuerySchema,
 )
-from . import problems
+from . import Blueprint, problems
 
 __all__ = ["blp", "job_body", "job_url", "document_job_types"]
 

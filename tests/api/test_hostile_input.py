@@ -1,0 +1,136 @@
+"""Valid JSON that Python's parser or Redis cannot take is a 422 naming the field, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import ACME
+from tests.api.test_errors import assert_problem
+
+DEEP = 100_000
+ECHO = {"type": "demo.echo", "payload": {"message": "m"}}
+
+
+def nested(depth: int, leaf="x") -> str:
+    return "[" * depth + f'"{leaf}"' + "]" * depth
+
+
+def ledger_keys(client) -> list[str]:
+    """Every key but the rate limiter's (it counts refused calls too, by design)."""
+    adapter = client.application.extensions["switchyard"].adapter
+    return [k for k in adapter.redis.keys("*")
+            if not k.startswith(f"{adapter.settings.namespace}limits")]
+
+
+def post_raw(client, path: str, body: str, method: str = "POST"):
+    return client.open(path, method=method, data=body.encode("utf-8"),
+                       headers={**ACME, "Content-Type": "application/json"})
+
+
+DEPTH_MESSAGE = "nests deeper than 64 levels of arrays and objects"
+
+
+@pytest.mark.parametrize("depth", [DEEP, 200])
+def test_a_deeply_nested_payload_is_422_naming_where(client, depth):
+    body = '{"type": "demo.echo", "payload": {"message": "m", "data": ' + nested(depth) + "}}"
+    problem = assert_problem(post_raw(client, "/v1/jobs", body), 422)
+    [(field, messages)] = problem["errors"].items()
+    # the body is level 1, payload 2, data's array 3: the 65th container is the 63rd array
+    assert field == "payload.data" + ".0" * 62
+    assert messages == [DEPTH_MESSAGE]
+    assert ledger_keys(client) == []
+
+
+def test_nesting_up_to_the_limit_is_taken(client):
+    body = '{"type": "demo.echo", "payload": {"message": "m", "data": {"a": ' + nested(61) + "}}}"
+    response = post_raw(client, "/v1/jobs", body)
+    assert response.status_code == 202, response.json
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/jobs/batch", '{"jobs": [{"type": "demo.echo", "payload": {"message": "m", "d": %s}}]}',
+     "jobs.0.payload.d"),
+    ("/v1/workflows", '{"chain": [{"type": "demo.echo", "payload": {"message": "m", "d": %s}}]}',
+     "chain.0.payload.d"),
+    ("/v1/schedules", '{"name": "s", "every": 60, "job": {"type": "demo.echo", '
+                      '"payload": {"message": "m", "d": %s}}}', "job.payload.d"),
+    ("/v1/jobs", '%s', ""),
+])
+def test_every_json_body_has_the_depth_limit(client, path, body, field):
+    problem = assert_problem(post_raw(client, path, body % nested(DEEP)), 422)
+    [name] = problem["errors"]
+    assert name.startswith(field) and problem["errors"][name] == [DEPTH_MESSAGE]
+    assert ledger_keys(client) == []
+
+
+def test_a_huge_integer_is_422_naming_it(client):
+    body = '{"type": "demo.echo", "payload": {"message": "m", "data": {"n": [1, ' + "7" * 5000 + "]}}}"
+    assert_problem(post_raw(client, "/v1/jobs", body), 422,
+                   {"payload.data.n.1": ["is an integer of more than 4300 digits"]})
+    body = '{"type": "demo.echo", "payload": {"message": "m"}, "options": {"max_retries": -' \
+           + "9" * 5000 + "}}"
+    assert_problem(post_raw(client, "/v1/jobs", body), 422,
+                   {"options.max_retries": ["is an integer of more than 4300 digits"]})
+    assert ledger_keys(client) == []
+
+
+def test_a_float_out_of_range_is_422_naming_it(client):
+    body = '{"type": "demo.echo", "payload": {"message": "m", "data": {"x": 1e999}}}'
+    assert_problem(post_raw(client, "/v1/jobs", body), 422,
+                   {"payload.data.x": ["is not a finite number"]})
+    assert ledger_keys(client) == []
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/jobs", '{"type": "demo.echo", "payload": {"message": "m"}, '
+                 '"options": {"idempotency_key": "k\\ud800"}}', "options.idempotency_key"),
+    ("/v1/jobs", '{"type": "demo.echo", "payload": {"message": "\\udfff"}}', "payload.message"),
+    ("/v1/jobs", '{"type": "demo.echo\\ud800", "payload": {"message": "m"}}', "type"),
+    ("/v1/jobs", '{"type": "demo.echo", "payload": {"message": "m", "data": {"\\ud800": 1}}}',
+     "payload.data.\\ud800"),
+    ("/v1/jobs", '{"type": "demo.echo", "payload": {"message": "m"}, '
+                 '"options": {"queue": "q\\ud800"}}', "options.queue"),
+    ("/v1/jobs/batch", '{"jobs": [{"type": "demo.echo", "payload": {"message": "m"}}, '
+                       '{"type": "demo.echo", "payload": {"message": "m"}, '
+                       '"options": {"idempotency_key": "\\ud800"}}]}', "jobs.1.options.idempotency_key"),
+    ("/v1/schedules", '{"name": "s\\ud800", "every": 60, "job": {"type": "demo.echo", '
+                      '"payload": {"message": "m"}}}', "name"),
+    ("/v1/schedules", '{"name": "s", "every": 60, "timezone": "Europe/Berlin\\ud800", '
+                      '"job": {"type": "demo.echo", "payload": {"message": "m"}}}', "timezone"),
+    ("/v1/schedules", '{"name": "s", "cron": "* * * * *\\ud800", '
+                      '"job": {"type": "demo.echo", "payload": {"message": "m"}}}', "cron"),
+])
+def test_a_lone_surrogate_is_422_naming_the_field(client, path, body, field):
+    problem = assert_problem(post_raw(client, path, body), 422)
+    assert list(problem["errors"]) == [field]
+    assert "lone surrogate" in problem["errors"][field][0]
+    assert ledger_keys(client) == []
+
+
+def test_a_surrogate_pair_is_text_and_taken(client):
+    body = '{"type": "demo.echo", "payload": {"message": "\\ud83d\\ude00"}}'
+    response = post_raw(client, "/v1/jobs", body)
+    assert response.status_code == 202 and response.json["payload"] == {"message": "\U0001F600"}
+
+
+def test_query_strings_and_paths_cannot_carry_surrogates(client):
+    # werkzeug keeps an invalid UTF-8 escape as its literal text (or U+FFFD in a path)
+    response = client.get("/v1/jobs?type=%ED%A0%80", headers=ACME)
+    assert response.status_code == 200 and response.json["items"] == []
+    assert_problem(client.get("/v1/schedules/%ED%A0%80", headers=ACME), 404)
+    assert ledger_keys(client) == []
+
+
+def test_a_signed_hook_body_out_of_limits_is_422_and_stored_nowhere(make_app, monkeypatch):
+    from tests.api.test_hooks_reports import SECRET, _signed
+
+    monkeypatch.setenv("HOOK_SECRETS", f"shop:{SECRET}")
+    client = make_app().test_client()
+    for body, field in ((nested(DEEP), "0" + ".0" * 63), ('{"n": ' + "1" * 5000 + "}", "n"),
+                        ('{"type": "\\ud800"}', "type")):
+        response = client.post("/v1/hooks/shop", data=body, headers=_signed(body, "msg_1"))
+        assert field in assert_problem(response, 422)["errors"]
+    assert ledger_keys(client) == []
+    body = "not JSON at all"  # still taken: the handler sees payload None
+    assert client.post("/v1/hooks/shop", data=body,
+                       headers=_signed(body, "msg_2")).status_code == 202
