@@ -31,6 +31,7 @@ from .errors import (
     JobNotFound,
     UnsupportedFeature,
 )
+from .jsonlimits import json_problems, lone_surrogate
 from .ledger import Dispatch, Ledger
 from .registry import JobDefinition, get_definition
 from .settings import AdapterSettings
@@ -85,6 +86,9 @@ class Priority(str, enum.Enum):
     HIGH = "high"
     DEFAULT = "default"
     LOW = "low"
+
+
+_PRIORITIES = tuple(p.value for p in Priority)
 
 
 class Capability(str, enum.Enum):
@@ -457,18 +461,31 @@ class QueueAdapter(abc.ABC):
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise InvalidJob("payload must be a JSON object", {"payload": ["must be an object"]})
-        try:
-            payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise InvalidJob(f"payload is not JSON: {exc}", {"payload": [str(exc)]}) from exc
+        # JSON would change some values on the way (``{1: 2}`` -> ``{"1": 2}``) and cannot
+        # carry others; refuse them here rather than hand the job different data.
+        problems = json_problems(payload, "payload")
+        if problems:
+            raise InvalidJob("payload is not JSON as it stands; see errors", problems)
+        payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        for field, text in (("tenant", tenant), ("idempotency_key", options.idempotency_key)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidJob(f"{field} must be a string", {field: ["must be a string"]})
+            problem = text and lone_surrogate(text)
+            if problem:
+                raise InvalidJob(f"{field} {problem}", {field: [problem]})
 
-        queue = options.queue or definition.queue
+        # None means "the definition's"; anything else, even "" or 0, must be valid itself
+        queue = definition.queue if options.queue is None else options.queue
         if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
             raise InvalidJob("queue names are 1-64 letters, digits, '_', '-' or '.'",
                              {"queue": ["must match [A-Za-z0-9_.-]{1,64}"]})
+        priority = definition.priority if options.priority is None else options.priority
+        if not isinstance(priority, str) or priority not in _PRIORITIES:
+            raise InvalidJob(f"priority must be one of {', '.join(_PRIORITIES)}",
+                             {"priority": [f"must be one of: {', '.join(_PRIORITIES)}"]})
+        priority = Priority(priority).value
         if queue != self.settings.default_queue:
             self.require(Capability.QUEUES, "named queues")
-        priority = Priority(options.priority or definition.priority).value
         if priority != Priority.DEFAULT.value:
             self.require(Capability.PRIORITIES, "priorities")
         if options.delay is not None and options.run_at is not None:
@@ -492,7 +509,7 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("expires_at is before the job could start",
                                  {"expires_at": ["must be after now and after run_at"]})
         max_retries = definition.max_retries if options.max_retries is None else options.max_retries
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise InvalidJob("max_retries must be >= 0", {"max_retries": ["must be >= 0"]})
         if max_retries and not self.supports(Capability.RETRIES):
             self.require(Capability.RETRIES, "retries")

@@ -153,8 +153,9 @@ def _switchyard_error(error: SwitchyardError) -> flask.Response:
         return problem(409, str(error), errors={"state": [f"is {error.state}"]} if error.state
                        else None)
     if isinstance(error, InvalidJob):
-        return problem(422, str(error), errors={f"options.{k}" if k not in ("payload", "type")
-                                                else k: v for k, v in error.errors.items()})
+        return problem(422, str(error), errors={
+            k if k.split(".")[0] in ("payload", "type") else f"options.{k}": v
+            for k, v in error.errors.items()})
     if isinstance(error, UnknownJobType):
         return problem(422, str(error), errors={"type": [str(error)]})
     if isinstance(error, UnsupportedFeature):
