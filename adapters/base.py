@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import hashlib
 import inspect
 import json
 import logging
@@ -159,7 +160,8 @@ class JobOptions:
     timeout: float | None = None
     """Hard time limit of one attempt in seconds; defaults to the definition's."""
     idempotency_key: str | None = None
-    """A second enqueue with the same key (per tenant) returns the first job."""
+    """A second enqueue with the same key (per tenant) and the same type, payload and
+    options returns the first job; with different ones it raises ``IdempotencyKeyReused``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -527,6 +529,14 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("idempotency_key must be 1-255 characters",
                                  {"idempotency_key": ["must be 1-255 characters"]})
         limit, window = definition.rate_limit or (0, 0.0)
+        fingerprint = ""
+        if options.idempotency_key:
+            # What the request asked for, not what was derived from it: a delay is
+            # compared as given, so the same request sent again a second later matches.
+            fingerprint = hashlib.sha256(json.dumps(
+                [definition.name, payload, queue, priority, options.delay,
+                 _timestamp(options.run_at, "run_at"), expires_at, max_retries, float(timeout)],
+                sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return {
             "id": uuid.uuid4().hex,
             "type": definition.name,
@@ -547,6 +557,7 @@ class QueueAdapter(abc.ABC):
             "retry_of": retry_of or "",
             "links": json.dumps(links) if links else "",
             "token": uuid.uuid4().hex[:12],
+            "fingerprint": fingerprint,  # for the ledger's idempotency check; not stored
         }
 
     # -- workflows ------------------------------------------------------------------

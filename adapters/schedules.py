@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import redis
 from croniter import croniter
 
-from .errors import BackendUnavailable, InvalidJob, InvalidState, JobNotFound
+from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidJob, InvalidState,
+                     JobNotFound)
 
 if TYPE_CHECKING:
     from .base import QueueAdapter
@@ -310,13 +311,18 @@ class Schedules:
                 ticks[-1:] if now - ticks[-1] < 5 else [])
             job_id = rec.get("last_job_id", "")
             for tick_at in to_fire:
-                info = self.adapter.enqueue(
-                    rec["job_type"], json.loads(rec["payload"]),
-                    JobOptions(**json.loads(rec["options"]),
-                               idempotency_key=f"schedule:{name}:{tick_at:.3f}"),
-                    tenant=tenant, links={"schedule": name, "tick": tick_at})
-                job_id = info.id
-                fired.append(info.id)
+                try:
+                    info = self.adapter.enqueue(
+                        rec["job_type"], json.loads(rec["payload"]),
+                        JobOptions(**json.loads(rec["options"]),
+                                   idempotency_key=f"schedule:{name}:{tick_at:.3f}"),
+                        tenant=tenant, links={"schedule": name, "tick": tick_at})
+                    job_id = info.id
+                except IdempotencyKeyReused as exc:
+                    # another scheduler fired this tick from the schedule as it was
+                    # before a change: the tick has its job
+                    job_id = exc.job_id
+                fired.append(job_id)
             # only one scheduler moves the schedule on; the idempotency key already made
             # sure a second one that got this far enqueued nothing new
             self._cas(keys=[self.index, key],

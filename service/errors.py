@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from adapters import (
     BackendUnavailable,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidState,
     JobNotFound,
@@ -149,6 +150,9 @@ def handle_http_exception(error: HTTPException) -> flask.Response:
 def _switchyard_error(error: SwitchyardError) -> flask.Response:
     if isinstance(error, JobNotFound):
         return problem(404, "no such job")
+    if isinstance(error, IdempotencyKeyReused):
+        return problem(409, str(error), errors={"options.idempotency_key": [
+            f"is in use by job {error.job_id}, enqueued with other parameters"]})
     if isinstance(error, InvalidState):
         return problem(409, str(error), errors={"state": [f"is {error.state}"]} if error.state
                        else None)

@@ -73,3 +73,32 @@ def test_a_payload_nested_too_deep_is_invalid_job(engine):
 def test_lone_surrogates_in_keys_and_queues_are_invalid_job(engine):
     refused(engine, "idempotency_key", options=JobOptions(idempotency_key="k\ud800"))
     refused(engine, "queue", options=JobOptions(queue="q\ud800"))
+
+
+def test_a_reused_idempotency_key_with_other_parameters_is_refused(engine):
+    from adapters import IdempotencyKeyReused
+
+    adapter = engine.adapter
+    delay = None if engine.backend == "inline" else 30  # inline declares no delays
+    first = adapter.enqueue("t.echo", {"a": 1, "b": 2}, JobOptions(idempotency_key="k", delay=delay))
+    before = sorted(engine.redis.keys("*"))
+    # the same request again (keys in another order, the delay as given) is the first job
+    again = adapter.enqueue("t.echo", {"b": 2, "a": 1}, JobOptions(idempotency_key="k", delay=delay))
+    assert again.id == first.id
+    for job_type, payload, options in (
+            ("t.echo", {"a": 1, "b": 3}, JobOptions(idempotency_key="k", delay=delay)),
+            ("t.echo", {"a": 1, "b": 2}, JobOptions(idempotency_key="k", timeout=7)),
+            ("t.echo", {"a": 1, "b": 2}, JobOptions(idempotency_key="k", delay=delay, max_retries=2)),
+            ("t.named", {"tag": 1}, JobOptions(idempotency_key="k", delay=delay))):
+        if engine.backend == "inline" and (options.max_retries or job_type == "t.named"):
+            continue  # inline declares no retries or named queues
+        with pytest.raises(IdempotencyKeyReused) as err:
+            adapter.enqueue(job_type, payload, options)
+        assert err.value.job_id == first.id
+    # a batch with one reused key writes none of its jobs
+    with pytest.raises(IdempotencyKeyReused) as err:
+        adapter.enqueue_many([("t.echo", {"x": 1}, None),
+                              ("t.echo", {"x": 2}, JobOptions(idempotency_key="fresh")),
+                              ("t.echo", {}, JobOptions(idempotency_key="k"))])
+    assert err.value.index == 2
+    assert sorted(engine.redis.keys("*")) == before

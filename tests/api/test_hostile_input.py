@@ -134,3 +134,21 @@ def test_a_signed_hook_body_out_of_limits_is_422_and_stored_nowhere(make_app, mo
     body = "not JSON at all"  # still taken: the handler sees payload None
     assert client.post("/v1/hooks/shop", data=body,
                        headers=_signed(body, "msg_2")).status_code == 202
+
+
+def test_a_reused_idempotency_key_with_another_payload_is_409(client):
+    job = {"type": "demo.echo", "payload": {"message": "one"},
+           "options": {"idempotency_key": "order-42"}}
+    first = client.post("/v1/jobs", headers=ACME, json=job)
+    assert first.status_code == 202
+    assert client.post("/v1/jobs", headers=ACME, json=job).json["id"] == first.json["id"]
+    before = sorted(ledger_keys(client))
+    other = {**job, "payload": {"message": "two"}}
+    problem = assert_problem(client.post("/v1/jobs", headers=ACME, json=other), 409)
+    assert list(problem["errors"]) == ["options.idempotency_key"]
+    assert first.json["id"] in problem["errors"]["options.idempotency_key"][0]
+    batch = {"jobs": [ECHO, {**job, "options": {"idempotency_key": "order-42", "priority": "high"}}]}
+    assert_problem(client.post("/v1/jobs/batch", headers=ACME, json=batch), 409,
+                   {"jobs.1.options.idempotency_key": [
+                       f"is in use by job {first.json['id']}, enqueued with other parameters"]})
+    assert sorted(ledger_keys(client)) == before
