@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Schedules", "ScheduleInfo", "next_cron_time", "validate_cron", "validate_timezone"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")  # \Z: "$" would let a final newline in
 _OPTION_FIELDS = ("queue", "priority", "max_retries", "timeout")
+_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_CRON_SPANS = (60, 24, 31, 12, 7)
+"""How many values each cron field takes: no step can be longer."""
 
 _CAS = """
 local idx, member, expected, nxt = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -60,6 +63,13 @@ def validate_cron(expr: str) -> str:
         raise InvalidJob("cron needs five fields",
                          {"cron": ["needs five fields: minute hour day-of-month month "
                                    f"day-of-week (got {len(fields)})"]})
+    for name, span, field in zip(_CRON_FIELDS, _CRON_SPANS, fields):
+        for part in field.split(","):
+            _, slash, step = part.rpartition("/")
+            if slash and not (step.isascii() and step.isdigit() and len(step) <= 3
+                              and 1 <= int(step) <= span):
+                raise InvalidJob(f"invalid cron step {step!r}",
+                                 {"cron": [f"the step of {name} in {expr!r} must be 1 to {span}"]})
     if not croniter.is_valid(" ".join(fields)):
         raise InvalidJob(f"invalid cron expression {expr!r}",
                          {"cron": [f"{expr!r} is not a valid cron expression"]})
@@ -171,6 +181,9 @@ class Schedules:
 
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidJob("bad schedule name", {"name": ["1-100 letters, digits, '_', '.', '-'"]})
+        if name in (".", ".."):  # dot segments: /v1/schedules/.. is /v1/schedules
+            raise InvalidJob("bad schedule name",
+                             {"name": ["'.' and '..' are not names: a URL drops them"]})
         if (cron is None) == (every is None):
             raise InvalidJob("give cron or every, not both",
                              {"cron": ["exactly one of cron and every is required"]})

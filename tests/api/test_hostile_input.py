@@ -152,3 +152,71 @@ def test_a_reused_idempotency_key_with_another_payload_is_409(client):
                    {"jobs.1.options.idempotency_key": [
                        f"is in use by job {first.json['id']}, enqueued with other parameters"]})
     assert sorted(ledger_keys(client)) == before
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"subject": "a\x85b"}, "payload.subject"),
+    ({"subject": "a\u2028b"}, "payload.subject"),
+    ({"subject": "a\u2029b"}, "payload.subject"),
+    ({"subject": "a\x00b"}, "payload.subject"),
+    ({"subject": "a\x0bb"}, "payload.subject"),
+    ({"to": "x\x85@example.com"}, "payload.to.0"),
+    ({"to": ["ok@example.com", '"a\x01b"@example.com']}, "payload.to.1"),
+    ({"reply_to": '"r\u2028"@example.com'}, "payload.reply_to"),
+])
+def test_an_email_header_that_cannot_be_sent_is_422_at_enqueue(client, payload, field):
+    email = {"to": "ada@example.com", "subject": "s", "text": "t", **payload}
+    problem = assert_problem(client.post("/v1/jobs", headers=ACME,
+                                         json={"type": "email.send", "payload": email}), 422)
+    assert field in problem["errors"], problem["errors"]
+    assert ledger_keys(client) == []
+
+
+def test_an_email_subject_may_hold_a_tab_and_any_text(client):
+    email = {"to": "ada@example.com", "subject": "Ready:\tü 😀", "text": "t"}
+    assert client.post("/v1/jobs", headers=ACME,
+                       json={"type": "email.send", "payload": email}).status_code == 202
+
+
+@pytest.mark.parametrize("period", [{"start": "9999-12-30", "end": "9999-12-31"},
+                                    {"start": "9999-12-31", "end": "9999-12-31"}])
+def test_a_report_period_at_the_end_of_time_is_422_at_enqueue(client, period):
+    job = {"type": "report.generate", "payload": {"kind": "activity", "period": period}}
+    problem = assert_problem(client.post("/v1/jobs", headers=ACME, json=job), 422)
+    assert list(problem["errors"]) == ["payload.period"]
+    assert ledger_keys(client) == []
+
+
+def test_a_report_period_as_late_as_can_be_counted_is_taken(client):
+    period = {"start": "9999-12-29", "end": "9999-12-30"}
+    job = {"type": "report.generate", "payload": {"kind": "activity", "period": period}}
+    assert client.post("/v1/jobs", headers=ACME, json=job).status_code == 202
+
+
+@pytest.mark.parametrize("cron", ["*/99999999999 * * * *", "*/61 * * * *", "0 */25 * * *",
+                                  "0 0 */32 * *", "0 0 1 */13 *", "0 0 * * */8", "*/0 * * * *"])
+def test_a_cron_step_beyond_its_field_is_422_at_create(client, cron):
+    schedule = {"name": "s", "cron": cron, "job": ECHO}
+    assert_problem(client.post("/v1/schedules", headers=ACME, json=schedule), 422)
+    assert ledger_keys(client) == []
+
+
+def test_cron_steps_within_their_fields_are_taken(client):
+    schedule = {"name": "s", "cron": "*/60 */24 */31 */12 */7", "job": ECHO}
+    assert client.post("/v1/schedules", headers=ACME, json=schedule).status_code == 201
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_schedule_name_its_url_would_lose_is_422(client, name):
+    schedule = {"name": name, "every": 60, "job": ECHO}
+    assert_problem(client.post("/v1/schedules", headers=ACME, json=schedule), 422,
+                   {"name": ["'.' and '..' are not names: a URL drops them"]})
+    assert ledger_keys(client) == []
+
+
+def test_a_schedule_name_or_queue_with_a_final_newline_is_422(client):
+    assert_problem(client.post("/v1/schedules", headers=ACME,
+                               json={"name": "s\n", "every": 60, "job": ECHO}), 422)
+    assert_problem(client.post("/v1/jobs", headers=ACME,
+                               json={**ECHO, "options": {"queue": "q\n"}}), 422)
+    assert ledger_keys(client) == []
