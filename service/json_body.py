@@ -75,14 +75,15 @@ def loads(data: bytes | str) -> Any:
     """The body as JSON; ``ValidationProblem`` (422) if it is out of limits, naming the field."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data  # UnicodeDecodeError: 400
     try:
-        value = json.loads(text)
-    except RecursionError:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer literal Python will not read: find it
+            value = json.loads(text, parse_int=_read_int)
+    except RecursionError:  # from either parse: the digits may come before the depth
         raise ValidationProblem(DETAIL, {_too_deep_at(text): [
             f"nests deeper than {MAX_DEPTH} levels of arrays and objects"]}) from None
-    except json.JSONDecodeError:
-        raise
-    except ValueError:  # an integer literal Python will not read: find it
-        value = json.loads(text, parse_int=_read_int)
     errors = _long_integers(value) or json_problems(value)
     if errors:
         raise ValidationProblem(DETAIL, errors)

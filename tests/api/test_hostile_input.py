@@ -220,3 +220,13 @@ def test_a_schedule_name_or_queue_with_a_final_newline_is_422(client):
     assert_problem(client.post("/v1/jobs", headers=ACME,
                                json={**ECHO, "options": {"queue": "q\n"}}), 422)
     assert ledger_keys(client) == []
+
+
+def test_a_long_integer_before_deep_nesting_is_422_too(client):
+    # found by tests/api/test_fuzz_bodies.py: the second parse, which finds the integer,
+    # hit the depth the first one never reached
+    body = '{"type": "demo.echo", "payload": {"message": "m", "d": [-' + "7" * 4301 + ", " \
+        + nested(2000) + "]}}"
+    problem = assert_problem(post_raw(client, "/v1/jobs", body), 422)
+    assert list(problem["errors"]) == ["payload.d.1" + ".0" * 61]
+    assert ledger_keys(client) == []
