@@ -102,3 +102,18 @@ def test_a_reused_idempotency_key_with_other_parameters_is_refused(engine):
                               ("t.echo", {}, JobOptions(idempotency_key="k"))])
     assert err.value.index == 2
     assert sorted(engine.redis.keys("*")) == before
+
+
+def test_a_tick_fired_before_a_schedule_changed_is_not_an_error(engine):
+    from adapters import Capability
+
+    if not engine.supports(Capability.SCHEDULES):
+        pytest.skip(f"{engine.adapter.name} does not declare schedules")
+    schedules = engine.adapter.schedules()
+    info = schedules.create("acme", "s", "t.echo", {"v": 2}, every=60)
+    due = info.next_run_at.timestamp()
+    # another scheduler fired this tick from the schedule as it was before a change
+    first = engine.adapter.enqueue("t.echo", {"v": 1}, JobOptions(
+        idempotency_key=f"schedule:s:{due:.3f}"), tenant="acme")
+    assert schedules.tick(now=due + 0.01) == [first.id]
+    assert schedules.get("acme", "s").last_job_id == first.id
