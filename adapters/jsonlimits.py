@@ -41,7 +41,7 @@ def lone_surrogate(text: str) -> str | None:
 
 
 def field_name(prefix: str, key: Any) -> str:
-    """``prefix.key``, or ``key`` at the top; the root itself is ``_schema``."""
+    """``prefix.key``, or ``key`` itself at the top of a document."""
     return f"{prefix}.{key}" if prefix else str(key)
 
 
