@@ -15,6 +15,7 @@ from .context import JobContext
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidState,
     JobCanceled,
@@ -36,6 +37,7 @@ __all__ = [
     "Capability",
     "ConfigurationError",
     "Dispatch",
+    "IdempotencyKeyReused",
     "InvalidJob",
     "InvalidState",
     "JobCanceled",

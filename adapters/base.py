@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import hashlib
 import inspect
 import json
 import logging
@@ -31,6 +32,7 @@ from .errors import (
     JobNotFound,
     UnsupportedFeature,
 )
+from .jsonlimits import json_problems, lone_surrogate
 from .ledger import Dispatch, Ledger
 from .registry import JobDefinition, get_definition
 from .settings import AdapterSettings
@@ -85,6 +87,9 @@ class Priority(str, enum.Enum):
     HIGH = "high"
     DEFAULT = "default"
     LOW = "low"
+
+
+_PRIORITIES = tuple(p.value for p in Priority)
 
 
 class Capability(str, enum.Enum):
@@ -155,7 +160,8 @@ class JobOptions:
     timeout: float | None = None
     """Hard time limit of one attempt in seconds; defaults to the definition's."""
     idempotency_key: str | None = None
-    """A second enqueue with the same key (per tenant) returns the first job."""
+    """A second enqueue with the same key (per tenant) and the same type, payload and
+    options returns the first job; with different ones it raises ``IdempotencyKeyReused``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -457,18 +463,31 @@ class QueueAdapter(abc.ABC):
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise InvalidJob("payload must be a JSON object", {"payload": ["must be an object"]})
-        try:
-            payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise InvalidJob(f"payload is not JSON: {exc}", {"payload": [str(exc)]}) from exc
+        # JSON would change some values on the way (``{1: 2}`` -> ``{"1": 2}``) and cannot
+        # carry others; refuse them here rather than hand the job different data.
+        problems = json_problems(payload, "payload")
+        if problems:
+            raise InvalidJob("payload is not JSON as it stands; see errors", problems)
+        payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        for field, text in (("tenant", tenant), ("idempotency_key", options.idempotency_key)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidJob(f"{field} must be a string", {field: ["must be a string"]})
+            problem = text and lone_surrogate(text)
+            if problem:
+                raise InvalidJob(f"{field} {problem}", {field: [problem]})
 
-        queue = options.queue or definition.queue
+        # None means "the definition's"; anything else, even "" or 0, must be valid itself
+        queue = definition.queue if options.queue is None else options.queue
         if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
             raise InvalidJob("queue names are 1-64 letters, digits, '_', '-' or '.'",
                              {"queue": ["must match [A-Za-z0-9_.-]{1,64}"]})
+        priority = definition.priority if options.priority is None else options.priority
+        if not isinstance(priority, str) or priority not in _PRIORITIES:
+            raise InvalidJob(f"priority must be one of {', '.join(_PRIORITIES)}",
+                             {"priority": [f"must be one of: {', '.join(_PRIORITIES)}"]})
+        priority = Priority(priority).value
         if queue != self.settings.default_queue:
             self.require(Capability.QUEUES, "named queues")
-        priority = Priority(options.priority or definition.priority).value
         if priority != Priority.DEFAULT.value:
             self.require(Capability.PRIORITIES, "priorities")
         if options.delay is not None and options.run_at is not None:
@@ -492,7 +511,7 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("expires_at is before the job could start",
                                  {"expires_at": ["must be after now and after run_at"]})
         max_retries = definition.max_retries if options.max_retries is None else options.max_retries
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise InvalidJob("max_retries must be >= 0", {"max_retries": ["must be >= 0"]})
         if max_retries and not self.supports(Capability.RETRIES):
             self.require(Capability.RETRIES, "retries")
@@ -510,6 +529,14 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("idempotency_key must be 1-255 characters",
                                  {"idempotency_key": ["must be 1-255 characters"]})
         limit, window = definition.rate_limit or (0, 0.0)
+        fingerprint = ""
+        if options.idempotency_key:
+            # What the request asked for, not what was derived from it: a delay is
+            # compared as given, so the same request sent again a second later matches.
+            fingerprint = hashlib.sha256(json.dumps(
+                [definition.name, payload, queue, priority, options.delay,
+                 _timestamp(options.run_at, "run_at"), expires_at, max_retries, float(timeout)],
+                sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return {
             "id": uuid.uuid4().hex,
             "type": definition.name,
@@ -530,6 +557,7 @@ class QueueAdapter(abc.ABC):
             "retry_of": retry_of or "",
             "links": json.dumps(links) if links else "",
             "token": uuid.uuid4().hex[:12],
+            "fingerprint": fingerprint,  # for the ledger's idempotency check; not stored
         }
 
     # -- workflows ------------------------------------------------------------------

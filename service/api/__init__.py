@@ -9,9 +9,10 @@ import flask_smorest
 from flask_smorest.utils import prepare_response
 
 from .. import errors
+from ..json_body import LimitedParser
 from ..schemas import ProblemSchema
 
-__all__ = ["Api", "init_app", "SPEC_DEFAULTS"]
+__all__ = ["Api", "Blueprint", "init_app", "SPEC_DEFAULTS"]
 
 SPEC_DEFAULTS = {
     "API_TITLE": "Switchyard",
@@ -62,6 +63,12 @@ class Api(flask_smorest.Api):
 
     def handle_http_exception(self, error):
         return errors.handle_http_exception(error)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint whose JSON bodies are read within the JSON limits."""
+
+    ARGUMENTS_PARSER = LimitedParser()
 
 
 def problems(blp: flask_smorest.Blueprint, *codes: int):

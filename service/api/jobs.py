@@ -10,12 +10,12 @@ import re
 import flask
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from adapters import JobInfo, JobOptions, UnknownJobType, definitions, get_definition
+from adapters import (IdempotencyKeyReused, JobInfo, JobOptions, UnknownJobType, definitions,
+                      get_definition)
 
 from ..auth import current_tenant
-from ..errors import ValidationProblem, flatten_errors
+from ..errors import ValidationProblem, flatten_errors, problem
 from ..extensions import current
 from ..schemas import (
     BatchRequestSchema,
@@ -25,7 +25,7 @@ from ..schemas import (
     JobSchema,
     ListQuerySchema,
 )
-from . import problems
+from . import Blueprint, problems
 
 __all__ = ["blp", "job_body", "job_url", "document_job_types"]
 
@@ -174,12 +174,13 @@ class Jobs(MethodView):
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=_LOCATION,
                   description="Accepted: the job is queued (or scheduled)")
-    @problems(blp, 400, 401, 413, 429, 503)
+    @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue a job.
 
         The payload is validated by the job type's schema; errors name the field as
-        `payload.<field>`. With `idempotency_key`, a repeat returns the first job.
+        `payload.<field>`. With `idempotency_key`, a repeat returns the first job; the
+        same key with a different type, payload or options is a 409.
         """
         (job_type, payload, options), errors = _validated(request)
         if errors:
@@ -209,7 +210,7 @@ class Batch(MethodView):
 
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchResponseSchema, description="Accepted: every job is queued")
-    @problems(blp, 400, 401, 413, 429, 503)
+    @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue up to 500 jobs at once, all or nothing.
 
@@ -223,7 +224,12 @@ class Batch(MethodView):
             errors.update(item_errors)
         if errors:
             raise ValidationProblem("some jobs are not valid; none was enqueued", errors)
-        infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
+        try:
+            infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
+        except IdempotencyKeyReused as exc:
+            flask.abort(problem(409, str(exc), errors={
+                f"jobs.{exc.index}.options.idempotency_key": [
+                    f"is in use by job {exc.job_id}, enqueued with other parameters"]}))
         return {"items": [job_body(i) for i in infos]}, 202
 
 

@@ -6,12 +6,11 @@ import io
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..auth import current_tenant
 from ..extensions import current
 from ..jobs.reports import report_file
-from . import problems
+from . import Blueprint, problems
 
 __all__ = ["blp"]
 

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from adapters import InvalidJob, InvalidState, JobNotFound
 from adapters.schedules import ScheduleInfo, next_cron_time, validate_cron, validate_timezone
@@ -20,7 +19,7 @@ from ..schemas import (
     ScheduleSchema,
     ScheduleUpdateSchema,
 )
-from . import problems
+from . import Blueprint, problems
 from .jobs import _validated, job_url
 
 __all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]

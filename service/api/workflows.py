@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from adapters import InvalidJob, JobNotFound, WorkflowInfo
 
@@ -12,7 +11,7 @@ from ..auth import current_tenant
 from ..errors import ValidationProblem
 from ..extensions import current
 from ..schemas import WorkflowRequestSchema, WorkflowSchema
-from . import problems
+from . import Blueprint, problems
 from .jobs import _validated, job_body
 
 __all__ = ["blp", "workflow_body", "workflow_url", "document_workflows"]

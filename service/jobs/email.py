@@ -10,6 +10,7 @@ the server's reply. With no ``SMTP_URL`` the message is written to ``OUTBOX_DIR`
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import tempfile
@@ -38,9 +39,24 @@ class PermanentMailError(Exception):
     """The server refused the mail for good (a 5xx reply), or it can never be sent."""
 
 
+# Everything Python's email package takes for a line break (str.splitlines: \x0b, \x0c,
+# \x1c-\x1e, \x85, U+2028, U+2029 besides \r and \n) and every other control character:
+# in a header each either fails the send at run time or splits the header.
+_NOT_IN_A_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _no_line_breaks(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise ValidationError("must be a single line")
+    """A header's value: one line, no control characters (a tab is folding white space)."""
+    match = _NOT_IN_A_HEADER.search(value)
+    if match:
+        raise ValidationError(f"must be a single line without control characters "
+                              f"(found U+{ord(match.group()):04X} at {match.start()})")
+
+
+def _single_address(value: str) -> None:
+    _no_line_breaks(value)
+    if "\t" in value:
+        raise ValidationError("must be a single line without control characters (found a tab)")
 
 
 class Recipients(fields.Field):
@@ -63,7 +79,7 @@ class Recipients(fields.Field):
         for index, item in enumerate(items):
             try:
                 check(item)
-                _no_line_breaks(item)
+                _single_address(item)
             except ValidationError as exc:
                 errors[index] = exc.messages
         if errors:
@@ -78,7 +94,7 @@ class EmailSchema(Schema):
     subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks])
     text = fields.String(required=True, validate=validate.Length(max=1_000_000))
     html = fields.String(allow_none=True, validate=validate.Length(max=2_000_000))
-    reply_to = fields.Email(allow_none=True, validate=_no_line_breaks)
+    reply_to = fields.Email(allow_none=True, validate=_single_address)
 
 
 SCHEMA = EmailSchema()

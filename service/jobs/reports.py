@@ -55,6 +55,8 @@ def resolve_period(period, today: date) -> tuple[date, date]:
             raise ValueError("start and end must be dates like 2026-01-31") from None
         if end < start:
             raise ValueError("end is before start")
+        if end >= date.max:  # the day after the period must be a date too: it bounds the count
+            raise ValueError(f"end must be before {date.max.isoformat()}")
         if (end - start).days + 1 > MAX_DAYS:
             raise ValueError(f"a period covers at most {MAX_DAYS} days")
         return start, end

@@ -142,9 +142,10 @@ def _settings(env: dict):
 
 def _app_dir(path) -> str:
     """A directory of its own for one process, as on a machine of its own: the app's
-    ``wsgi.py`` and nothing else (the packages come from the installed code)."""
+    ``wsgi.py`` and ``gunicorn.conf.py``, nothing else (the packages come from the installed code)."""
     path.mkdir()
-    shutil.copy(ROOT / "wsgi.py", path / "wsgi.py")
+    for name in ("wsgi.py", "gunicorn.conf.py"):
+        shutil.copy(ROOT / name, path / name)
     return path
 
 
@@ -189,3 +190,39 @@ def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_u
     finally:
         web.stop()
         worker.stop()
+
+
+def _raw_request(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (http.client would refuse to send the malformed ones)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /v1/jobs?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120))
+     + b"\r\n", 431),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    (b"GET /v1/jobs HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+])
+def test_gunicorns_own_error_answers_are_problems(gunicorn, request_bytes, status):
+    port = gunicorn()
+    got, headers, body = _raw_request(port, request_bytes)
+    assert got == status, body
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert set(problem) == {"type", "title", "status", "detail", "errors"}
+    assert problem["status"] == status and problem["errors"] == {}
+    assert problem["type"].startswith("urn:switchyard:problem:")

@@ -257,7 +257,8 @@ class Stack:
         for kind in kinds:
             home = base / kind
             home.mkdir(parents=True)
-            shutil.copy(ROOT / "wsgi.py", home / "wsgi.py")
+            for name in ("wsgi.py", "gunicorn.conf.py"):  # what a deploy puts beside the code
+                shutil.copy(ROOT / name, home / name)
             (home / "chaosjobs.py").write_text(CHAOS_JOBS)
             self.processes[kind] = Process(kind, home, self.env)
         if "web" in kinds:
