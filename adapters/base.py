@@ -540,7 +540,8 @@ class QueueAdapter(abc.ABC):
         (a group, then ``body`` once every header job succeeded) in one write.
 
         A chain's job reads the previous result as ``ctx.upstream``; a chord's body reads
-        the header's results, in order. When a job fails for good, the jobs that wait on
+        the header's results, in order. A waiting job's ``delay`` or ``run_at`` is the
+        earliest it starts once released. When a job fails for good, the jobs that wait on
         it end canceled with reason ``upstream_failed`` -- so a chord never hangs.
         """
         self.require(Capability.WORKFLOWS, "workflows")
@@ -563,9 +564,6 @@ class QueueAdapter(abc.ABC):
             if options.idempotency_key is not None:
                 raise InvalidJob("workflow jobs take no idempotency_key",
                                  {field: ["idempotency_key is not allowed in a workflow"]})
-            if waits and (options.delay is not None or options.run_at is not None):
-                raise InvalidJob("only the first jobs of a workflow may be delayed",
-                                 {field: ["delay/run_at only on jobs that wait on nothing"]})
             try:
                 rec = self._build_record(job_type, payload, options, tenant, now, links, None)
             except InvalidJob as exc:

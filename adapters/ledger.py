@@ -73,9 +73,11 @@ local function wf_end(key, outcome, ttl, w)
   end
   local function release(nid, upstream)
     local nk = ns .. 'job:' .. nid
-    if redis.call('HGET', nk, 'state') == 'scheduled' then
+    local st = redis.call('HMGET', nk, 'state', 'run_at')
+    if st[1] == 'scheduled' then
       redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
-      redis.call('ZADD', ns .. 'due', now, nid)
+      -- a delay or run_at of its own is the earliest it starts once released
+      redis.call('ZADD', ns .. 'due', math.max(now, tonumber(st[2]) or 0), nid)
     end
   end
   local function cancel_waiting(nid, reason)
