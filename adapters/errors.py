@@ -8,6 +8,7 @@
     ├── JobNotFound            no such job (or not the caller's tenant's)
     ├── InvalidState           the job is in a state that forbids the operation
     ├── BackendUnavailable     Redis or the broker cannot be reached; nothing was written
+    ├── WaitTimeout            wait() or wait_for_workers() ran out of time (a TimeoutError too)
     └── JobInterrupted         raised inside a running job by the runner
         ├── JobTimeout         the job ran past its hard timeout
         └── JobCanceled        the job was canceled while it ran
@@ -22,6 +23,7 @@ __all__ = [
     "JobNotFound",
     "InvalidState",
     "BackendUnavailable",
+    "WaitTimeout",
     "JobInterrupted",
     "JobTimeout",
     "JobCanceled",
@@ -69,6 +71,10 @@ class InvalidState(SwitchyardError):
 
 class BackendUnavailable(SwitchyardError):
     """Redis or the broker could not be reached; the operation left nothing behind."""
+
+
+class WaitTimeout(SwitchyardError, TimeoutError):
+    """``wait`` or ``wait_for_workers`` gave up at its timeout; nothing was changed."""
 
 
 class JobInterrupted(SwitchyardError):

@@ -136,3 +136,10 @@ def collect(ctx):
     """Return what the chord's header produced, in order."""
     r().rpush(f"test:runs:{ctx.job_id}", ctx.attempt)
     return {"upstream": ctx.upstream, "workflow": ctx.links.get("workflow")}
+
+
+@job("t.spawn")
+def spawn(ctx, tag="child"):
+    """Enqueue a t.echo child through ctx.enqueue; return its id and the adapter's name."""
+    child = ctx.enqueue("t.echo", {"tag": tag})
+    return {"child": child.id, "adapter": ctx.adapter.name}
