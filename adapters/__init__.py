@@ -8,6 +8,7 @@ from .base import (
     JobState,
     Priority,
     QueueAdapter,
+    WorkerInfo,
     WorkflowInfo,
     WorkflowState,
 )
@@ -25,6 +26,7 @@ from .errors import (
     SwitchyardError,
     UnknownJobType,
     UnsupportedFeature,
+    WaitTimeout,
 )
 from .registry import JobDefinition, definitions, get_definition, job, load_job_modules
 from .resolve import ALIASES, create_adapter, resolve_adapter
@@ -54,6 +56,8 @@ __all__ = [
     "SwitchyardError",
     "UnknownJobType",
     "UnsupportedFeature",
+    "WaitTimeout",
+    "WorkerInfo",
     "WorkflowInfo",
     "WorkflowState",
     "create_adapter",

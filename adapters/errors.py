@@ -9,6 +9,7 @@
     ├── InvalidState           the job is in a state that forbids the operation
     │   └── IdempotencyKeyReused   the idempotency key names a job enqueued with other parameters
     ├── BackendUnavailable     Redis or the broker cannot be reached; nothing was written
+    ├── WaitTimeout            wait() or wait_for_workers() ran out of time (a TimeoutError too)
     └── JobInterrupted         raised inside a running job by the runner
         ├── JobTimeout         the job ran past its hard timeout
         └── JobCanceled        the job was canceled while it ran
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidState",
     "IdempotencyKeyReused",
     "BackendUnavailable",
+    "WaitTimeout",
     "JobInterrupted",
     "JobTimeout",
     "JobCanceled",
@@ -82,6 +84,10 @@ class IdempotencyKeyReused(InvalidState):
 
 class BackendUnavailable(SwitchyardError):
     """Redis or the broker could not be reached; the operation left nothing behind."""
+
+
+class WaitTimeout(SwitchyardError, TimeoutError):
+    """``wait`` or ``wait_for_workers`` gave up at its timeout; nothing was changed."""
 
 
 class JobInterrupted(SwitchyardError):

@@ -75,9 +75,11 @@ local function wf_end(key, outcome, ttl, w)
   end
   local function release(nid, upstream)
     local nk = ns .. 'job:' .. nid
-    if redis.call('HGET', nk, 'state') == 'scheduled' then
+    local st = redis.call('HMGET', nk, 'state', 'run_at')
+    if st[1] == 'scheduled' then
       redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
-      redis.call('ZADD', ns .. 'due', now, nid)
+      -- a delay or run_at of its own is the earliest it starts once released
+      redis.call('ZADD', ns .. 'due', math.max(now, tonumber(st[2]) or 0), nid)
     end
   end
   local function cancel_waiting(nid, reason)
@@ -418,18 +420,23 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'expiries', '-inf', now, '
   local s = redis.call('HMGET', key, 'state', 'attempts')
   if ACTIVE[s[1]] then cancel(id, key, 'expired', s[2]) end
 end
--- 3. jobs whose time has come
+-- 3. jobs whose time has come, handed out by priority: jobs due together (the same
+-- instant, or one tick) reach the engine high first, whatever their order in the set
+local released = {high = {}, default = {}, low = {}}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', ns .. 'due', id)
   local key = ns .. 'job:' .. id
-  local s = redis.call('HMGET', key, 'state', 'attempts')
+  local s = redis.call('HMGET', key, 'state', 'attempts', 'priority')
   if ACTIVE[s[1]] then
     local tok = new_token()
     redis.call('HSET', key, 'state', 'queued', 'token', tok)
     redis.call('ZADD', ns .. 'dispatching', now + grace, id)
     if s[1] ~= 'queued' then event(key, 'queued', s[2]) end
-    emit(id, key, tok)
+    table.insert(released[s[3]] or released.default, {id, key, tok})
   end
+end
+for _, priority in ipairs({'high', 'default', 'low'}) do
+  for _, r in ipairs(released[priority]) do emit(r[1], r[2], r[3]) end
 end
 -- 4. dispatches that were never confirmed (the publisher died half-way)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now, 'LIMIT', 0, limit)) do
@@ -628,7 +635,8 @@ class Ledger:
         return pipe.execute()
 
     def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
-        """Reap lost jobs, expire stale ones, release due ones; returns what to publish."""
+        """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
+        the released jobs ordered by priority (``high`` first)."""
         flat = self._maintain(args=[self.ns, repr(now), limit, self.s.max_lost_deliveries,
                                     self.s.lease_seconds, self.s.job_ttl])
         return [Dispatch(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], float(flat[i + 4]),
@@ -772,9 +780,9 @@ class Ledger:
         self.r.zrem(f"{self.ns}workers", worker_id)
 
     def workers(self, ttl: float) -> list[dict]:
-        """Workers seen within ``ttl`` seconds."""
+        """Workers seen within ``ttl`` seconds (each with its ``id`` too)."""
         ids = self.r.zrangebyscore(f"{self.ns}workers", time.time() - ttl, "+inf")
         pipe = self.r.pipeline(transaction=False)
         for worker_id in ids:
             pipe.hgetall(f"{self.ns}worker:{worker_id}")
-        return [w for w in pipe.execute() if w]
+        return [{**w, "id": worker_id} for worker_id, w in zip(ids, pipe.execute()) if w]

@@ -68,7 +68,9 @@ __all__ = ["RQAdapter"]
 
 log = logging.getLogger("switchyard.rq")
 
-_PRIORITY_SUFFIX = {"high": ".high", "default": "", "low": ".low"}
+# ':' is outside the characters of a queue name ([A-Za-z0-9_.-]), so no user queue
+# (say "default.high") is ever another queue's priority list.
+_PRIORITY_SUFFIX = {"high": ":high", "default": "", "low": ":low"}
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 _ENTRY = "adapters.rq.perform"
 _worker_adapter: "RQAdapter | None" = None

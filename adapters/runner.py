@@ -278,7 +278,7 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
     ctx = JobContext(job_id=job_id, job_type=claim.job_type, attempt=claim.attempt,
                      tenant=claim.tenant, queue=claim.queue, links=links,
                      upstream=json.loads(claim.upstream) if claim.upstream else None,
-                     _ledger=ledger, _token=token)
+                     adapter=adapter, _ledger=ledger, _token=token)
     log.info("job %s (%s) attempt %d started", job_id, claim.job_type, claim.attempt)
     started = time.monotonic()
     try:

@@ -85,12 +85,14 @@ def init_app(app: flask.Flask) -> Api:
     from . import docs, health, hooks, jobs, reports, schedules, workflows
 
     api = Api(app)
+    app.url_map.converters["job_id"] = jobs.JobIdConverter
+    api.register_converter(jobs.JobIdConverter, lambda converter: {"type": "string"})
     api.register_blueprint(jobs.blp)
     jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(workflows.blp)
     workflows.document_workflows(api)
     api.register_blueprint(schedules.blp)
-    schedules.document_schedules(api)
+    schedules.document_schedules(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(reports.blp)
     api.register_blueprint(hooks.blp)
     api.register_blueprint(health.blp)

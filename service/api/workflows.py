@@ -35,10 +35,17 @@ def workflow_body(info: WorkflowInfo) -> dict:
 
 
 def document_workflows(api) -> None:
-    """Say in the spec what the request schema's validator enforces: exactly one shape."""
-    request = api.spec.components.schemas["WorkflowRequest"]
+    """Say in the spec what the request schema's validators enforce: exactly one shape,
+    and jobs without ``idempotency_key``."""
+    schemas = api.spec.components.schemas
+    request = schemas["WorkflowRequest"]
     request["minProperties"] = 1
     request["maxProperties"] = 1
+    job = {"$ref": "#/components/schemas/WorkflowJobRequest"}
+    for kind in ("chain", "group"):
+        request["properties"][kind]["items"] = job
+    schemas["ChordRequest"]["properties"]["header"]["items"] = job
+    schemas["ChordRequest"]["properties"]["body"] = job
 
 
 def _field_names(kind: str, header_size: int) -> list[str]:

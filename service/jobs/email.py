@@ -90,8 +90,13 @@ class Recipients(fields.Field):
 class EmailSchema(Schema):
     """The payload of ``email.send``."""
 
-    to = Recipients(required=True, metadata={"description": "an address or a list of them"})
-    subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks])
+    to = Recipients(required=True, metadata={
+        "description": "an address or a list of them",
+        "oneOf": [{"type": "string", "format": "email", "pattern": r"^[^\r\n]*$"},
+                  {"type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
+                   "items": {"type": "string", "format": "email", "pattern": r"^[^\r\n]*$"}}]})
+    subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks],
+                            metadata={"pattern": r"^[^\r\n]*$"})
     text = fields.String(required=True, validate=validate.Length(max=1_000_000))
     html = fields.String(allow_none=True, validate=validate.Length(max=2_000_000))
     reply_to = fields.Email(allow_none=True, validate=_single_address)

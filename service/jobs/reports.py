@@ -78,7 +78,13 @@ class ReportSchema(Schema):
     """The payload of ``report.generate``."""
 
     kind = fields.String(required=True, validate=validate.OneOf(["activity"]))
-    period = Period(load_default="7d", metadata={"description": "'7d' or {start, end} dates"})
+    period = Period(load_default="7d", metadata={
+        "description": "'7d' or {start, end} dates (end not before start, at most "
+                       f"{MAX_DAYS} days)",
+        "oneOf": [{"type": "string", "pattern": r"^([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d$"},
+                  {"type": "object", "required": ["start", "end"], "additionalProperties": False,
+                   "properties": {"start": {"type": "string", "format": "date"},
+                                  "end": {"type": "string", "format": "date"}}}]})
 
 
 SCHEMA = ReportSchema()

@@ -152,3 +152,10 @@ def exits(ctx, how):
     if how == "os._exit":
         os._exit(7)
     raise ValueError(f"unknown way out {how!r}")
+
+
+@job("t.spawn")
+def spawn(ctx, tag="child"):
+    """Enqueue a t.echo child through ctx.enqueue; return its id and the adapter's name."""
+    child = ctx.enqueue("t.echo", {"tag": tag})
+    return {"child": child.id, "adapter": ctx.adapter.name}
