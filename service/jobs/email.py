@@ -45,6 +45,11 @@ class PermanentMailError(Exception):
 _NOT_IN_A_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# The same rules as JSON schema patterns, for the spec (and so for generated clients).
+_HEADER_PATTERN = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]*$"
+_ADDRESS_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"
+
+
 def _no_line_breaks(value: str) -> None:
     """A header's value: one line, no control characters (a tab is folding white space)."""
     match = _NOT_IN_A_HEADER.search(value)
@@ -92,14 +97,15 @@ class EmailSchema(Schema):
 
     to = Recipients(required=True, metadata={
         "description": "an address or a list of them",
-        "oneOf": [{"type": "string", "format": "email", "pattern": r"^[^\r\n]*$"},
+        "oneOf": [{"type": "string", "format": "email", "pattern": _ADDRESS_PATTERN},
                   {"type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
-                   "items": {"type": "string", "format": "email", "pattern": r"^[^\r\n]*$"}}]})
+                   "items": {"type": "string", "format": "email", "pattern": _ADDRESS_PATTERN}}]})
     subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks],
-                            metadata={"pattern": r"^[^\r\n]*$"})
+                            metadata={"pattern": _HEADER_PATTERN})
     text = fields.String(required=True, validate=validate.Length(max=1_000_000))
     html = fields.String(allow_none=True, validate=validate.Length(max=2_000_000))
-    reply_to = fields.Email(allow_none=True, validate=_single_address)
+    reply_to = fields.Email(allow_none=True, validate=_single_address,
+                            metadata={"pattern": _ADDRESS_PATTERN})
 
 
 SCHEMA = EmailSchema()
