@@ -120,9 +120,6 @@ class CeleryAdapter(QueueAdapter):
             worker_cancel_long_running_tasks_on_connection_loss=False,
             worker_send_task_events=False,
             worker_hijack_root_logger=False,
-            # a rediss:// broker is checked like every other Redis (kombu's own default
-            # for one is no check at all); no result backend is configured to need its own
-            broker_use_ssl=celery_broker_ssl(self.settings),
             broker_transport_options={
                 "visibility_timeout": self.settings.visibility_timeout,
                 "queue_order_strategy": "priority",
@@ -130,6 +127,11 @@ class CeleryAdapter(QueueAdapter):
                 "sep": ":",
             } if self.redis_broker else {},
         )
+        broker_ssl = celery_broker_ssl(self.settings)
+        if broker_ssl is not None:
+            # a rediss:// broker is checked like every other Redis (kombu's own default for
+            # one is no check at all); results are ignored, so no backend needs TLS options
+            self.app.conf.broker_use_ssl = broker_ssl
         adapter = self
 
         @self.app.task(name=TASK_NAME, shared=False, ignore_result=True, acks_late=True,

@@ -25,9 +25,10 @@ _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": 
 
 
 def strip_tls_query(url: str) -> str:
-    """``url`` without the TLS options of its query (the settings carry them)."""
+    """``url`` without the TLS options of its query (the settings carry them); a URL
+    that is not Redis's (an AMQP broker) is left as it is."""
     parsed = urlparse(url)
-    if not parsed.query:
+    if not parsed.query or parsed.scheme not in ("redis", "rediss", "unix"):
         return url
     query = [(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True)
              if k not in TLS_QUERY]

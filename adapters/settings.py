@@ -133,8 +133,9 @@ class AdapterSettings:
             raise ConfigurationError(f"CELERY_BROKER_URL={broker!r} is not a redis:// or "
                                      "amqp:// URL")
         expires = env.get("SWITCHYARD_QUEUE_EXPIRES")
+        redis_broker = broker and urlparse(broker).scheme in ("redis", "rediss", "unix")
         tls_verify, ca_file = _tls(env, {"REDIS_URL": redis_url,
-                                         **({"CELERY_BROKER_URL": broker} if broker else {})})
+                                         **({"CELERY_BROKER_URL": broker} if redis_broker else {})})
         values = dict(
             redis_url=redis_url,
             broker_url=broker,
