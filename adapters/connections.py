@@ -85,11 +85,14 @@ def limiter_storage(settings: AdapterSettings) -> tuple[str, dict]:
     return strip_tls_query(uri), redis_tls_options(settings, url)
 
 
-def _verification_failure(exc: BaseException) -> ssl.SSLError | None:
+def _lasting_tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc`` if it is one that retrying cannot cure: a certificate
+    that does not verify, or a server that does not speak TLS at all."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, ssl.SSLCertVerificationError) or (
+                isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER"):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
@@ -112,16 +115,16 @@ def check_tls(settings: AdapterSettings, timeout: float = 5.0) -> None:
         try:
             client.ping()
         except redis.RedisError as exc:
-            failure = _verification_failure(exc)
+            failure = _lasting_tls_failure(exc)
             if failure is None:
-                continue  # down or unreachable: the processes wait for it, as for redis://
+                continue  # down, unreachable, a handshake cut short: waited for, as over redis://
             where = urlparse(url)
             if isinstance(failure, ssl.SSLCertVerificationError):
                 why = (f"its certificate did not verify ({failure.verify_message}); set "
                        "REDIS_CA_FILE to the CA that signed it, or REDIS_TLS_VERIFY=none (or "
                        "?ssl_cert_reqs=none) for a managed Redis whose certificate is self-signed")
             else:
-                why = f"{failure.reason or failure}; is it a TLS port?"
+                why = f"it does not speak TLS ({failure.reason}); is this its TLS port?"
             raise ConfigurationError(
                 f"TLS to Redis at {where.hostname}:{where.port or 6379} failed: {why}") from exc
         finally:

@@ -34,7 +34,7 @@ trustme = pytest.importorskip("trustme")
 
 
 class TLSRedis:
-    """A redis-server that speaks only TLS, with the certificate ``cert`` (a trustme one)."""
+    """A redis-server that speaks only TLS, with a certificate that the trustme ``ca`` issued."""
 
     def __init__(self, binary: str, ca, directory: Path):
         self.binary = binary
