@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import redis
 
+from .connections import redis_client
 from .errors import (
     BackendUnavailable,
     InvalidJob,
@@ -350,8 +351,8 @@ class QueueAdapter(abc.ABC):
         self._process_ledger = self.ledger
 
     def _connect(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.redis_url,
+        return redis_client(
+            self.settings,
             decode_responses=True,
             socket_connect_timeout=self.settings.redis_timeout,
             socket_timeout=self.settings.redis_timeout,

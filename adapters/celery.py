@@ -12,13 +12,13 @@ import signal
 import threading
 import time
 
-import redis
 
 from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from .base import Capability, QueueAdapter
+from .connections import celery_broker_ssl, redis_client, strip_tls_query
 from .errors import BackendUnavailable
 from .ledger import Dispatch
 from .runner import Maintenance, SchedulerBeat, execute
@@ -104,7 +104,7 @@ class CeleryAdapter(QueueAdapter):
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
-        self.app = Celery("switchyard", broker=broker, set_as_current=False)
+        self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
         self.app.conf.update(
             task_serializer="json",
             result_serializer="json",
@@ -127,6 +127,11 @@ class CeleryAdapter(QueueAdapter):
                 "sep": ":",
             } if self.redis_broker else {},
         )
+        broker_ssl = celery_broker_ssl(self.settings)
+        if broker_ssl is not None:
+            # a rediss:// broker is checked like every other Redis (kombu's own default for
+            # one is no check at all); results are ignored, so no backend needs TLS options
+            self.app.conf.broker_use_ssl = broker_ssl
         adapter = self
 
         @self.app.task(name=TASK_NAME, shared=False, ignore_result=True, acks_late=True,
@@ -219,8 +224,9 @@ class CeleryAdapter(QueueAdapter):
 
     def _broker_client(self):
         if self._broker_redis is None:
-            self._broker_redis = redis.Redis.from_url(
-                self.settings.celery_broker_url, socket_connect_timeout=self.settings.redis_timeout,
+            self._broker_redis = redis_client(
+                self.settings, self.settings.celery_broker_url,
+                socket_connect_timeout=self.settings.redis_timeout,
                 socket_timeout=self.settings.redis_timeout)
         return self._broker_redis
 

@@ -61,8 +61,10 @@ from rq.worker_pool import WorkerPool
 from multiprocessing.context import ForkProcess
 
 from .base import QUIET_CLIENT, Capability, QueueAdapter
+from .connections import redis_client
 from .ledger import Dispatch
 from .runner import Maintenance, SchedulerBeat, execute
+from .settings import AdapterSettings
 
 __all__ = ["RQAdapter"]
 
@@ -262,10 +264,10 @@ def _signals_to_the_main_thread(worker_class):
     return Worker
 
 
-def _pool_worker(name: str, queue_names: list[str], redis_url: str, worker_class,
+def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, worker_class,
                  burst: bool, logging_level: str) -> None:
     """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
-    connection = redis.Redis.from_url(redis_url)
+    connection = redis_client(settings)
     queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
     worker = _signals_to_the_main_thread(worker_class)(
         queues, name=name, connection=connection, serializer=JSONSerializer,
@@ -280,11 +282,11 @@ class _Pool(WorkerPool):
     extra process and Redis polling per worker.
     """
 
-    redis_url = ""
+    settings: AdapterSettings | None = None
 
     def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
         return ForkProcess(target=_pool_worker,
-                           args=(name, self._queue_names, self.redis_url, self.worker_class,
+                           args=(name, self._queue_names, self.settings, self.worker_class,
                                  burst, logging_level),
                            name=f"Worker {name} (WorkerPool {self.name})")
 
@@ -358,8 +360,8 @@ class RQAdapter(QueueAdapter):
     def __init__(self, settings=None):
         super().__init__(settings)
         # RQ stores bytes, so it gets its own client that does not decode.
-        self.rq_redis = redis.Redis.from_url(
-            self.settings.redis_url, socket_connect_timeout=self.settings.redis_timeout,
+        self.rq_redis = redis_client(
+            self.settings, socket_connect_timeout=self.settings.redis_timeout,
             health_check_interval=30, **QUIET_CLIENT)
         self._queues: dict[str, Queue] = {}
 
@@ -462,7 +464,7 @@ class RQAdapter(QueueAdapter):
                      num_workers=concurrency,
                      worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
                      serializer=JSONSerializer)
-        pool.redis_url = self.settings.redis_url
+        pool.settings = self.settings
         maintenance.start()
         log.info("starting %d RQ %s(s) on %s", concurrency,
                  "Worker" if forking else "SimpleWorker", ", ".join(self.worker_queue_names(queues)))

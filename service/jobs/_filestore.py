@@ -21,6 +21,7 @@ from urllib.parse import quote
 import redis
 
 from adapters import AdapterSettings
+from adapters.connections import redis_client
 
 from . import config
 
@@ -108,7 +109,8 @@ def file_store() -> FileStore:
     """The configured store of this process (``STORAGE_DIR``, else Redis)."""
     directory = config.storage_dir()
     settings = AdapterSettings.from_env()
-    key = (os.getpid(), str(directory), settings.redis_url, settings.namespace)
+    key = (os.getpid(), str(directory), settings.redis_url, settings.redis_tls_verify,
+           settings.redis_ca_file, settings.namespace)
     with _lock:
         store = _stores.get(key)
         if store is None:
@@ -116,8 +118,8 @@ def file_store() -> FileStore:
                 store = DirectoryFileStore(directory)
             else:
                 # bytes in, bytes out: a client that does not decode
-                store = RedisFileStore(redis.Redis.from_url(
-                    settings.redis_url, socket_connect_timeout=settings.redis_timeout,
+                store = RedisFileStore(redis_client(
+                    settings, socket_connect_timeout=settings.redis_timeout,
                     socket_timeout=settings.redis_timeout), settings.namespace, settings.job_ttl)
             _stores[key] = store
         return store
