@@ -54,6 +54,18 @@ def _until_all_ended(stack, observer, ids, timeout=120) -> float:
         raise AssertionError("\n\n".join(p.log() for p in stack.processes.values())) from None
 
 
+def _back_in_service(stack, observer, accept_within: float, run_within: float):
+    """The first job web accepts after an outage, and the seconds until it succeeded."""
+    def accepted():
+        status, _, body = stack.post_job("chaos.work", {"n": -3})
+        return body["id"] if status == 202 else None
+    started = time.monotonic()
+    first = wait_until(accepted, accept_within, 0.2, "web to accept jobs again")
+    wait_until(lambda: _succeeded(observer, [first]), run_within, 0.05,
+               "the first job after the outage to succeed")
+    return first, time.monotonic() - started
+
+
 def _assert_no_harm(figures, allowed_reruns: int = 0):
     assert figures.lost == 0, figures
     assert figures.stuck == 0, figures
@@ -132,13 +144,8 @@ def test_redis_restarted(leg, how, ledger_redis, observer, figures, tmp_path):
         for process in stack.processes.values():
             assert process.alive() and process.starts == 1, process.story()
 
-        def accepted():
-            status, _, body = stack.post_job("chaos.work", {"n": -3})
-            return body["id"] if status == 202 else None
-        first = wait_until(accepted, 30, 0.2, "web to accept jobs again")
+        first, figures.recovered_in = _back_in_service(stack, observer, 30, 60)
         after = [first, *_enqueue(stack, N // 2)]
-        figures.recovered_in = time_of(lambda: _succeeded(observer, [first]), 60,
-                                       "the first job after the restart to succeed")
         _until_all_ended(stack, observer, ids + after)
 
         def fired_again():
@@ -174,13 +181,8 @@ def test_broker_restarted(leg, ledger_redis, observer, figures, tmp_path):
         rabbit.ctl("start_app")
         rabbit.wait_open()
 
-        def accepted():
-            status, _, body = stack.post_job("chaos.work", {"n": -3})
-            return body["id"] if status == 202 else None
-        first = wait_until(accepted, 60, 0.2, "web to accept jobs again")
+        first, figures.recovered_in = _back_in_service(stack, observer, 60, 90)
         after = [first, *_enqueue(stack, N // 2)]
-        figures.recovered_in = time_of(lambda: _succeeded(observer, [first]), 90,
-                                       "the first job after the restart to succeed")
         _until_all_ended(stack, observer, ids + after)
         for process in stack.processes.values():
             assert process.alive() and process.starts == 1, process.story() + process.log()
