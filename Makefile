@@ -20,7 +20,7 @@ PYTEST_ARGS ?= --ignore=tests/reliability
 test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (and RabbitMQ if reachable)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-chaos: $(STAMP)  ## the fault suite on the Procfile stack, every leg: writes RELIABILITY.md (~8 min)
+chaos: $(STAMP)  ## the fault suite on the Procfile stack, every leg: writes RELIABILITY.md (~5 min)
 	RELIABILITY_REPORT=RELIABILITY.md $(BIN)/python -m pytest tests/reliability $(CHAOS_ARGS)
 
 worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES (default: the service's jobs)
