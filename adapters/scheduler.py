@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         adapter = create_adapter(args.backend)
     except SwitchyardError as exc:
         print(f"switchyard scheduler: {exc}", file=sys.stderr)
-        return 2
+        return 3
     adapter.run_scheduler(max(0.05, args.poll), max(0, args.catch_up), args.name)
     return 0
 
