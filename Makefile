@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test run worker clean
+.PHONY: install test chaos run worker lock clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,30 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)  ## create the venv and install everything
 
+# the fault suite has a target of its own (make chaos); name tests in PYTEST_ARGS to run them instead
+PYTEST_ARGS ?= --ignore=tests/reliability
+
 test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (and RabbitMQ if reachable)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+chaos: $(STAMP)  ## the fault suite on the Procfile stack, every leg: writes RELIABILITY.md (~8 min)
+	RELIABILITY_REPORT=RELIABILITY.md $(BIN)/python -m pytest tests/reliability $(CHAOS_ARGS)
+
 worker: $(STAMP)  ## one worker of $$QUEUE_BACKEND over $$JOB_MODULES (default: the service's jobs)
 	$(BIN)/flask --app wsgi worker
+
+LOCK_STAMP := $(VENV)/.lock-stamp
+
+$(LOCK_STAMP): $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[lock]'
+	@touch $(LOCK_STAMP)
+
+# requirements.txt is what Heroku's and Dokku's Python buildpacks install: every runtime
+# dependency of setup.cfg, pinned with its hashes, resolved for the .python-version.
+lock: $(LOCK_STAMP)  ## refresh requirements.txt from setup.cfg's install_requires (needs the package index)
+	$(BIN)/python -m uv pip compile setup.cfg --quiet --generate-hashes \
+		--python-version $$(cat .python-version) --custom-compile-command 'make lock' \
+		--output-file requirements.txt
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

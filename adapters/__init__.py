@@ -8,6 +8,7 @@ from .base import (
     JobState,
     Priority,
     QueueAdapter,
+    WorkerInfo,
     WorkflowInfo,
     WorkflowState,
 )
@@ -15,6 +16,7 @@ from .context import JobContext
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidState,
     JobCanceled,
@@ -24,6 +26,7 @@ from .errors import (
     SwitchyardError,
     UnknownJobType,
     UnsupportedFeature,
+    WaitTimeout,
 )
 from .registry import JobDefinition, definitions, get_definition, job, load_job_modules
 from .resolve import ALIASES, create_adapter, resolve_adapter
@@ -36,6 +39,7 @@ __all__ = [
     "Capability",
     "ConfigurationError",
     "Dispatch",
+    "IdempotencyKeyReused",
     "InvalidJob",
     "InvalidState",
     "JobCanceled",
@@ -52,6 +56,8 @@ __all__ = [
     "SwitchyardError",
     "UnknownJobType",
     "UnsupportedFeature",
+    "WaitTimeout",
+    "WorkerInfo",
     "WorkflowInfo",
     "WorkflowState",
     "create_adapter",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import hashlib
 import inspect
 import json
 import logging
@@ -24,13 +25,16 @@ from typing import Any, Iterable
 
 import redis
 
+from .connections import redis_client
 from .errors import (
     BackendUnavailable,
     InvalidJob,
     InvalidState,
     JobNotFound,
     UnsupportedFeature,
+    WaitTimeout,
 )
+from .jsonlimits import json_problems, lone_surrogate
 from .ledger import Dispatch, Ledger
 from .registry import JobDefinition, get_definition
 from .settings import AdapterSettings
@@ -45,6 +49,7 @@ __all__ = [
     "JobInfo",
     "WorkflowInfo",
     "WorkflowState",
+    "WorkerInfo",
     "QueueAdapter",
     "Dispatch",
 ]
@@ -85,6 +90,9 @@ class Priority(str, enum.Enum):
     HIGH = "high"
     DEFAULT = "default"
     LOW = "low"
+
+
+_PRIORITIES = tuple(p.value for p in Priority)
 
 
 class Capability(str, enum.Enum):
@@ -155,7 +163,8 @@ class JobOptions:
     timeout: float | None = None
     """Hard time limit of one attempt in seconds; defaults to the definition's."""
     idempotency_key: str | None = None
-    """A second enqueue with the same key (per tenant) returns the first job."""
+    """A second enqueue with the same key (per tenant) and the same type, payload and
+    options returns the first job; with different ones it raises ``IdempotencyKeyReused``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -195,7 +204,8 @@ class JobInfo:
     created_at: datetime
     """When it was enqueued."""
     run_at: datetime | None
-    """When it was due to start, if it was scheduled."""
+    """When it may start, as asked (``delay`` or ``run_at``; kept also when already
+    past, the job then queued at once), or when its next retry is due."""
     expires_at: datetime | None
     """Its expiry, if any."""
     started_at: datetime | None
@@ -287,6 +297,30 @@ class WorkflowInfo:
     """Its jobs in order (a chord's header first, its body last)."""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerInfo:
+    """A live worker (or scheduler) process, as its last heartbeat announced it."""
+
+    name: str
+    """The name it runs under (``-n``), by default ``host:pid``."""
+    role: str
+    """``worker``, or ``scheduler`` for a scheduler process."""
+    backend: str
+    """The engine alias it runs."""
+    queues: list[str]
+    """The queues it listens to (empty for a scheduler)."""
+    concurrency: int
+    """Jobs it runs at once (0 for a scheduler)."""
+    host: str
+    """The machine it runs on."""
+    pid: int
+    """Its process id there."""
+    started_at: datetime | None
+    """When it started."""
+    seen_at: datetime | None
+    """Its last heartbeat."""
+
+
 def _timestamp(value: datetime | float | None, field: str) -> float | None:
     if value is None:
         return None
@@ -317,8 +351,8 @@ class QueueAdapter(abc.ABC):
         self._process_ledger = self.ledger
 
     def _connect(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.redis_url,
+        return redis_client(
+            self.settings,
             decode_responses=True,
             socket_connect_timeout=self.settings.redis_timeout,
             socket_timeout=self.settings.redis_timeout,
@@ -457,18 +491,31 @@ class QueueAdapter(abc.ABC):
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise InvalidJob("payload must be a JSON object", {"payload": ["must be an object"]})
-        try:
-            payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise InvalidJob(f"payload is not JSON: {exc}", {"payload": [str(exc)]}) from exc
+        # JSON would change some values on the way (``{1: 2}`` -> ``{"1": 2}``) and cannot
+        # carry others; refuse them here rather than hand the job different data.
+        problems = json_problems(payload, "payload")
+        if problems:
+            raise InvalidJob("payload is not JSON as it stands; see errors", problems)
+        payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        for field, text in (("tenant", tenant), ("idempotency_key", options.idempotency_key)):
+            if text is not None and not isinstance(text, str):
+                raise InvalidJob(f"{field} must be a string", {field: ["must be a string"]})
+            problem = text and lone_surrogate(text)
+            if problem:
+                raise InvalidJob(f"{field} {problem}", {field: [problem]})
 
-        queue = options.queue or definition.queue
+        # None means "the definition's"; anything else, even "" or 0, must be valid itself
+        queue = definition.queue if options.queue is None else options.queue
         if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
             raise InvalidJob("queue names are 1-64 letters, digits, '_', '-' or '.'",
                              {"queue": ["must match [A-Za-z0-9_.-]{1,64}"]})
+        priority = definition.priority if options.priority is None else options.priority
+        if not isinstance(priority, str) or priority not in _PRIORITIES:
+            raise InvalidJob(f"priority must be one of {', '.join(_PRIORITIES)}",
+                             {"priority": [f"must be one of: {', '.join(_PRIORITIES)}"]})
+        priority = Priority(priority).value
         if queue != self.settings.default_queue:
             self.require(Capability.QUEUES, "named queues")
-        priority = Priority(options.priority or definition.priority).value
         if priority != Priority.DEFAULT.value:
             self.require(Capability.PRIORITIES, "priorities")
         if options.delay is not None and options.run_at is not None:
@@ -481,18 +528,18 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("delay must be a non-negative number of seconds",
                                  {"delay": ["must be >= 0"]})
             run_at = now + float(options.delay)
-        if run_at is not None and run_at > now:
+        # A time already past is kept as asked (the job is queued at once).
+        due = run_at is not None and run_at > now
+        if due:
             self.require(Capability.DELAY, "delayed jobs")
-        else:
-            run_at = None
         expires_at = _timestamp(options.expires_at, "expires_at")
         if expires_at is not None:
             self.require(Capability.EXPIRY, "expiring jobs")
-            if expires_at <= (run_at or now):
+            if expires_at <= (run_at if due else now):
                 raise InvalidJob("expires_at is before the job could start",
                                  {"expires_at": ["must be after now and after run_at"]})
         max_retries = definition.max_retries if options.max_retries is None else options.max_retries
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise InvalidJob("max_retries must be >= 0", {"max_retries": ["must be >= 0"]})
         if max_retries and not self.supports(Capability.RETRIES):
             self.require(Capability.RETRIES, "retries")
@@ -510,12 +557,20 @@ class QueueAdapter(abc.ABC):
                 raise InvalidJob("idempotency_key must be 1-255 characters",
                                  {"idempotency_key": ["must be 1-255 characters"]})
         limit, window = definition.rate_limit or (0, 0.0)
+        fingerprint = ""
+        if options.idempotency_key:
+            # What the request asked for, not what was derived from it: a delay is
+            # compared as given, so the same request sent again a second later matches.
+            fingerprint = hashlib.sha256(json.dumps(
+                [definition.name, payload, queue, priority, options.delay,
+                 _timestamp(options.run_at, "run_at"), expires_at, max_retries, float(timeout)],
+                sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return {
             "id": uuid.uuid4().hex,
             "type": definition.name,
             "tenant": tenant,
             "backend": self.name,
-            "state": (JobState.SCHEDULED if run_at else JobState.QUEUED).value,
+            "state": (JobState.SCHEDULED if due else JobState.QUEUED).value,
             "queue": queue,
             "priority": priority,
             "payload": payload_json,
@@ -524,12 +579,13 @@ class QueueAdapter(abc.ABC):
             "timeout": repr(float(timeout)),
             "rate": f"{limit} {window!r}" if limit else "",
             "created_at": repr(now),
-            "run_at": repr(run_at) if run_at else "",
+            "run_at": repr(run_at) if run_at is not None else "",
             "expires_at": repr(expires_at) if expires_at else "",
             "idempotency_key": options.idempotency_key or "",
             "retry_of": retry_of or "",
             "links": json.dumps(links) if links else "",
             "token": uuid.uuid4().hex[:12],
+            "fingerprint": fingerprint,  # for the ledger's idempotency check; not stored
         }
 
     # -- workflows ------------------------------------------------------------------
@@ -540,7 +596,8 @@ class QueueAdapter(abc.ABC):
         (a group, then ``body`` once every header job succeeded) in one write.
 
         A chain's job reads the previous result as ``ctx.upstream``; a chord's body reads
-        the header's results, in order. When a job fails for good, the jobs that wait on
+        the header's results, in order. A waiting job's ``delay`` or ``run_at`` is the
+        earliest it starts once released. When a job fails for good, the jobs that wait on
         it end canceled with reason ``upstream_failed`` -- so a chord never hangs.
         """
         self.require(Capability.WORKFLOWS, "workflows")
@@ -563,9 +620,6 @@ class QueueAdapter(abc.ABC):
             if options.idempotency_key is not None:
                 raise InvalidJob("workflow jobs take no idempotency_key",
                                  {field: ["idempotency_key is not allowed in a workflow"]})
-            if waits and (options.delay is not None or options.run_at is not None):
-                raise InvalidJob("only the first jobs of a workflow may be delayed",
-                                 {field: ["delay/run_at only on jobs that wait on nothing"]})
             try:
                 rec = self._build_record(job_type, payload, options, tenant, now, links, None)
             except InvalidJob as exc:
@@ -652,9 +706,69 @@ class QueueAdapter(abc.ABC):
             raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
         return [JobInfo.from_record(r) for r in records], next_cursor
 
-    def history(self, job_id: str) -> list[dict]:
-        """Every state change of the job, oldest first: ``{"state", "at", "attempt"}``."""
-        return self.ledger.events(job_id)
+    def history(self, job_id: str, *, tenant: str | None = None) -> list[dict]:
+        """Every state change of the job, oldest first: ``{"state", "at", "attempt"}``;
+        ``JobNotFound`` if unknown or another tenant's."""
+        self.get(job_id, tenant=tenant)
+        try:
+            return self.ledger.events(job_id)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
+
+    def wait(self, job_id: str, *, timeout: float, tenant: str | None = None) -> JobInfo:
+        """The job once it has ended (succeeded, failed or canceled); ``WaitTimeout``
+        (a ``TimeoutError``) if it has not within ``timeout`` seconds, ``JobNotFound``
+        if unknown or another tenant's.
+
+        It reads the ledger, first every 10 ms, then less often, up to every 250 ms.
+        """
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            info = self.get(job_id, tenant=tenant)
+            if info.state.ended:
+                return info
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"job {job_id} is still {info.state.value} after {timeout:g}s")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.25)
+
+    def workers(self, *, within: float = 15.0) -> list[WorkerInfo]:
+        """The worker and scheduler processes that sent a heartbeat in the last
+        ``within`` seconds, on this adapter's ledger (any engine's)."""
+        try:
+            raw = self.ledger.workers(within)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
+
+        def at(value: str | None) -> datetime | None:
+            return _utc(float(value)) if value else None
+
+        return [WorkerInfo(
+            name=w["id"], role=w.get("role") or "worker", backend=w.get("backend", ""),
+            queues=[q for q in (w.get("queues") or "").split(",") if q],
+            concurrency=int(w.get("concurrency") or 0), host=w.get("host", ""),
+            pid=int(w.get("pid") or 0), started_at=at(w.get("started_at")),
+            seen_at=at(w.get("seen_at"))) for w in raw]
+
+    def wait_for_workers(self, n: int = 1, *, timeout: float, queue: str | None = None,
+                         ) -> list[WorkerInfo]:
+        """At least ``n`` live workers of this adapter's engine (listening to ``queue``
+        if given) once they are up; ``WaitTimeout`` if they are not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            live = [w for w in self.workers() if w.role == "worker" and w.backend == self.name
+                    and (queue is None or queue in w.queues)]
+            if len(live) >= n:
+                return live
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"{len(live)} of {n} {self.name} worker(s) up after "
+                                  f"{timeout:g}s")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.25)
 
     # -- control ------------------------------------------------------------------
     def cancel(self, job_id: str, *, tenant: str | None = None,
@@ -711,6 +825,14 @@ class QueueAdapter(abc.ABC):
         if published and not confirmed:
             self.ledger.dispatched(published)
         return len(published)
+
+    def recover_stranded(self) -> int:
+        """Find deliveries a worker took from the engine but died with before claiming
+        them, and have them delivered again (:meth:`Ledger.redeliver_unclaimed`); returns
+        how many. The maintenance loop calls it a few times per lease. An engine whose
+        broker hands an unacknowledged message back when its consumer dies (RabbitMQ)
+        needs nothing here; one that holds it aside instead overrides this."""
+        return 0
 
     def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless Redis answers."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import math
 import os
 import signal
 import threading
+import time
+
 
 from celery import Celery, beat, signals
+from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from .base import Capability, QueueAdapter
+from .connections import celery_broker_ssl, redis_client, strip_tls_query
+from .errors import BackendUnavailable
 from .ledger import Dispatch
 from .runner import Maintenance, SchedulerBeat, execute
 
@@ -52,6 +59,24 @@ def _on_sigterm_in_pool_child(signum, frame) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _delivery_of(raw: bytes | None) -> tuple[str, str] | None:
+    """``(job id, token)`` of a message kombu holds in its ``unacked`` hash, if it is one
+    of Switchyard's."""
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw)[0]
+        if message.get("headers", {}).get("task") != TASK_NAME:
+            return None
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]), str(args[1])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def _mark_pool_child(**_) -> None:
     _pool_child.update(pid=os.getpid(), guarded=False, previous=None)
 
@@ -78,7 +103,8 @@ class CeleryAdapter(QueueAdapter):
         self.redis_broker = broker.split(":", 1)[0] in ("redis", "rediss", "unix")
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
-        self.app = Celery("switchyard", broker=broker, set_as_current=False)
+        self._broker_redis = None
+        self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
         self.app.conf.update(
             task_serializer="json",
             result_serializer="json",
@@ -101,6 +127,11 @@ class CeleryAdapter(QueueAdapter):
                 "sep": ":",
             } if self.redis_broker else {},
         )
+        broker_ssl = celery_broker_ssl(self.settings)
+        if broker_ssl is not None:
+            # a rediss:// broker is checked like every other Redis (kombu's own default for
+            # one is no check at all); results are ignored, so no backend needs TLS options
+            self.app.conf.broker_use_ssl = broker_ssl
         adapter = self
 
         @self.app.task(name=TASK_NAME, shared=False, ignore_result=True, acks_late=True,
@@ -111,6 +142,11 @@ class CeleryAdapter(QueueAdapter):
             _job_in_hand = True
             try:
                 execute(adapter, job_id, token)
+            except BackendUnavailable as exc:
+                # Redis stayed away longer than a lease while this worker held the message
+                # (a RabbitMQ broker hands messages out with the ledger down): give it
+                # back to the broker, which delivers it again, rather than acknowledge it.
+                raise Reject(str(exc), requeue=True) from exc
             finally:
                 _job_in_hand = False
 
@@ -150,6 +186,49 @@ class CeleryAdapter(QueueAdapter):
                 for dispatch in dispatches:
                     self._publish(dispatch, producer)
         return False
+
+    def recover_stranded(self) -> int:
+        """On a Redis broker, kombu keeps a message a worker took in its ``unacked`` hash
+        until the task is acknowledged, and gives it back only after the visibility
+        timeout (an hour): a worker killed after taking a message and before claiming it
+        would strand the job that long. Messages held there longer than a lease whose job
+        was never claimed are delivered again now (and taken out of the hash); RabbitMQ
+        hands back a dead consumer's messages itself."""
+        if not self.redis_broker:
+            return 0
+        client = self._broker_client()
+        tags = client.zrangebyscore("unacked_index", "-inf",
+                                    time.time() - self.settings.lease_seconds, start=0, num=500)
+        if not tags:
+            return 0
+        deliveries, ours = [], []
+        for tag, raw in zip(tags, client.hmget("unacked", tags)):
+            delivery = _delivery_of(raw)
+            if delivery is not None:
+                deliveries.append(delivery)
+                ours.append(tag)
+        recovered = self.ledger.redeliver_unclaimed(deliveries)
+        # A held message that is not its job's current delivery any more (taken over just
+        # now, or its job ended and its worker died before acknowledging) would only come
+        # back in an hour to be dropped: take it out. The rest belong to running jobs,
+        # whose workers acknowledge them when they end.
+        tokens = self.ledger.current_tokens([job_id for job_id, _ in deliveries])
+        stale = [tag for tag, (_, token), now_token in zip(ours, deliveries, tokens)
+                 if token != now_token]
+        if stale:
+            pipe = client.pipeline(transaction=False)
+            pipe.zrem("unacked_index", *stale)
+            pipe.hdel("unacked", *stale)
+            pipe.execute()
+        return recovered
+
+    def _broker_client(self):
+        if self._broker_redis is None:
+            self._broker_redis = redis_client(
+                self.settings, self.settings.celery_broker_url,
+                socket_connect_timeout=self.settings.redis_timeout,
+                socket_timeout=self.settings.redis_timeout)
+        return self._broker_redis
 
     def run_worker(self, queues=None, concurrency=1, name=None, pool="prefork"):
         queues = queues or [self.settings.default_queue]

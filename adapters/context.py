@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .base import JobInfo, JobOptions, QueueAdapter
     from .ledger import Ledger
 
 __all__ = ["JobContext"]
@@ -31,6 +32,8 @@ class JobContext:
     upstream: Any = None
     """In a chain, the previous job's result; in a chord's body, the header's results
     in order; otherwise ``None``."""
+    adapter: "QueueAdapter | None" = None
+    """The adapter running the job (its worker's engine, whatever ``QUEUE_BACKEND`` says)."""
     _ledger: "Ledger | None" = None
     _token: str = ""
     _canceled: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -40,6 +43,15 @@ class JobContext:
         if self._ledger is not None:
             self._ledger.progress(self.job_id, self._token,
                                   {"current": current, "total": total, "message": message})
+
+    def enqueue(self, job_type: str, payload: dict | None = None,
+                options: "JobOptions | None" = None) -> "JobInfo":
+        """Enqueue another job on this job's own adapter and tenant; its ``links`` name
+        this job as ``parent``."""
+        if self.adapter is None:
+            raise RuntimeError("this JobContext belongs to no adapter")
+        return self.adapter.enqueue(job_type, payload, options, tenant=self.tenant,
+                                    links={"parent": self.job_id})
 
     @property
     def cancel_requested(self) -> bool:

@@ -7,7 +7,9 @@
     ├── UnsupportedFeature     the adapter does not declare the capability asked for
     ├── JobNotFound            no such job (or not the caller's tenant's)
     ├── InvalidState           the job is in a state that forbids the operation
+    │   └── IdempotencyKeyReused   the idempotency key names a job enqueued with other parameters
     ├── BackendUnavailable     Redis or the broker cannot be reached; nothing was written
+    ├── WaitTimeout            wait() or wait_for_workers() ran out of time (a TimeoutError too)
     └── JobInterrupted         raised inside a running job by the runner
         ├── JobTimeout         the job ran past its hard timeout
         └── JobCanceled        the job was canceled while it ran
@@ -21,7 +23,9 @@ __all__ = [
     "UnsupportedFeature",
     "JobNotFound",
     "InvalidState",
+    "IdempotencyKeyReused",
     "BackendUnavailable",
+    "WaitTimeout",
     "JobInterrupted",
     "JobTimeout",
     "JobCanceled",
@@ -67,8 +71,23 @@ class InvalidState(SwitchyardError):
         self.state = state
 
 
+class IdempotencyKeyReused(InvalidState):
+    """An ``idempotency_key`` already names a job enqueued with a different type, payload or
+    options; nothing was written. ``job_id`` is that job, ``index`` the refused job's place
+    in the call (0 for a single enqueue)."""
+
+    def __init__(self, message: str, job_id: str, index: int = 0):
+        super().__init__(message, state="idempotency_key_in_use")
+        self.job_id = job_id
+        self.index = index
+
+
 class BackendUnavailable(SwitchyardError):
     """Redis or the broker could not be reached; the operation left nothing behind."""
+
+
+class WaitTimeout(SwitchyardError, TimeoutError):
+    """``wait`` or ``wait_for_workers`` gave up at its timeout; nothing was changed."""
 
 
 class JobInterrupted(SwitchyardError):

@@ -6,7 +6,8 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
     {ns}job:{id}              hash: the job (see ``JobInfo.from_record``); its ``events``
                               field is its history, one JSON object per line
     {ns}t:{tenant}            zset: the tenant's job ids by creation time
-    {ns}idem:{tenant}:{key}   string: idempotency key -> job id
+    {ns}idem:{tenant}:{key}   string: idempotency key -> "<job id> <fingerprint>" (sha256 of
+                              the request's type, payload and options)
     {ns}due                   zset: jobs waiting for their time (delay, backoff, rate slot)
     {ns}dispatching           zset: jobs being handed to the engine, by deadline
     {ns}leases                zset: running jobs, by the time their lease runs out
@@ -29,6 +30,7 @@ import time
 
 import redis
 
+from .errors import IdempotencyKeyReused
 from .settings import AdapterSettings
 
 __all__ = ["Ledger", "Dispatch", "ClaimResult"]
@@ -80,9 +82,11 @@ local function wf_end(key, outcome, ttl, w)
   end
   local function release(nid, upstream)
     local nk = ns .. 'job:' .. nid
-    if redis.call('HGET', nk, 'state') == 'scheduled' then
+    local st = redis.call('HMGET', nk, 'state', 'run_at')
+    if st[1] == 'scheduled' then
       redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
-      redis.call('ZADD', ns .. 'due', now, nid)
+      -- a delay or run_at of its own is the earliest it starts once released
+      redis.call('ZADD', ns .. 'due', math.max(now, tonumber(st[2]) or 0), nid)
     end
   end
   local function cancel_waiting(nid, reason)
@@ -134,40 +138,78 @@ local function wf_end(key, outcome, ttl, w)
 end
 """
 
-# ARGV: ns, now, idem_ttl, grace, field, value, ...
+# ARGV: ns, now, idem_ttl, grace, then per record: fingerprint, n, n field/value pairs
+# -> {created (1) or idempotent hit (0), id, ...}, or {-1, index, first job's id} when a
+# record's idempotency key was used with other parameters (then nothing is written)
 _CREATE = _LUA_COMMON + """
 local idem_ttl = tonumber(ARGV[3])
 local grace = tonumber(ARGV[4])
-local f = {}
-for i = 5, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
-local id = f['id']
-if f['idempotency_key'] ~= '' then
-  local ik = ns .. 'idem:' .. f['tenant'] .. ':' .. f['idempotency_key']
-  local existing = redis.call('GET', ik)
-  if existing and redis.call('EXISTS', ns .. 'job:' .. existing) == 1 then
-    return {0, existing}
+local recs = {}
+local i = 5
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  local f = {}
+  for j = i + 2, i + 1 + 2 * n, 2 do f[ARGV[j]] = ARGV[j + 1] end
+  recs[#recs + 1] = {fp = ARGV[i], f = f, first = i + 2, last = i + 1 + 2 * n}
+  i = i + 2 + 2 * n
+end
+-- Every key is checked before anything is written, so a reused key anywhere in a
+-- batch writes nothing at all. An idempotency record is '<job id> <fingerprint>'.
+local seen = {}
+for r, rec in ipairs(recs) do
+  local key = rec.f['idempotency_key']
+  if key and key ~= '' then
+    local ik = ns .. 'idem:' .. rec.f['tenant'] .. ':' .. key
+    local prior = seen[ik]
+    if not prior then
+      local stored = redis.call('GET', ik)
+      if stored then
+        local eid, efp = string.match(stored, '^(%S+) ?(.*)$')
+        if redis.call('EXISTS', ns .. 'job:' .. eid) == 1 then prior = {eid, efp} end
+      end
+    end
+    if prior then
+      -- a record of an older version has no fingerprint: it matches anything
+      if prior[2] ~= '' and prior[2] ~= rec.fp then return {-1, r - 1, prior[1]} end
+      rec.hit = prior[1]
+    else
+      seen[ik] = {rec.f['id'], rec.fp}
+      rec.ik = ik
+    end
   end
-  redis.call('SET', ik, id, 'EX', idem_ttl)
 end
-local key = ns .. 'job:' .. id
-local fields = {unpack(ARGV, 5)}
-fields[#fields + 1] = 'events'
-fields[#fields + 1] = ev(f['state'], 0)
-redis.call('HSET', key, unpack(fields))
-redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
-if f['state'] == 'scheduled' then
-  if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
-elseif grace >= 0 then
-  -- grace < 0: the engine's publish commits in this same transaction, no guard needed
-  redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+local out = {}
+for _, rec in ipairs(recs) do
+  local f = rec.f
+  if rec.hit then
+    out[#out + 1] = 0
+    out[#out + 1] = rec.hit
+  else
+    local id = f['id']
+    if rec.ik then redis.call('SET', rec.ik, id .. ' ' .. rec.fp, 'EX', idem_ttl) end
+    local key = ns .. 'job:' .. id
+    local fields = {unpack(ARGV, rec.first, rec.last)}
+    fields[#fields + 1] = 'events'
+    fields[#fields + 1] = ev(f['state'], 0)
+    redis.call('HSET', key, unpack(fields))
+    redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
+    if f['state'] == 'scheduled' then
+      if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
+    elseif grace >= 0 then
+      -- grace < 0: the engine's publish commits in this same transaction, no guard needed
+      redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    end
+    if f['expires_at'] ~= '' then
+      redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
+    end
+    redis.call('SADD', ns .. 'queues', f['queue'])
+    if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end
+    redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
+    out[#out + 1] = 1
+    out[#out + 1] = id
+  end
 end
-if f['expires_at'] ~= '' then
-  redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
-end
-redis.call('SADD', ns .. 'queues', f['queue'])
-if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end
-redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
-return {1, id}
+return out
 """
 
 # ARGV: ns, now, id, tenant, idempotency_key
@@ -187,7 +229,8 @@ redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)
 if ARGV[5] ~= '' then
   local ik = ns .. 'idem:' .. ARGV[4] .. ':' .. ARGV[5]
-  if redis.call('GET', ik) == id then redis.call('DEL', ik) end
+  local stored = redis.call('GET', ik)
+  if stored and string.match(stored, '^(%S+)') == id then redis.call('DEL', ik) end
 end
 return 1
 """
@@ -320,6 +363,25 @@ if s[2] == '1' then return 'cancel' end
 return 'ok'
 """
 
+# ARGV: ns, now, id, token, id, token, ...
+_REDELIVER = _LUA_COMMON + """
+local n = 0
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = ns .. 'job:' .. id
+  local s = redis.call('HMGET', key, 'state', 'token', 'attempts')
+  -- only a delivery that is still the job's current one and was never claimed
+  if s[1] == 'queued' and s[2] == token then
+    redis.call('HSET', key, 'token', '')
+    redis.call('ZREM', ns .. 'dispatching', id)
+    redis.call('ZADD', ns .. 'due', now, id)
+    event(key, 'queued', s[3], {reason='delivery_lost'})
+    n = n + 1
+  end
+end
+return n
+"""
+
 # ARGV: ns, now, limit, lost_cap, grace, job_ttl
 _MAINTAIN = _LUA_COMMON + """
 local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -374,20 +436,25 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'expiries', '-inf', now, '
   local s = redis.call('HMGET', key, 'state', 'attempts')
   if ACTIVE[s[1]] then cancel(id, key, 'expired', s[2]) end
 end
--- 3. jobs whose time has come
+-- 3. jobs whose time has come, handed out by priority: jobs due together (the same
+-- instant, or one tick) reach the engine high first, whatever their order in the set
+local released = {high = {}, default = {}, low = {}}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', ns .. 'due', id)
   local key = ns .. 'job:' .. id
-  local s = redis.call('HMGET', key, 'state', 'attempts', 'queue')
+  local s = redis.call('HMGET', key, 'state', 'attempts', 'priority', 'queue')
   if ACTIVE[s[1]] then
     local tok = new_token()
     redis.call('HSET', key, 'state', 'queued', 'token', tok)
     -- NX: a job already queued (waiting for a rate slot) keeps its place in the backlog
-    redis.call('ZADD', ns .. 'queued:' .. s[3], 'NX', now, id)
+    redis.call('ZADD', ns .. 'queued:' .. s[4], 'NX', now, id)
     redis.call('ZADD', ns .. 'dispatching', now + grace, id)
     if s[1] ~= 'queued' then event(key, 'queued', s[2]) end
-    emit(id, key, tok)
+    table.insert(released[s[3]] or released.default, {id, key, tok})
   end
+end
+for _, priority in ipairs({'high', 'default', 'low'}) do
+  for _, r in ipairs(released[priority]) do emit(r[1], r[2], r[3]) end
 end
 -- 4. dispatches that were never confirmed (the publisher died half-way)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now, 'LIMIT', 0, limit)) do
@@ -455,24 +522,29 @@ class Ledger:
         self._cancel = client.register_script(_CANCEL)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._maintain = client.register_script(_MAINTAIN)
+        self._redeliver = client.register_script(_REDELIVER)
 
     def key(self, job_id: str) -> str:
         return f"{self.ns}job:{job_id}"
 
     # -- writes from the API side ---------------------------------------------------
     def create_many(self, records: list[dict], now: float) -> list[tuple[bool, str]]:
-        """Write the records, all or none; ``(created, id)`` each (an idempotent hit
-        returns the first job's id and ``created=False``)."""
-        argvs = self._create_argvs(records, now)
-        if len(argvs) == 1:
-            # One script call is atomic by itself: a MULTI/EXEC around it, and the SCRIPT
-            # EXISTS a pipeline sends first, would only add round trips.
-            created, job_id = self._create(args=argvs[0])
-            return [(bool(int(created)), job_id)]
-        pipe = self.r.pipeline(transaction=True)
-        for argv in argvs:
-            self._create(args=argv, client=pipe)
-        return [(bool(int(created)), job_id) for created, job_id in pipe.execute()]
+        """Write the records, all or none, in one script call; ``(created, id)`` each (an
+        idempotent hit returns the first job's id and ``created=False``).
+
+        Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
+        a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
+        return self._outcomes(self._create(args=self._create_argv(records, now)))
+
+    @staticmethod
+    def _outcomes(flat: list) -> list[tuple[bool, str]]:
+        if flat and int(flat[0]) == -1:
+            index, job_id = int(flat[1]), flat[2]
+            raise IdempotencyKeyReused(
+                f"idempotency_key was used for job {job_id} with other parameters; send "
+                "the same request to get that job, or use a new key", job_id=job_id,
+                index=index)
+        return [(bool(int(flat[i])), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float) -> None:
         """Queue the creation of ``records`` in ``pipeline``, a transaction that also
@@ -483,31 +555,28 @@ class Ledger:
         missing one fails its command in the transaction, and the caller retries."""
         if not self._create_loaded:
             self.load_create_script()
-        for argv in self._create_argvs(records, now, guard=False):
-            pipeline.evalsha(self._create.sha, 0, *argv)
+        pipeline.evalsha(self._create.sha, 0, *self._create_argv(records, now, guard=False))
 
     def load_create_script(self) -> None:
         """Load the create script into Redis (on first use, or after a restart)."""
         self._create.sha = self.r.script_load(_CREATE)
         self._create_loaded = True
 
-    def _create_argvs(self, records: list[dict], now: float, guard: bool = True) -> list[list]:
-        argvs = []
+    def _create_argv(self, records: list[dict], now: float, guard: bool = True) -> list:
+        argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds if guard else -1]
         for rec in records:
-            argv = [self.ns, repr(now), self.s.idempotency_ttl,
-                    self.s.lease_seconds if guard else -1]
-            for k, v in rec.items():
+            pairs = [(k, v) for k, v in rec.items() if k != "fingerprint"]
+            argv += [rec.get("fingerprint") or "", len(pairs)]
+            for k, v in pairs:
                 argv += [k, v]
-            argvs.append(argv)
-        return argvs
+        return argv
 
     def create_workflow(self, workflow: dict, records: list[dict], now: float) -> None:
         """Write a workflow and all of its jobs in one transaction."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
         pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
-        for argv in self._create_argvs(records, now):
-            self._create(args=argv, client=pipe)
+        self._create(args=self._create_argv(records, now), client=pipe)
         pipe.execute()
 
     def load_workflow(self, workflow_id: str) -> dict[str, str]:
@@ -564,8 +633,28 @@ class Ledger:
         """Store the job's latest progress."""
         self.r.hset(self.key(job_id), "progress", json.dumps(progress))
 
+    def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
+        """Deliveries ``(job id, token)`` that a worker took from the engine and died with
+        before claiming: each one that is still its job's current delivery is cancelled and
+        the job released again (with a new token) at the next maintenance tick. Returns
+        how many were."""
+        if not deliveries:
+            return 0
+        argv: list = [self.ns, repr(time.time())]
+        for job_id, token in deliveries:
+            argv += [job_id, token]
+        return int(self._redeliver(args=argv))
+
+    def current_tokens(self, job_ids: list[str]) -> list[str | None]:
+        """Each job's current delivery token (``""`` once it ended, ``None`` if unknown)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.key(job_id), "token")
+        return pipe.execute()
+
     def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
-        """Reap lost jobs, expire stale ones, release due ones; returns what to publish."""
+        """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
+        the released jobs ordered by priority (``high`` first)."""
         flat = self._maintain(args=[self.ns, repr(now), limit, self.s.max_lost_deliveries,
                                     self.s.lease_seconds, self.s.job_ttl])
         return [Dispatch(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], float(flat[i + 4]),
@@ -723,9 +812,9 @@ class Ledger:
         self.r.zrem(f"{self.ns}workers", worker_id)
 
     def workers(self, ttl: float) -> list[dict]:
-        """Workers seen within ``ttl`` seconds."""
+        """Workers seen within ``ttl`` seconds (each with its ``id`` too)."""
         ids = self.r.zrangebyscore(f"{self.ns}workers", time.time() - ttl, "+inf")
         pipe = self.r.pipeline(transaction=False)
         for worker_id in ids:
             pipe.hgetall(f"{self.ns}worker:{worker_id}")
-        return [w for w in pipe.execute() if w]
+        return [{**w, "id": worker_id} for worker_id, w in zip(ids, pipe.execute()) if w]

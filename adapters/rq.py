@@ -26,6 +26,11 @@ bookkeeping for those jobs to what RQ needs to run them and to show its workers
 * enqueue: the job hash is written once (RQ writes its status a second time), and
   the queue is added to RQ's set of queues at most once a minute per process, and
   by every worker with its heartbeat, instead of with every job.
+* dequeue: while jobs wait, a worker pops the next one and notes it as in hand
+  (``{ns}rq:inhand``, by time) in one script; only a worker that was idle takes its
+  job with RQ's BLPOP and notes it right after. A delivery whose worker died before
+  claiming it is found there by the maintenance loop and delivered again. RQ's job
+  id is ``<job id>-<token>``, so the note names the delivery.
 
 What RQ's tools then show differently: ``rq info`` counts no executing or finished
 jobs in a queue, a worker's finished count lags by up to 30 s, and RQ's stop-job
@@ -40,6 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import threading
 import time
 from uuid import uuid4
 
@@ -55,14 +61,19 @@ from rq.worker_pool import WorkerPool
 from multiprocessing.context import ForkProcess
 
 from .base import QUIET_CLIENT, Capability, QueueAdapter
+from .connections import redis_client
 from .ledger import Dispatch
 from .runner import Maintenance, SchedulerBeat, execute
+from .settings import AdapterSettings
 
 __all__ = ["RQAdapter"]
 
 log = logging.getLogger("switchyard.rq")
 
-_PRIORITY_SUFFIX = {"high": ".high", "default": "", "low": ".low"}
+# ':' is outside the characters of a queue name ([A-Za-z0-9_.-]), so no user queue
+# (say "default.high") is ever another queue's priority list.
+_PRIORITY_SUFFIX = {"high": ":high", "default": "", "low": ":low"}
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 _ENTRY = "adapters.rq.perform"
 _worker_adapter: "RQAdapter | None" = None
 
@@ -105,12 +116,18 @@ class _LeanBookkeeping:
         elif self._alive_until - clock >= timeout - self.heartbeat_slack:
             return
         else:
-            with self.connection.pipeline(transaction=False) as pipe:
-                super().heartbeat(timeout, pipeline=pipe)
-                # Keep the worker's queues in RQ's set of queues for ``rq info``.
-                pipe.sadd(Queue.redis_queues_keys, *(q.key for q in self.queues))
-                self._report_stats(pipe)
-                pipe.execute()
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    super().heartbeat(timeout, pipeline=pipe)
+                    # Keep the worker's queues in RQ's set of queues for ``rq info``.
+                    pipe.sadd(Queue.redis_queues_keys, *(q.key for q in self.queues))
+                    self._report_stats(pipe)
+                    pipe.execute()
+            except _REDIS_DOWN:
+                # RQ's work loop quits on an error here; its dequeue, which comes next,
+                # waits for Redis instead, so the worker rides out a Redis restart.
+                self.log.warning("Worker %s: Redis does not answer; waiting for it", self.name)
+                return
         self._alive_until = clock + timeout
 
     def _count_success(self, seconds: float) -> None:
@@ -136,12 +153,22 @@ class _LeanBookkeeping:
 
     def set_state(self, state, pipeline=None):
         if state != self._state:
-            super().set_state(state, pipeline=pipeline)
+            if pipeline is not None:
+                super().set_state(state, pipeline=pipeline)
+                return
+            try:
+                super().set_state(state)
+            except _REDIS_DOWN:
+                pass  # only what `rq info` shows; the dequeue that follows waits for Redis
 
     def check_for_suspension(self, burst):
         # RQ's check opens a transaction with a heartbeat in it; one EXISTS is enough
         # until the workers are suspended.
-        if self.connection.exists(WORKERS_SUSPENDED):
+        try:
+            suspended = self.connection.exists(WORKERS_SUSPENDED)
+        except _REDIS_DOWN:
+            return  # the dequeue that follows waits for Redis, as RQ's own does
+        if suspended:
             super().check_for_suspension(burst)
 
     # -- one job --------------------------------------------------------------------
@@ -237,13 +264,14 @@ def _signals_to_the_main_thread(worker_class):
     return Worker
 
 
-def _pool_worker(name: str, queue_names: list[str], redis_url: str, worker_class,
+def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, worker_class,
                  burst: bool, logging_level: str) -> None:
     """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
-    connection = redis.Redis.from_url(redis_url)
-    queues = [Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
+    connection = redis_client(settings)
+    queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
     worker = _signals_to_the_main_thread(worker_class)(
-        queues, name=name, connection=connection, serializer=JSONSerializer)
+        queues, name=name, connection=connection, serializer=JSONSerializer,
+        queue_class=_Queue)
     worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
 
 
@@ -254,17 +282,32 @@ class _Pool(WorkerPool):
     extra process and Redis polling per worker.
     """
 
-    redis_url = ""
+    settings: AdapterSettings | None = None
 
     def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
         return ForkProcess(target=_pool_worker,
-                           args=(name, self._queue_names, self.redis_url, self.worker_class,
+                           args=(name, self._queue_names, self.settings, self.worker_class,
                                  burst, logging_level),
                            name=f"Worker {name} (WorkerPool {self.name})")
 
 
+# KEYS: the worker's RQ queue keys in order, then the in-hand set; ARGV: now
+_POP_IN_HAND = """
+local inhand = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local id = redis.call('LPOP', KEYS[i])
+  if id then
+    redis.call('ZADD', inhand, ARGV[1], id)
+    return {KEYS[i], id}
+  end
+end
+return false
+"""
+
+
 class _Queue(Queue):
-    """An RQ queue whose enqueue writes a job with fewer commands (checked against RQ 3.0).
+    """An RQ queue whose enqueue writes a job with fewer commands, and whose dequeue
+    notes the job it hands out as in hand (checked against RQ 3.0).
 
     RQ adds the queue to its set of queues (``rq info``) with every job; here that is
     done at most once a minute per process, and by every worker's heartbeat. RQ also
@@ -273,6 +316,23 @@ class _Queue(Queue):
 
     announce_every = 60.0
     _announced_at = -math.inf
+    inhand_key = "sy:rq:inhand"
+    """Set by the adapter to its namespace's key before the worker starts."""
+    _pop_scripts: dict = {}
+
+    @classmethod
+    def lpop(cls, queue_keys, timeout, connection=None):
+        """RQ's pop, recording what it pops in the in-hand set (see the module docstring)."""
+        script = cls._pop_scripts.get(id(connection))
+        if script is None:
+            script = cls._pop_scripts[id(connection)] = connection.register_script(_POP_IN_HAND)
+        popped = script(keys=[*queue_keys, cls.inhand_key], args=[repr(time.time())])
+        if popped or timeout is None:
+            return tuple(popped) if popped else None
+        result = super().lpop(queue_keys, timeout, connection=connection)
+        # The one moment a delivery is in no list: from BLPOP's answer to this write.
+        connection.zadd(cls.inhand_key, {result[1]: time.time()})
+        return result
 
     def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
         if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit
@@ -300,8 +360,8 @@ class RQAdapter(QueueAdapter):
     def __init__(self, settings=None):
         super().__init__(settings)
         # RQ stores bytes, so it gets its own client that does not decode.
-        self.rq_redis = redis.Redis.from_url(
-            self.settings.redis_url, socket_connect_timeout=self.settings.redis_timeout,
+        self.rq_redis = redis_client(
+            self.settings, socket_connect_timeout=self.settings.redis_timeout,
             health_check_interval=30, **QUIET_CLIENT)
         self._queues: dict[str, Queue] = {}
 
@@ -322,6 +382,7 @@ class RQAdapter(QueueAdapter):
         self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
             _ENTRY,
             args=[dispatch.job_id, dispatch.token],
+            job_id=f"{dispatch.job_id}-{dispatch.token}",
             timeout=math.ceil(dispatch.timeout + self.settings.timeout_grace),
             # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a 1 s
             # record is cheaper than 0 s, which RQ 3 deletes through a slower path.
@@ -364,6 +425,20 @@ class RQAdapter(QueueAdapter):
                     raise
                 self.ledger.load_create_script()
 
+    def recover_stranded(self) -> int:
+        """Deliveries noted in hand longer than a lease ago: those never claimed (their
+        worker died in between) are delivered again; the notes are dropped either way."""
+        key = f"{self.settings.namespace}rq:inhand"
+        old = self.rq_redis.zrangebyscore(key, "-inf", time.time() - self.settings.lease_seconds,
+                                          start=0, num=500)
+        if not old:
+            return 0
+        members = [m.decode() if isinstance(m, bytes) else m for m in old]
+        deliveries = [tuple(m.rsplit("-", 1)) for m in members if m.count("-") == 1]
+        recovered = self.ledger.redeliver_unclaimed(deliveries)
+        self.rq_redis.zrem(key, *old)
+        return recovered
+
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
         return [self._engine_name(q, p) for p in ("high", "default", "low") for q in queues]
@@ -382,13 +457,14 @@ class RQAdapter(QueueAdapter):
         """
         global _worker_adapter
         _worker_adapter = self
+        _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
         queues = queues or [self.settings.default_queue]
         maintenance = Maintenance(self, queues, concurrency, name)
         pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
                      num_workers=concurrency,
                      worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
                      serializer=JSONSerializer)
-        pool.redis_url = self.settings.redis_url
+        pool.settings = self.settings
         maintenance.start()
         log.info("starting %d RQ %s(s) on %s", concurrency,
                  "Worker" if forking else "SimpleWorker", ", ".join(self.worker_queue_names(queues)))
@@ -404,12 +480,66 @@ class RQAdapter(QueueAdapter):
         switchyard_beat = SchedulerBeat(self, poll, catch_up, name)
 
         class LedgerScheduler(Scheduler):
-            """rq-scheduler, firing the schedules Switchyard keeps in Redis as well."""
+            """rq-scheduler, firing the schedules Switchyard keeps in Redis as well, in a
+            loop that outlives a Redis restart.
+
+            rq-scheduler's own ``run`` dies on the first Redis error (its heartbeat
+            raises, then its ``register_death`` raises again), and its signal handler
+            writes to Redis too, so a scheduler stopped while Redis is down exits 1.
+            This loop is the same beat -- heartbeat, lock, enqueue, unlock, sleep -- with
+            each beat that cannot reach Redis logged once and tried again.
+            """
+
+            _stop = threading.Event()
 
             def enqueue_jobs(self):
                 jobs = super().enqueue_jobs()
                 switchyard_beat()
                 return jobs
+
+            def _install_signal_handlers(self):
+                def stop(signum, frame):
+                    self.log.info("Shutting down RQ scheduler...")
+                    self._stop.set()
+
+                signal.signal(signal.SIGINT, stop)
+                signal.signal(signal.SIGTERM, stop)
+
+            def run(self, burst=False):
+                self._install_signal_handlers()
+                born = False
+                down_since = None
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    try:
+                        if not born:
+                            self.register_birth()
+                            born = True
+                        self.heartbeat()
+                        if self.acquire_lock():
+                            try:
+                                self.enqueue_jobs()
+                                self.heartbeat()
+                            finally:
+                                self.remove_lock()
+                        if down_since is not None:
+                            log.info("Redis answers again after %.1fs; the scheduler carries on",
+                                     time.monotonic() - down_since)
+                            down_since = None
+                    except _REDIS_DOWN as exc:
+                        self._lock_acquired = False  # it lapses on its own
+                        if down_since is None:
+                            down_since = time.monotonic()
+                            log.warning("Redis does not answer (%s); the scheduler waits "
+                                        "for it", exc)
+                    if burst:
+                        break
+                    self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+                for step in (self.remove_lock, self.register_death):
+                    try:
+                        step()
+                    except _REDIS_DOWN:
+                        pass
 
         logging.getLogger("rq_scheduler.scheduler").addFilter(
             lambda record: "Lock already taken" not in record.getMessage())

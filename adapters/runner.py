@@ -22,16 +22,27 @@ import socket
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+import redis
 
 from .context import JobContext
-from .errors import JobCanceled, JobTimeout, UnknownJobType
+from .errors import BackendUnavailable, JobCanceled, JobTimeout, UnknownJobType
 from .registry import get_definition
 
 if TYPE_CHECKING:
     from .base import QueueAdapter
 
 log = logging.getLogger("switchyard.runner")
+
+T = TypeVar("T")
+
+_ENGINE_STOPS = ("celery.", "billiard.", "dramatiq.")
+"""Modules whose ``SystemExit`` subclasses stop a worker (Celery's ``WorkerShutdown``)."""
+_ENGINE_SIGNAL_HANDLERS = ("rq.", "rq_scheduler.", "dramatiq.")
+"""Modules whose signal handlers raise a plain ``SystemExit`` to stop a worker (RQ's
+cold shutdown). billiard's pool replaces ``sys.exit`` with a wrapper of its own, so a
+job's ``sys.exit()`` ends in billiard's code: that one is the job's."""
 
 __all__ = ["execute", "Outcome", "Maintenance", "SchedulerBeat", "worker_name", "retry_after_hint"]
 
@@ -182,9 +193,14 @@ _watcher = _Watcher()
 
 
 def _error(exc: BaseException) -> str:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, SystemExit):
+        message = f"the job called sys.exit({exc.code!r})"
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "the job raised KeyboardInterrupt"
     return json.dumps({
         "type": type(exc).__name__,
-        "message": str(exc) or type(exc).__name__,
+        "message": message,
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
     })
 
@@ -203,11 +219,54 @@ def retry_after_hint(error: BaseException) -> float | None:
     return float(value) if math.isfinite(value) and value >= 0 else None
 
 
+def _raised_by_engine(exc: BaseException) -> bool:
+    """True if ``exc`` was raised by the engine's own code (a signal handler stopping the
+    worker), False if the job raised it."""
+    if type(exc).__module__.startswith(_ENGINE_STOPS):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return f"{module}.".startswith(_ENGINE_SIGNAL_HANDLERS)
+
+
+def ride_out(what: str, call: Callable[[], T], patience: float) -> T:
+    """``call()``, tried again while Redis does not answer, for up to ``patience`` seconds.
+
+    A worker that cannot reach Redis for a few seconds (a restart, a failover) must not
+    drop the delivery it holds or forget the end of a job it ran: the ledger is the only
+    record of either. Past ``patience`` it raises ``BackendUnavailable``.
+    """
+    deadline = time.monotonic() + patience
+    wait = 0.05
+    warned = False
+    while True:
+        try:
+            result = call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + wait > deadline:
+                raise BackendUnavailable(f"{what}: Redis did not answer for {patience:g}s: "
+                                         f"{exc}") from exc
+            if not warned:
+                log.warning("%s: Redis does not answer (%s); trying again for up to %gs",
+                            what, exc, patience)
+                warned = True
+            time.sleep(wait)
+            wait = min(wait * 2, 1.0)
+            continue
+        if warned:
+            log.info("%s: Redis answers again", what)
+        return result
+
+
 def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
     """Run one delivery of a job under Switchyard's rules; never raises for job errors."""
     ledger = adapter.process_ledger()
     settings = adapter.settings
-    claim = ledger.claim(job_id, token, worker_name(), time.time())
+    patience = settings.lease_seconds
+    claim = ride_out(f"claim of job {job_id}", lambda: ledger.claim(
+        job_id, token, worker_name(), time.time()), patience)
     if claim.action == "drop":
         log.info("job %s: delivery dropped (%s)", job_id, claim.reason)
         return Outcome("dropped", claim.reason)
@@ -219,7 +278,7 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
     ctx = JobContext(job_id=job_id, job_type=claim.job_type, attempt=claim.attempt,
                      tenant=claim.tenant, queue=claim.queue, links=links,
                      upstream=json.loads(claim.upstream) if claim.upstream else None,
-                     _ledger=ledger, _token=token)
+                     adapter=adapter, _ledger=ledger, _token=token)
     log.info("job %s (%s) attempt %d started", job_id, claim.job_type, claim.attempt)
     started = time.monotonic()
     try:
@@ -239,14 +298,23 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
         finally:
             _watcher.unwatch(interrupter)
     except BaseException as exc:  # noqa: BLE001 - the job's own errors are data here
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and interrupter.reason is None:
+        if (isinstance(exc, (KeyboardInterrupt, SystemExit)) and interrupter.reason is None
+                and _raised_by_engine(exc)):
+            # The worker itself is stopping (a cold shutdown): the lease brings the job
+            # back on another worker, so nothing is written here.
             raise
+        # Anything else a job raises -- sys.exit(), KeyboardInterrupt, MemoryError -- is
+        # the failure of this attempt, decided by the job's retry policy like any other.
         error = exc
 
     elapsed = time.monotonic() - started
+
+    def finish(outcome: str, a: str = "", b: str = "", now: float | None = None) -> None:
+        ride_out(f"end of job {job_id}", lambda: ledger.finish(job_id, token, outcome, a, b,
+                                                               now=now), patience)
+
     if interrupter.reason == "cancel":
-        ledger.finish(job_id, token, "canceled", "requested",
-                      _error(error or JobCanceled("canceled while running")))
+        finish("canceled", "requested", _error(error or JobCanceled("canceled while running")))
         log.info("job %s canceled while running after %.3fs", job_id, elapsed)
         return Outcome("canceled")
     if interrupter.reason == "timeout" and not isinstance(error, JobTimeout):
@@ -258,7 +326,7 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
         except (TypeError, ValueError) as exc:
             error = TypeError(f"the job returned a value that is not JSON: {exc}")
         else:
-            ledger.finish(job_id, token, "succeeded", encoded)
+            finish("succeeded", encoded)
             log.info("job %s succeeded in %.3fs", job_id, elapsed)
             return Outcome("succeeded")
 
@@ -271,11 +339,11 @@ def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
             delay = max(delay, hinted)
         now = time.time()
         retry_at = now + delay
-        ledger.finish(job_id, token, "retry", _error(error), repr(retry_at), now=now)
+        finish("retry", _error(error), repr(retry_at), now=now)
         log.warning("job %s attempt %d failed (%s: %s); retry in %.2fs", job_id,
                     claim.attempt, type(error).__name__, error, delay)
         return Outcome("retry", type(error).__name__, retry_at)
-    ledger.finish(job_id, token, "failed", _error(error))
+    finish("failed", _error(error))
     log.error("job %s failed on attempt %d: %s: %s", job_id, claim.attempt,
               type(error).__name__, error)
     return Outcome("failed", type(error).__name__)
@@ -341,7 +409,11 @@ class Maintenance:
         parent = os.getppid()
         tick = self.adapter.settings.tick_seconds
         beat_every = max(1.0, tick)
-        last_beat = 0.0
+        # A delivery a dead worker took but never claimed is looked for a few times per
+        # lease: it is run again well within the lease time, like a job it had started.
+        sweep_every = max(tick, self.adapter.settings.lease_seconds / 4)
+        last_beat = last_sweep = 0.0
+        down_since = None
         while not self._stop.is_set() and os.getppid() == parent:
             try:
                 now = time.monotonic()
@@ -351,6 +423,20 @@ class Maintenance:
                     last_beat = now
                 while self.adapter.dispatch_due() >= 100:
                     pass
+                if now - last_sweep >= sweep_every:
+                    last_sweep = now
+                    recovered = self.adapter.recover_stranded()
+                    if recovered:
+                        log.warning("%d delivery(ies) taken by a worker that died before "
+                                    "running them: delivered again", recovered)
+                if down_since is not None:
+                    log.info("Redis answers again after %.1fs; maintenance carries on",
+                             time.monotonic() - down_since)
+                    down_since = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if down_since is None:  # once per outage, not four times a second
+                    down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); maintenance waits for it", exc)
             except Exception:
                 log.warning("maintenance tick failed", exc_info=True)
             self._stop.wait(tick)
@@ -372,6 +458,7 @@ class SchedulerBeat:
         self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(os.getpid()),
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._last_beat = 0.0
+        self._down_since: float | None = None
 
     def __call__(self) -> float:
         """Fire what is due; returns the seconds to wait before the next beat."""
@@ -383,9 +470,19 @@ class SchedulerBeat:
             if fired:
                 log.info("scheduler fired %d job(s)", len(fired))
             wait = self.schedules.seconds_to_next()
-        except Exception:
-            log.warning("scheduler beat failed", exc_info=True)
+        except Exception as exc:
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, BackendUnavailable)):
+                if self._down_since is None:  # once per outage
+                    self._down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); schedules fire again once it "
+                                "does", exc)
+            else:
+                log.warning("scheduler beat failed", exc_info=True)
             return self.poll
+        if self._down_since is not None:
+            log.info("Redis answers again after %.1fs; schedules fire again",
+                     time.monotonic() - self._down_since)
+            self._down_since = None
         return self.poll if wait is None else min(self.poll, max(wait, 0.01))
 
     def stop(self) -> None:

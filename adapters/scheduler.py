@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 
+from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import load_job_modules
 from .resolve import create_adapter
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_job_modules()
         adapter = create_adapter(args.backend)
+        check_tls(adapter.settings)
     except SwitchyardError as exc:
         print(f"switchyard scheduler: {exc}", file=sys.stderr)
         return 3

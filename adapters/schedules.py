@@ -22,15 +22,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import redis
 from croniter import croniter
 
-from .errors import BackendUnavailable, InvalidJob, InvalidState, JobNotFound
+from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidJob, InvalidState,
+                     JobNotFound)
 
 if TYPE_CHECKING:
     from .base import QueueAdapter
 
 __all__ = ["Schedules", "ScheduleInfo", "next_cron_time", "validate_cron", "validate_timezone"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")  # \Z: "$" would let a final newline in
 _OPTION_FIELDS = ("queue", "priority", "max_retries", "timeout")
+_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_CRON_SPANS = (60, 24, 31, 12, 7)
+"""How many values each cron field takes: no step can be longer."""
 
 _CAS = """
 local idx, member, expected, nxt = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -64,6 +68,13 @@ def validate_cron(expr: str) -> str:
         raise InvalidJob("cron needs five fields",
                          {"cron": ["needs five fields: minute hour day-of-month month "
                                    f"day-of-week (got {len(fields)})"]})
+    for name, span, field in zip(_CRON_FIELDS, _CRON_SPANS, fields):
+        for part in field.split(","):
+            _, slash, step = part.rpartition("/")
+            if slash and not (step.isascii() and step.isdigit() and len(step) <= 3
+                              and 1 <= int(step) <= span):
+                raise InvalidJob(f"invalid cron step {step!r}",
+                                 {"cron": [f"the step of {name} in {expr!r} must be 1 to {span}"]})
     if not croniter.is_valid(" ".join(fields)):
         raise InvalidJob(f"invalid cron expression {expr!r}",
                          {"cron": [f"{expr!r} is not a valid cron expression"]})
@@ -175,6 +186,9 @@ class Schedules:
 
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidJob("bad schedule name", {"name": ["1-100 letters, digits, '_', '.', '-'"]})
+        if name in (".", ".."):  # dot segments: /v1/schedules/.. is /v1/schedules
+            raise InvalidJob("bad schedule name",
+                             {"name": ["'.' and '..' are not names: a URL drops them"]})
         if (cron is None) == (every is None):
             raise InvalidJob("give cron or every, not both",
                              {"cron": ["exactly one of cron and every is required"]})
@@ -315,13 +329,18 @@ class Schedules:
                 ticks[-1:] if now - ticks[-1] < 5 else [])
             job_id = rec.get("last_job_id", "")
             for tick_at in to_fire:
-                info = self.adapter.enqueue(
-                    rec["job_type"], json.loads(rec["payload"]),
-                    JobOptions(**json.loads(rec["options"]),
-                               idempotency_key=f"schedule:{name}:{tick_at:.3f}"),
-                    tenant=tenant, links={"schedule": name, "tick": _iso(tick_at)})
-                job_id = info.id
-                fired.append(info.id)
+                try:
+                    info = self.adapter.enqueue(
+                        rec["job_type"], json.loads(rec["payload"]),
+                        JobOptions(**json.loads(rec["options"]),
+                                   idempotency_key=f"schedule:{name}:{tick_at:.3f}"),
+                        tenant=tenant, links={"schedule": name, "tick": _iso(tick_at)})
+                    job_id = info.id
+                except IdempotencyKeyReused as exc:
+                    # another scheduler fired this tick from the schedule as it was
+                    # before a change: the tick has its job
+                    job_id = exc.job_id
+                fired.append(job_id)
             # only one scheduler moves the schedule on; the idempotency key already made
             # sure a second one that got this far enqueued nothing new
             self._cas(keys=[self.index, key],

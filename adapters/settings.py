@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from urllib.parse import urlparse
+import ssl
+from urllib.parse import parse_qs, urlparse
 
 from .errors import ConfigurationError
 
 __all__ = ["AdapterSettings"]
+
+TLS_QUERY = ("ssl_cert_reqs", "ssl_ca_certs")
+"""The query options of a ``rediss://`` URL that AdapterSettings takes over."""
+_TLS_VERIFY = {"none": "none", "cert_none": "none", "optional": "optional",
+               "cert_optional": "optional", "required": "required", "cert_required": "required"}
 
 
 def _float(env: dict, key: str, default: float, minimum: float = 0.0) -> float:
@@ -26,6 +32,40 @@ def _float(env: dict, key: str, default: float, minimum: float = 0.0) -> float:
 
 def _int(env: dict, key: str, default: int, minimum: int = 0) -> int:
     return int(_float(env, key, default, minimum))
+
+
+def _tls(env: dict, urls: dict[str, str]) -> tuple[str, str | None]:
+    """``(verify, CA file)`` from ``REDIS_TLS_VERIFY`` / ``REDIS_CA_FILE``, or else from the
+    ``?ssl_cert_reqs=`` / ``?ssl_ca_certs=`` of the Redis URLs, which must agree."""
+    given: dict[str, tuple[str, str]] = {}
+    for source, key in (("REDIS_TLS_VERIFY", "ssl_cert_reqs"), ("REDIS_CA_FILE", "ssl_ca_certs")):
+        if env.get(source):
+            given[key] = (source, env[source])
+            continue
+        for name, url in urls.items():
+            values = parse_qs(urlparse(url).query).get(key)
+            if not values:
+                continue
+            if key in given and given[key][1] != values[-1]:
+                raise ConfigurationError(f"{given[key][0]} says {key}={given[key][1]} but "
+                                         f"{name} says {key}={values[-1]}; set {source} once "
+                                         "for every Redis")
+            given.setdefault(key, (f"{name}'s ?{key}", values[-1]))
+    verify = "required"
+    if "ssl_cert_reqs" in given:
+        source, raw = given["ssl_cert_reqs"]
+        verify = _TLS_VERIFY.get(raw.lower())
+        if verify is None:
+            raise ConfigurationError(f"{source}={raw!r} is not none, optional or required")
+    ca_file = None
+    if "ssl_ca_certs" in given:
+        source, ca_file = given["ssl_ca_certs"]
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"{source}={ca_file!r} is not a readable file of PEM "
+                                     f"certificates: {exc}") from None
+    return verify, ca_file
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,6 +107,12 @@ class AdapterSettings:
     """``CELERY_VISIBILITY_TIMEOUT``: Redis-broker redelivery time; must exceed every timeout."""
     queue_expires: int | None = None
     """``SWITCHYARD_QUEUE_EXPIRES``: AMQP queues unused this long are deleted (off by default)."""
+    redis_tls_verify: str = "required"
+    """``REDIS_TLS_VERIFY`` (or a URL's ``?ssl_cert_reqs=``): ``required``, ``optional`` or
+    ``none``, the certificate check of every ``rediss://`` connection."""
+    redis_ca_file: str | None = None
+    """``REDIS_CA_FILE`` (or a URL's ``?ssl_ca_certs=``): the CA certificates (PEM) that
+    ``rediss://`` servers are checked against; the system's when unset."""
 
     @property
     def celery_broker_url(self) -> str:
@@ -87,6 +133,9 @@ class AdapterSettings:
             raise ConfigurationError(f"CELERY_BROKER_URL={broker!r} is not a redis:// or "
                                      "amqp:// URL")
         expires = env.get("SWITCHYARD_QUEUE_EXPIRES")
+        redis_broker = broker and urlparse(broker).scheme in ("redis", "rediss", "unix")
+        tls_verify, ca_file = _tls(env, {"REDIS_URL": redis_url,
+                                         **({"CELERY_BROKER_URL": broker} if redis_broker else {})})
         values = dict(
             redis_url=redis_url,
             broker_url=broker,
@@ -105,6 +154,8 @@ class AdapterSettings:
             redis_timeout=_float(env, "SWITCHYARD_REDIS_TIMEOUT", cls.redis_timeout, 0.1),
             visibility_timeout=_int(env, "CELERY_VISIBILITY_TIMEOUT", cls.visibility_timeout, 1),
             queue_expires=int(expires) if expires else None,
+            redis_tls_verify=tls_verify,
+            redis_ca_file=ca_file,
         )
         values.update(overrides)
         settings = cls(**values)

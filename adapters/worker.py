@@ -11,6 +11,7 @@ import inspect
 import logging
 import sys
 
+from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import definitions, load_job_modules
 from .resolve import create_adapter
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         modules = load_job_modules(args.job_modules)
         adapter = create_adapter(args.backend)
+        check_tls(adapter.settings)
     except SwitchyardError as exc:
         print(f"switchyard worker: {exc}", file=sys.stderr)
         return 3

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from adapters import create_adapter, load_job_modules
+from adapters.connections import check_tls
 
 from . import api, auth, body_limit, cli, errors, ratelimit
 from .api import SPEC_DEFAULTS
@@ -40,6 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(test_config or {})
     env = {**os.environ, **{k: v for k, v in overrides.items() if isinstance(v, str)}}
     settings = Settings.from_env(env)
+    check_tls(settings.adapter)  # a certificate that fails now fails for ever: say so at start
     app.config.update(overrides)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
 

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from adapters import (
     BackendUnavailable,
+    IdempotencyKeyReused,
     InvalidJob,
     InvalidState,
     JobNotFound,
@@ -30,7 +31,7 @@ from adapters import (
     UnsupportedFeature,
 )
 
-__all__ = ["PROBLEM_JSON", "problem", "flatten_errors", "ValidationProblem", "init_app",
+__all__ = ["PROBLEM_JSON", "problem", "problem_body", "flatten_errors", "ValidationProblem", "init_app",
            "handle_http_exception"]
 
 log = logging.getLogger("switchyard.http")
@@ -48,10 +49,14 @@ _SLUGS = {
     406: "not-acceptable",
     409: "conflict",
     413: "content-too-large",
+    414: "uri-too-long",
     415: "unsupported-media-type",
+    417: "expectation-failed",
     422: "validation-failed",
     429: "rate-limited",
+    431: "request-header-fields-too-large",
     500: "internal-error",
+    501: "not-implemented",
     503: "backend-unavailable",
 }
 
@@ -87,20 +92,26 @@ def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
-def problem(status: int, detail: str | None = None, *, errors: Mapping | None = None,
-            title: str | None = None, headers: Mapping[str, str] | None = None) -> flask.Response:
-    """A problem+json response."""
+def problem_body(status: int, detail: str | None = None, *, errors: Mapping | None = None,
+                 title: str | None = None) -> dict:
+    """The problem document itself (also what gunicorn.conf.py has gunicorn send)."""
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
-    body = {
+    return {
         "type": f"urn:switchyard:problem:{_SLUGS.get(status, str(status))}",
         "title": title or phrase,
         "status": status,
         "detail": detail or phrase,
         "errors": {k: list(v) for k, v in (errors or {}).items()},
     }
+
+
+def problem(status: int, detail: str | None = None, *, errors: Mapping | None = None,
+            title: str | None = None, headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A problem+json response."""
+    body = problem_body(status, detail, errors=errors, title=title)
     response = flask.current_app.response_class(
         flask.json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
@@ -149,12 +160,16 @@ def handle_http_exception(error: HTTPException) -> flask.Response:
 def _switchyard_error(error: SwitchyardError) -> flask.Response:
     if isinstance(error, JobNotFound):
         return problem(404, "no such job")
+    if isinstance(error, IdempotencyKeyReused):
+        return problem(409, str(error), errors={"options.idempotency_key": [
+            f"is in use by job {error.job_id}, enqueued with other parameters"]})
     if isinstance(error, InvalidState):
         return problem(409, str(error), errors={"state": [f"is {error.state}"]} if error.state
                        else None)
     if isinstance(error, InvalidJob):
-        return problem(422, str(error), errors={f"options.{k}" if k not in ("payload", "type")
-                                                else k: v for k, v in error.errors.items()})
+        return problem(422, str(error), errors={
+            k if k.split(".")[0] in ("payload", "type") else f"options.{k}": v
+            for k, v in error.errors.items()})
     if isinstance(error, UnknownJobType):
         return problem(422, str(error), errors={"type": [str(error)]})
     if isinstance(error, UnsupportedFeature):

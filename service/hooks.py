@@ -14,6 +14,7 @@ the enqueue carries an idempotency key, so two racing deliveries make one job.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Mapping
@@ -22,10 +23,13 @@ import redis as redis_lib
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from adapters import BackendUnavailable, JobOptions, QueueAdapter
+from service import json_body
+from service.errors import ValidationProblem
 from service.jobs import config
 from service.jobs._hookstore import HookStore, public_view
 
 __all__ = ["HookError", "UnknownHookSource", "HookSignatureError", "InvalidHook",
+           "HookBodyOutOfLimits",
            "accept_hook", "verify_hook", "PROCESS_JOB"]
 
 PROCESS_JOB = "webhook.process"
@@ -36,6 +40,7 @@ class HookError(Exception):
     """An inbound hook that is not accepted; ``status`` is the HTTP answer. Do not raise directly."""
 
     status = 400
+    errors: dict[str, list[str]] = {}
 
 
 class UnknownHookSource(HookError):
@@ -54,6 +59,17 @@ class InvalidHook(HookError):
     """A verified request that cannot be stored: its body is not UTF-8, or its id is unusable."""
 
     status = 400
+
+
+class HookBodyOutOfLimits(InvalidHook):
+    """A verified JSON body its handler could not read: nested too deep, an integer too long,
+    a lone surrogate (the JSON limits of every request body)."""
+
+    status = 422
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("the hook's JSON body is out of this API's limits; see errors")
+        self.errors = errors
 
 
 def verify_hook(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes) -> str:
@@ -82,7 +98,8 @@ def accept_hook(adapter: QueueAdapter, redis: redis_lib.Redis | None, source: st
     """Verify, store and enqueue one inbound hook: ``(created, record)``.
 
     ``redis`` defaults to ``adapter.redis``; ``tenant`` to ``HOOK_TENANT``. Raises a
-    :class:`HookError` (404 unknown source, 401 bad signature, 400 bad body) or
+    :class:`HookError` (404 unknown source, 401 bad signature, 400 bad body, 422 a
+    JSON body out of limits) or
     ``BackendUnavailable`` (503) when Redis cannot be reached.
     """
     settings = settings or config.hook_settings()
@@ -90,6 +107,12 @@ def accept_hook(adapter: QueueAdapter, redis: redis_lib.Redis | None, source: st
     if not secrets:
         raise UnknownHookSource(f"no inbound hook source named {source!r}")
     text = verify_hook(secrets, headers, body)
+    try:
+        json_body.loads(text)  # what webhook.process will parse; a body that is not JSON may come
+    except json.JSONDecodeError:
+        pass
+    except ValidationProblem as exc:
+        raise HookBodyOutOfLimits(exc.errors) from None
     lowered = {k.lower(): v for k, v in headers.items()}
     webhook_id = lowered.get("webhook-id", "")
     if not _WEBHOOK_ID.match(webhook_id):

@@ -5,16 +5,12 @@ from __future__ import annotations
 import flask
 from flask_limiter import ApplicationLimit, Limiter
 
+from adapters.connections import limiter_storage
+
 from .auth import needs_key, rate_limit_key
 from .config import Settings
 
 __all__ = ["init_app"]
-
-
-def _storage_uri(redis_url: str) -> str:
-    # the limits package spells a Unix socket URL redis+unix://
-    return "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") \
-        else redis_url
 
 
 def _unprotected() -> bool:
@@ -23,13 +19,15 @@ def _unprotected() -> bool:
 
 def init_app(app: flask.Flask, settings: Settings) -> Limiter:
     """One shared bucket per API key over every ``/v1`` route; 429 above ``RATE_LIMIT``."""
+    storage_uri, tls = limiter_storage(settings.adapter)
     limiter = Limiter(
         rate_limit_key,
         application_limits=[ApplicationLimit(limit_provider=settings.rate_limit,
                                              key_function=rate_limit_key,
                                              exempt_when=_unprotected)],
-        storage_uri=_storage_uri(settings.adapter.redis_url),
+        storage_uri=storage_uri,
         storage_options={
+            **tls,
             "key_prefix": f"{settings.adapter.namespace}limits",
             "socket_connect_timeout": settings.adapter.redis_timeout,
             "socket_timeout": settings.adapter.redis_timeout,

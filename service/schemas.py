@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -30,6 +31,7 @@ __all__ = [
     "ScheduleSchema",
     "ScheduleListSchema",
     "MAX_EVERY",
+    "CURSOR_PATTERN",
 ]
 
 MAX_BATCH = 500
@@ -47,6 +49,16 @@ _QUEUE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$",
 def _not_too_far(value: dt.datetime) -> None:
     if value - dt.datetime.now(dt.timezone.utc) > MAX_SCHEDULE_AHEAD:
         raise ma.ValidationError(f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead")
+
+
+class _JsonBoolean(fields.Boolean):
+    """``true`` or ``false`` only, as the spec's ``boolean`` says (marshmallow's own
+    Boolean also takes 0, 1, "yes", "on", ...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 class _Strict(ma.Schema):
@@ -100,6 +112,10 @@ class BatchRequestSchema(_Strict):
                        validate=validate.Length(min=1, max=MAX_BATCH))
 
 
+CURSOR_PATTERN = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?(~[0-9A-Za-z]{1,64})?")
+"""A cursor: the score (creation time) and id of the last job of the previous page."""
+
+
 class ListQuerySchema(_Strict):
     """Filters and paging of ``GET /v1/jobs``."""
 
@@ -107,7 +123,8 @@ class ListQuerySchema(_Strict):
     type = fields.String(validate=validate.Length(min=1, max=128))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=[validate.Length(min=1, max=200),
-                                     validate.Regexp(r"^[A-Za-z0-9_-]+$")],
+                                     validate.Regexp(f"^{CURSOR_PATTERN.pattern}$",
+                                                     error="is not a next_cursor of this API")],
                            metadata={"description": "next_cursor of the previous page"})
 
 
@@ -291,7 +308,7 @@ class ScheduleRequestSchema(_Strict):
     every = _EVERY
     timezone = fields.String(load_default="UTC", validate=validate.Length(min=1, max=64),
                              metadata=_TIMEZONE.metadata)
-    enabled = fields.Boolean(load_default=True, metadata={"description": "false: paused"})
+    enabled = _JsonBoolean(load_default=True, metadata={"description": "false: paused"})
 
     @ma.validates_schema
     def _cron_or_every(self, data, **kwargs):
@@ -303,7 +320,7 @@ class ScheduleUpdateSchema(_Strict):
     """Changes to a schedule; ``job`` replaces its whole job, ``cron`` replaces ``every``
     and the other way round."""
 
-    enabled = fields.Boolean(metadata={"description": "false pauses, true resumes"})
+    enabled = _JsonBoolean(metadata={"description": "false pauses, true resumes"})
     cron = _CRON
     every = _EVERY
     timezone = _TIMEZONE

@@ -215,10 +215,61 @@ class Engine:
         else:
             raise NotImplementedError(self.backend)
 
+    # -- a worker that dies between taking a delivery and claiming it -----------------
+    def take_delivery_and_die(self, enqueue: Callable[[], JobInfo]) -> JobInfo:
+        """``enqueue()`` a job and leave its delivery taken from the engine by a worker that died before it
+        claimed the job, as a SIGKILL at that moment would.
+
+        Celery: a real worker whose pool children are stopped (SIGSTOP) takes the message
+        from the broker -- it is handed over (kombu's ``unacked`` on Redis, an unacked
+        delivery on RabbitMQ) but no child runs it -- and is then SIGKILLed. RQ: a worker
+        pops and runs in one process, so the pop is done here with the worker's own
+        dequeue (which notes the delivery as in hand), and nothing claims it.
+        """
+        if self.backend == "celery":
+            import psutil
+
+            worker = self.start_worker()
+            main = psutil.Process(worker.proc.pid)
+            # the first child is the maintenance process, forked before the engine starts
+            children = wait_until(
+                lambda: sorted(main.children(), key=lambda p: p.create_time())[1:], 30, 0.05,
+                "the Celery worker's pool children")
+            for child in children:
+                child.send_signal(signal.SIGSTOP)
+            job = enqueue()
+            if self.adapter.redis_broker:
+                wait_until(lambda: self.redis.zcard("unacked_index"), 15, 0.02,
+                           "the worker to take the message")
+            else:
+                wait_until(lambda: _amqp_unacked(self, job.queue), 15, 0.05,
+                           "the worker to take the message")
+            worker.kill()
+            self.workers.remove(worker)
+            return job
+        if self.backend == "rq":
+            from adapters.rq import _Queue
+
+            job = enqueue()
+            _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
+            keys = [f"rq:queue:{n}" for n in self.adapter.worker_queue_names([job.queue])]
+            popped = _Queue.lpop(keys, None, connection=self.adapter.rq_redis)
+            assert popped and popped[1].decode().startswith(job.id), popped
+            return job
+        raise NotImplementedError(self.backend)
+
     def close(self) -> None:
         self.stop_workers()
         self.adapter.close()
         self.redis.close()
+
+
+def _amqp_unacked(engine: "Engine", queue: str) -> bool:
+    """True once RabbitMQ counts no ready message in ``queue`` (a consumer holds it)."""
+    kq = engine.adapter._queue(queue)
+    with engine.adapter.app.connection_for_write() as conn:
+        _, ready, _ = conn.default_channel.queue_declare(kq.name, passive=True)
+    return ready == 0
 
 
 class _Evil:

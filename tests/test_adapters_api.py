@@ -157,7 +157,7 @@ def test_bad_job_input_is_refused_before_anything_is_written(bare):
         bare.enqueue("no.such.job", {})
     with pytest.raises(InvalidJob) as err:
         bare.enqueue("t.echo", {"x": object()})
-    assert "payload" in err.value.errors
+    assert "payload.x" in err.value.errors
     with pytest.raises(InvalidJob):
         bare.enqueue("t.echo", {"x": float("nan")})
     with pytest.raises(InvalidJob) as err:
@@ -195,3 +195,22 @@ def test_unreachable_redis_is_backend_unavailable():
         adapter.enqueue("t.echo", {})
     with pytest.raises(BackendUnavailable):
         adapter.get("x")
+
+
+def test_jobs_due_together_are_released_high_first(redis_url):
+    adapter = RQAdapter(AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    try:
+        run_at = time.time() + 60
+        adapter.enqueue_many([("t.echo", {}, JobOptions(run_at=run_at, priority=p))
+                              for p in ["low", "default", "high"] * 4])
+        released = adapter.ledger.maintain(run_at + 1)  # as a worker will, a minute on
+        assert [d.priority for d in released] == ["high"] * 4 + ["default"] * 4 + ["low"] * 4
+    finally:
+        adapter.close()
+
+
+def test_no_user_queue_is_another_queues_priority_on_rq():
+    adapter = RQAdapter(AdapterSettings.from_env({"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    names = {q: set(adapter.worker_queue_names([q])) for q in
+             ("default", "default.high", "default.low", "default-high")}
+    assert all(a is b or not (names[a] & names[b]) for a in names for b in names)

@@ -9,9 +9,10 @@ import flask_smorest
 from flask_smorest.utils import prepare_response
 
 from .. import errors
+from ..json_body import LimitedParser
 from ..schemas import ProblemSchema
 
-__all__ = ["Api", "init_app", "SPEC_DEFAULTS"]
+__all__ = ["Api", "Blueprint", "init_app", "SPEC_DEFAULTS"]
 
 SPEC_DEFAULTS = {
     "API_TITLE": "Switchyard",
@@ -64,6 +65,12 @@ class Api(flask_smorest.Api):
         return errors.handle_http_exception(error)
 
 
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint whose JSON bodies are read within the JSON limits."""
+
+    ARGUMENTS_PARSER = LimitedParser()
+
+
 def problems(blp: flask_smorest.Blueprint, *codes: int):
     """Document the error answers a route can give (each a problem+json response)."""
     def decorate(func):
@@ -78,12 +85,14 @@ def init_app(app: flask.Flask) -> Api:
     from . import docs, health, hooks, jobs, reports, schedules, workflows
 
     api = Api(app)
+    app.url_map.converters["job_id"] = jobs.JobIdConverter
+    api.register_converter(jobs.JobIdConverter, lambda converter: {"type": "string"})
     api.register_blueprint(jobs.blp)
     jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(workflows.blp)
     workflows.document_workflows(api)
     api.register_blueprint(schedules.blp)
-    schedules.document_schedules(api)
+    schedules.document_schedules(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(reports.blp)
     api.register_blueprint(hooks.blp)
     api.register_blueprint(health.blp)

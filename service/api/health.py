@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 import flask
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import BackendUnavailable
 
 from ..extensions import current
 from ..schemas import HealthSchema, ReadySchema
+from . import Blueprint
 
 __all__ = ["blp", "WORKER_TTL", "readiness"]
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..errors import problem
 from ..extensions import current
 from ..hooks import HookError, accept_hook
 from ..schemas import HookRecordSchema
-from . import problems
+from . import Blueprint, problems
 
 __all__ = ["blp", "PATH_PREFIX"]
 
@@ -42,12 +41,12 @@ class Hook(MethodView):
                                                       "job enqueued")
     @blp.alt_response(200, schema=HookRecordSchema, success=True,
                       description="Already received (same webhook-id): nothing enqueued again")
-    @problems(blp, 400, 401, 404, 413, 503)
+    @problems(blp, 400, 401, 404, 413, 422, 503)
     def post(self, source):
         """Accept a signed webhook, store it once, and process it in the background."""
         try:
             created, record = accept_hook(current().adapter, None, source,
                                           flask.request.headers, flask.request.get_data())
         except HookError as exc:
-            return problem(exc.status, str(exc))
+            return problem(exc.status, str(exc), errors=exc.errors)
         return record, 202 if created else 200

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import copy
 import inspect
-import re
 
 import flask
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from werkzeug.routing import BaseConverter
 
-from adapters import JobInfo, JobOptions, UnknownJobType, definitions, get_definition
+from adapters import (IdempotencyKeyReused, JobInfo, JobOptions, UnknownJobType, definitions,
+                      get_definition)
 
 from ..auth import current_tenant
-from ..errors import ValidationProblem, flatten_errors
+from ..errors import ValidationProblem, flatten_errors, problem
 from ..extensions import current
 from ..schemas import (
     BatchRequestSchema,
@@ -23,17 +22,27 @@ from ..schemas import (
     JobListSchema,
     JobRequestSchema,
     JobSchema,
+    CURSOR_PATTERN,
     ListQuerySchema,
 )
-from . import problems
+from . import Blueprint, problems
 
-__all__ = ["blp", "job_body", "job_url", "document_job_types"]
+__all__ = ["blp", "job_body", "job_url", "document_job_types", "JobIdConverter"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
                 description="Enqueue jobs and follow them to the end.")
 
 _LOCATION = {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
-_CURSOR = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)?(\|[0-9A-Za-z_.-]{1,128})?$")
+
+
+class JobIdConverter(BaseConverter):
+    """A job id in a URL: any segment but ``batch``, which is a resource of its own.
+
+    Without it ``/v1/jobs/batch`` also matches ``/v1/jobs/<job_id>``, so werkzeug
+    answers OPTIONS there with ``Allow: GET`` and GET with a 404 instead of a 405.
+    """
+
+    regex = r"(?!batch(?:/|$))[^/]+"
 
 
 def job_url(job_id: str) -> str:
@@ -90,22 +99,22 @@ def _validated(request: dict, prefix: str = "") -> tuple[tuple[str, dict, JobOpt
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
+    """The ledger's ``<score>|<id>`` position of an API cursor ``<score>~<id>``.
+
+    The cursor is a position, not a token: every string of the spec's pattern names
+    one (``0`` is "older than the epoch", an empty page), so the spec can say exactly
+    which cursors are accepted.
+    """
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    if not _CURSOR.fullmatch(raw):
+    if not CURSOR_PATTERN.fullmatch(cursor):
         raise ValidationProblem("the cursor is not one this API gave out",
                                 {"cursor": ["is not a next_cursor of this API"]})
-    return raw
+    return cursor.replace("~", "|")
 
 
 def _encode_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    return base64.urlsafe_b64encode(cursor.encode("ascii")).decode("ascii").rstrip("=")
+    return None if cursor is None else cursor.replace("|", "~")
 
 
 def _signature_schema(func) -> dict:
@@ -163,8 +172,23 @@ def document_job_types(api, max_timeout: float) -> None:
                                                            "mapping": mapping},
                     "description": "One job: its type, the type's payload, and options."})
     options = schemas["JobOptions"]
-    options["properties"]["timeout"]["maximum"] = max_timeout
+    options["properties"]["timeout"].update(maximum=max_timeout, exclusiveMinimum=True)
     options["not"] = {"required": ["delay", "run_at"]}
+    # Workflow jobs are JobRequests without idempotency_key, which a workflow refuses.
+    workflow_variants = []
+    for name in sorted(definitions()):
+        variant = copy.deepcopy(schemas[f"{name}.request"])
+        variant["properties"]["options"] = {"$ref": "#/components/schemas/WorkflowJobOptions"}
+        spec.components.schema(f"{name}.workflow_request", variant)
+        workflow_variants.append({"$ref": f"#/components/schemas/{name}.workflow_request"})
+    workflow_options = copy.deepcopy(options)
+    del workflow_options["properties"]["idempotency_key"]
+    spec.components.schema("WorkflowJobOptions", workflow_options)
+    spec.components.schema("WorkflowJobRequest", {
+        "oneOf": workflow_variants,
+        "discriminator": {"propertyName": "type", "mapping": {
+            name: f"#/components/schemas/{name}.workflow_request" for name in sorted(definitions())}},
+        "description": "One job of a workflow: as JobRequest, without idempotency_key."})
 
 
 @blp.route("")
@@ -174,12 +198,13 @@ class Jobs(MethodView):
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=_LOCATION,
                   description="Accepted: the job is queued (or scheduled)")
-    @problems(blp, 400, 401, 413, 429, 503)
+    @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue a job.
 
         The payload is validated by the job type's schema; errors name the field as
-        `payload.<field>`. With `idempotency_key`, a repeat returns the first job.
+        `payload.<field>`. With `idempotency_key`, a repeat returns the first job; the
+        same key with a different type, payload or options is a 409.
         """
         (job_type, payload, options), errors = _validated(request)
         if errors:
@@ -209,7 +234,7 @@ class Batch(MethodView):
 
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchResponseSchema, description="Accepted: every job is queued")
-    @problems(blp, 400, 401, 413, 429, 503)
+    @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue up to 500 jobs at once, all or nothing.
 
@@ -223,11 +248,16 @@ class Batch(MethodView):
             errors.update(item_errors)
         if errors:
             raise ValidationProblem("some jobs are not valid; none was enqueued", errors)
-        infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
+        try:
+            infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
+        except IdempotencyKeyReused as exc:
+            flask.abort(problem(409, str(exc), errors={
+                f"jobs.{exc.index}.options.idempotency_key": [
+                    f"is in use by job {exc.job_id}, enqueued with other parameters"]}))
         return {"items": [job_body(i) for i in infos]}, 202
 
 
-@blp.route("/<job_id>")
+@blp.route("/<job_id:job_id>")
 class Job(MethodView):
     """One job."""
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..auth import current_tenant
 from ..extensions import current
 from ..jobs.reports import report_file
-from . import problems
+from . import Blueprint, problems
 
 __all__ = ["blp"]
 
@@ -25,6 +26,6 @@ class ReportFile(MethodView):
     @problems(blp, 401, 404, 409, 429, 503)
     def get(self, job_id):
         """Download a succeeded report job's PDF; 409 while the job has not succeeded."""
-        path = report_file(current().adapter, current_tenant(), job_id)
-        return flask.send_file(path, mimetype="application/pdf", as_attachment=True,
+        data = report_file(current().adapter, current_tenant(), job_id)
+        return flask.send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
                                download_name=f"report-{job_id}.pdf", max_age=0)

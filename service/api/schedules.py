@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import zoneinfo
 from datetime import datetime, timezone
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from adapters import InvalidJob, InvalidState, JobNotFound
+from adapters import InvalidJob, InvalidState, JobNotFound, definitions
 from adapters.schedules import ScheduleInfo, next_cron_time, validate_cron, validate_timezone
 
 from ..auth import current_tenant
@@ -20,7 +21,7 @@ from ..schemas import (
     ScheduleSchema,
     ScheduleUpdateSchema,
 )
-from . import problems
+from . import Blueprint, problems
 from .jobs import _validated, job_url
 
 __all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]
@@ -50,11 +51,30 @@ def schedule_body(info: ScheduleInfo) -> dict:
             "created_at": info.created_at, "links": links}
 
 
-def document_schedules(api) -> None:
-    """Say in the spec what the request schemas' validators enforce about cron and every."""
+def document_schedules(api, max_timeout: float) -> None:
+    """Say in the spec what the request schemas' validators enforce about cron and every,
+    the adapter about a job's timeout, and each job type about its payload."""
     schemas = api.spec.components.schemas
     schemas["ScheduleRequest"]["oneOf"] = [{"required": ["cron"]}, {"required": ["every"]}]
+    zones = sorted(zoneinfo.available_timezones() | {"UTC"})
+    schemas["ScheduleRequest"]["properties"]["timezone"]["enum"] = zones
+    schemas["ScheduleUpdate"]["properties"]["timezone"]["enum"] = zones
     schemas["ScheduleUpdate"]["not"] = {"required": ["cron", "every"]}
+    schemas["ScheduleJobOptions"]["properties"]["timeout"].update(maximum=max_timeout,
+                                                                  exclusiveMinimum=True)
+    # A schedule's job is one of the same types, with the options a schedule takes.
+    schedule_variants = []
+    for name in sorted(definitions()):
+        variant = copy.deepcopy(schemas[f"{name}.request"])
+        variant["properties"]["options"] = {"$ref": "#/components/schemas/ScheduleJobOptions"}
+        api.spec.components.schema(f"{name}.schedule_job", variant)
+        schedule_variants.append({"$ref": f"#/components/schemas/{name}.schedule_job"})
+    schedule_job = schemas["ScheduleJob"]
+    schedule_job.clear()
+    schedule_job.update({"oneOf": schedule_variants, "discriminator": {
+        "propertyName": "type", "mapping": {
+            name: f"#/components/schemas/{name}.schedule_job" for name in sorted(definitions())}},
+        "description": "The job a schedule enqueues on every run."})
 
 
 def _check_timing(cron: str | None, zone_name: str | None) -> None:
@@ -163,6 +183,9 @@ class Schedule(MethodView):
         `cron` replaces `every` and the other way round; `job` replaces the whole job.
         Running schedulers pick the change up at their next beat.
         """
+        if not flask.request.get_data(cache=True):
+            # webargs reads a missing body as {}: a PATCH that changes nothing by accident
+            flask.abort(400, "the request needs a JSON body")
         schedules = current().adapter.schedules()
         try:
             schedules.get(current_tenant(), name)  # an unknown name is a 404 before any 422

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import flask
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from adapters import InvalidJob, JobNotFound, WorkflowInfo
 
@@ -12,7 +11,7 @@ from ..auth import current_tenant
 from ..errors import ValidationProblem
 from ..extensions import current
 from ..schemas import WorkflowRequestSchema, WorkflowSchema
-from . import problems
+from . import Blueprint, problems
 from .jobs import _validated, job_body
 
 __all__ = ["blp", "workflow_body", "workflow_url", "document_workflows"]
@@ -36,10 +35,17 @@ def workflow_body(info: WorkflowInfo) -> dict:
 
 
 def document_workflows(api) -> None:
-    """Say in the spec what the request schema's validator enforces: exactly one shape."""
-    request = api.spec.components.schemas["WorkflowRequest"]
+    """Say in the spec what the request schema's validators enforce: exactly one shape,
+    and jobs without ``idempotency_key``."""
+    schemas = api.spec.components.schemas
+    request = schemas["WorkflowRequest"]
     request["minProperties"] = 1
     request["maxProperties"] = 1
+    job = {"$ref": "#/components/schemas/WorkflowJobRequest"}
+    for kind in ("chain", "group"):
+        request["properties"][kind]["items"] = job
+    schemas["ChordRequest"]["properties"]["header"]["items"] = job
+    schemas["ChordRequest"]["properties"]["body"] = job
 
 
 def _field_names(kind: str, header_size: int) -> list[str]:

@@ -183,10 +183,12 @@ def _mail(values: tuple[str, ...]) -> MailSettings:
     return settings
 
 
-def storage_dir(env: Mapping | None = None) -> Path:
-    """``STORAGE_DIR``: where reports are kept (default ``var/storage``)."""
+def storage_dir(env: Mapping | None = None) -> Path | None:
+    """``STORAGE_DIR``, made absolute against this process's working directory; ``None``
+    (the default) keeps report files in Redis, where every process reaches them."""
     env = os.environ if env is None else env
-    return Path(env.get("STORAGE_DIR") or "var/storage")
+    raw = env.get("STORAGE_DIR")
+    return Path(os.path.abspath(raw)) if raw else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ the server's reply. With no ``SMTP_URL`` the message is written to ``OUTBOX_DIR`
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import tempfile
@@ -38,9 +39,29 @@ class PermanentMailError(Exception):
     """The server refused the mail for good (a 5xx reply), or it can never be sent."""
 
 
+# Everything Python's email package takes for a line break (str.splitlines: \x0b, \x0c,
+# \x1c-\x1e, \x85, U+2028, U+2029 besides \r and \n) and every other control character:
+# in a header each either fails the send at run time or splits the header.
+_NOT_IN_A_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# The same rules as JSON schema patterns, for the spec (and so for generated clients).
+_HEADER_PATTERN = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]*$"
+_ADDRESS_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"
+
+
 def _no_line_breaks(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise ValidationError("must be a single line")
+    """A header's value: one line, no control characters (a tab is folding white space)."""
+    match = _NOT_IN_A_HEADER.search(value)
+    if match:
+        raise ValidationError(f"must be a single line without control characters "
+                              f"(found U+{ord(match.group()):04X} at {match.start()})")
+
+
+def _single_address(value: str) -> None:
+    _no_line_breaks(value)
+    if "\t" in value:
+        raise ValidationError("must be a single line without control characters (found a tab)")
 
 
 class Recipients(fields.Field):
@@ -63,7 +84,7 @@ class Recipients(fields.Field):
         for index, item in enumerate(items):
             try:
                 check(item)
-                _no_line_breaks(item)
+                _single_address(item)
             except ValidationError as exc:
                 errors[index] = exc.messages
         if errors:
@@ -74,11 +95,17 @@ class Recipients(fields.Field):
 class EmailSchema(Schema):
     """The payload of ``email.send``."""
 
-    to = Recipients(required=True, metadata={"description": "an address or a list of them"})
-    subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks])
+    to = Recipients(required=True, metadata={
+        "description": "an address or a list of them",
+        "oneOf": [{"type": "string", "format": "email", "pattern": _ADDRESS_PATTERN},
+                  {"type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
+                   "items": {"type": "string", "format": "email", "pattern": _ADDRESS_PATTERN}}]})
+    subject = fields.String(required=True, validate=[validate.Length(1, 998), _no_line_breaks],
+                            metadata={"pattern": _HEADER_PATTERN})
     text = fields.String(required=True, validate=validate.Length(max=1_000_000))
     html = fields.String(allow_none=True, validate=validate.Length(max=2_000_000))
-    reply_to = fields.Email(allow_none=True, validate=_no_line_breaks)
+    reply_to = fields.Email(allow_none=True, validate=_single_address,
+                            metadata={"pattern": _ADDRESS_PATTERN})
 
 
 SCHEMA = EmailSchema()

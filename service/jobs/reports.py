@@ -1,30 +1,30 @@
-"""``report.generate``: a PDF report of the tenant's jobs, kept under ``STORAGE_DIR/<tenant>/``.
+"""``report.generate``: a PDF report of the tenant's jobs, kept in the file store.
 
 The ``activity`` report counts the tenant's jobs per type and state for each UTC day
 of the period, read from the ledger, and draws them as a chart and two tables.
-:func:`report_file` is what ``GET /v1/reports/{id}/file`` calls to find the PDF.
+:func:`report_file` is what ``GET /v1/reports/{id}/file`` calls to read the PDF, which
+the worker put in the file store (:mod:`._filestore`: Redis by default, so a ``web``
+process on another machine reads it; ``STORAGE_DIR`` for a shared directory).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from adapters import InvalidState, JobContext, JobNotFound, JobState, QueueAdapter, job
 
-from . import config
+from ._filestore import FileStore, file_store
 from ._report_pdf import STATES, render_activity
 from ._runtime import ledger_adapter
 
 __all__ = ["ReportSchema", "ReportNotReady", "ReportFileMissing", "generate_report",
-           "collect_activity", "resolve_period", "report_path", "report_file", "JOB_TYPE"]
+           "collect_activity", "resolve_period", "report_name", "report_file", "JOB_TYPE"]
 
 JOB_TYPE = "report.generate"
 MAX_DAYS = 366
@@ -55,6 +55,8 @@ def resolve_period(period, today: date) -> tuple[date, date]:
             raise ValueError("start and end must be dates like 2026-01-31") from None
         if end < start:
             raise ValueError("end is before start")
+        if end >= date.max:  # the day after the period must be a date too: it bounds the count
+            raise ValueError(f"end must be before {date.max.isoformat()}")
         if (end - start).days + 1 > MAX_DAYS:
             raise ValueError(f"a period covers at most {MAX_DAYS} days")
         return start, end
@@ -76,7 +78,13 @@ class ReportSchema(Schema):
     """The payload of ``report.generate``."""
 
     kind = fields.String(required=True, validate=validate.OneOf(["activity"]))
-    period = Period(load_default="7d", metadata={"description": "'7d' or {start, end} dates"})
+    period = Period(load_default="7d", metadata={
+        "description": "'7d' or {start, end} dates (end not before start, at most "
+                       f"{MAX_DAYS} days)",
+        "oneOf": [{"type": "string", "pattern": r"^([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d$"},
+                  {"type": "object", "required": ["start", "end"], "additionalProperties": False,
+                   "properties": {"start": {"type": "string", "format": "date"},
+                                  "end": {"type": "string", "format": "date"}}}]})
 
 
 SCHEMA = ReportSchema()
@@ -101,28 +109,9 @@ def collect_activity(adapter: QueueAdapter, tenant: str, start: date, end: date,
     return counts
 
 
-def tenant_dir(tenant: str) -> str:
-    """The tenant's folder name: the tenant, with anything unsafe in a path escaped."""
-    name = quote(tenant, safe="")
-    return {".": "%2E", "..": "%2E%2E", "": "%00"}.get(name, name)
-
-
-def report_path(storage: Path, tenant: str, job_id: str) -> Path:
-    """Where the report of ``job_id`` is kept."""
-    return Path(storage) / tenant_dir(tenant) / f"{job_id}.pdf"
-
-
-def _write_atomically(path: Path, render) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".pdf.tmp")
-    os.close(fd)
-    try:
-        render(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from a web process of another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def report_name(job_id: str) -> str:
+    """The report's file name in the store."""
+    return f"{job_id}.pdf"
 
 
 @job(JOB_TYPE, max_retries=2, retry_on=(OSError,), timeout=600, schema=SCHEMA)
@@ -146,13 +135,16 @@ def generate_report(ctx: JobContext, **payload) -> dict:
             bucket[state] = bucket.get(state, 0) + n
     ctx.progress(2, 4, "drawing the chart and tables")
 
-    path = report_path(config.storage_dir(), ctx.tenant, ctx.job_id)
     pages: list[int] = []
-    _write_atomically(path, lambda tmp: pages.append(render_activity(
-        tmp, tenant=ctx.tenant, start=start.isoformat(), end=end.isoformat(), days=days,
-        per_type=per_type, per_day=per_day, per_day_type=per_day_type, job_id=ctx.job_id)))
+    with tempfile.TemporaryDirectory(prefix="switchyard-report-") as tmp:
+        pdf = Path(tmp) / report_name(ctx.job_id)
+        pages.append(render_activity(
+            pdf, tenant=ctx.tenant, start=start.isoformat(), end=end.isoformat(), days=days,
+            per_type=per_type, per_day=per_day, per_day_type=per_day_type, job_id=ctx.job_id))
+        content = pdf.read_bytes()
+    file_store().put(ctx.tenant, report_name(ctx.job_id), content)
     ctx.progress(3, 4, "stored the PDF")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(content).hexdigest()
     ctx.progress(4, 4, "done")
     return {
         "kind": data["kind"],
@@ -161,14 +153,14 @@ def generate_report(ctx: JobContext, **payload) -> dict:
         "by_state": {s: sum(c.get(s, 0) for c in per_type.values()) for s in STATES
                      if any(s in c for c in per_type.values())},
         "pages": pages[0] if pages else 0,
-        "bytes": path.stat().st_size,
+        "bytes": len(content),
         "sha256": digest,
         "file": f"/v1/reports/{ctx.job_id}/file",
     }
 
 
 def report_file(adapter: QueueAdapter, tenant: str, job_id: str,
-                storage: Path | None = None) -> Path:
+                store: FileStore | None = None) -> bytes:
     """The PDF of a succeeded report job of ``tenant``.
 
     Raises ``JobNotFound`` for an unknown id, another tenant's job or a job that is
@@ -182,7 +174,7 @@ def report_file(adapter: QueueAdapter, tenant: str, job_id: str,
         hint = "it never will be" if info.state.ended else "try again when it has succeeded"
         raise ReportNotReady(f"report {job_id} is {info.state.value}; {hint}",
                              state=info.state.value)
-    path = report_path(storage or config.storage_dir(), info.tenant, info.id)
-    if not path.is_file():
+    data = (store or file_store()).get(info.tenant, report_name(info.id))
+    if data is None:
         raise ReportFileMissing(f"the file of report {job_id} is no longer stored")
-    return path
+    return data

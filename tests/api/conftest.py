@@ -93,10 +93,11 @@ def engine_client(api_engine):
 class ServerProcess:
     """A real gunicorn (or flask command) subprocess in its own process group."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path,
+                 cwd: Path | None = None):
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log,
+        self.proc = subprocess.Popen(argv, cwd=cwd or ROOT, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:

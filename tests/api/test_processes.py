@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 
 import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this process
 from adapters import JobState, create_adapter
-from tests.api.conftest import ACME, ServerProcess, service_env
+from service.embedded_redis import free_port
+from tests.api.conftest import ACME, ServerProcess, gunicorn_argv, service_env
 from tests.harness import ROOT, FAST_SETTINGS, wait_until
 
 
@@ -136,3 +138,91 @@ def _settings(env: dict):
     from adapters import AdapterSettings
 
     return AdapterSettings.from_env(env)
+
+
+def _app_dir(path) -> str:
+    """A directory of its own for one process, as on a machine of its own: the app's
+    ``wsgi.py`` and ``gunicorn.conf.py``, nothing else (the packages come from the installed code)."""
+    path.mkdir()
+    for name in ("wsgi.py", "gunicorn.conf.py"):
+        shutil.copy(ROOT / name, path / name)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["rq", "celery"])
+def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_url, tmp_path):
+    """web and worker share only Redis: no directory, no STORAGE_DIR."""
+    env = service_env(redis_url, QUEUE_BACKEND=backend, RATE_LIMIT="6000/minute")
+    env.pop("STORAGE_DIR", None)
+    port = free_port()
+    web = ServerProcess(gunicorn_argv(port), env, tmp_path / "web.log", cwd=_app_dir(tmp_path / "web"))
+    worker = ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
+                           tmp_path / "worker.log", cwd=_app_dir(tmp_path / "worker"))
+    try:
+        def call(method, path, body=None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request(method, path, body=json.dumps(body) if body else None,
+                         headers={**ACME, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.getheader("Content-Type"), response.read()
+
+        def up():
+            _alive(web) and _alive(worker)
+            try:
+                return call("GET", "/healthz")[0] == 200
+            except OSError:
+                return False
+        wait_until(up, 30, 0.1, "gunicorn to answer")
+        status, _, body = call("POST", "/v1/jobs", {"type": "report.generate",
+                                                    "payload": {"kind": "activity"}})
+        assert status == 202, body
+        job_id = json.loads(body)["id"]
+
+        def ended():
+            _alive(worker)
+            state = json.loads(call("GET", f"/v1/jobs/{job_id}")[2])["state"]
+            return state if state in ("succeeded", "failed") else None
+        assert wait_until(ended, 60, 0.1, "the report to be made") == "succeeded"
+        status, content_type, pdf = call("GET", f"/v1/reports/{job_id}/file")
+        assert status == 200, pdf
+        assert content_type == "application/pdf" and pdf.startswith(b"%PDF-")
+        assert not list(tmp_path.glob("*/var")), "a process wrote to its own disk"
+    finally:
+        web.stop()
+        worker.stop()
+
+
+def _raw_request(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (http.client would refuse to send the malformed ones)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /v1/jobs?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120))
+     + b"\r\n", 431),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400),
+    (b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    (b"GET /v1/jobs HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+])
+def test_gunicorns_own_error_answers_are_problems(gunicorn, request_bytes, status):
+    port = gunicorn()
+    got, headers, body = _raw_request(port, request_bytes)
+    assert got == status, body
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert set(problem) == {"type", "title", "status", "detail", "errors"}
+    assert problem["status"] == status and problem["errors"] == {}
+    assert problem["type"].startswith("urn:switchyard:problem:")

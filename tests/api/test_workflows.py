@@ -125,9 +125,7 @@ def test_invalid_workflows_name_the_job_and_field_and_enqueue_nothing(client):
     assert list(refused({"chain": [echo], "group": [echo]})) == ["_schema"]
     assert list(refused({})) == ["_schema"]
     assert list(refused({"chain": []})) == ["chain"]
-    # a job that waits on another cannot also be delayed; workflow jobs take no idempotency key
-    assert list(refused({"chain": [echo, {**echo, "options": {"delay": 5}}]})) == [
-        "chain.1.options"]
+    # workflow jobs take no idempotency key
     assert list(refused({"group": [{**echo, "options": {"idempotency_key": "k"}}]})) == [
         "group.0.options"]
     assert client.get("/v1/jobs", headers=ACME).json["items"] == []

@@ -1,6 +1,7 @@
 """Jobs the conformance cases run; each records what it did in Redis (keys under ``test:``)."""
 
 import os
+import sys
 import signal
 import time
 
@@ -136,3 +137,25 @@ def collect(ctx):
     """Return what the chord's header produced, in order."""
     r().rpush(f"test:runs:{ctx.job_id}", ctx.attempt)
     return {"upstream": ctx.upstream, "workflow": ctx.links.get("workflow")}
+
+
+@job("t.exits", max_retries=2, retry_backoff=0.1)
+def exits(ctx, how):
+    """Leave the way ``how`` says: sys.exit(3), KeyboardInterrupt, MemoryError or os._exit."""
+    r().rpush(f"test:runs:{ctx.job_id}", ctx.attempt)
+    if how == "sys.exit":
+        sys.exit(3)
+    if how == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if how == "MemoryError":
+        raise MemoryError("pretend the heap ran out")
+    if how == "os._exit":
+        os._exit(7)
+    raise ValueError(f"unknown way out {how!r}")
+
+
+@job("t.spawn")
+def spawn(ctx, tag="child"):
+    """Enqueue a t.echo child through ctx.enqueue; return its id and the adapter's name."""
+    child = ctx.enqueue("t.echo", {"tag": tag})
+    return {"child": child.id, "adapter": ctx.adapter.name}

@@ -42,3 +42,15 @@ def test_job_that_kills_its_worker_every_time_fails_after_capped_deliveries(engi
     cap = engine.settings.max_lost_deliveries
     assert done.lost_deliveries == cap
     assert engine.redis.llen(f"test:runs:{info.id}") == cap
+
+
+def test_delivery_taken_by_a_worker_that_died_before_claiming_runs_within_a_lease(engine):
+    needs(engine, Capability.CRASH_RECOVERY)
+    info = engine.take_delivery_and_die(lambda: engine.adapter.enqueue("t.echo", {"tag": "x"}))
+    assert engine.adapter.get(info.id).state is JobState.QUEUED
+    engine.start_worker()
+    # Not the broker's visibility timeout (an hour on Redis): a few leases at most.
+    done = engine.wait_for(info.id, timeout=engine.settings.lease_seconds * 4 + 10)
+    assert done.state is JobState.SUCCEEDED
+    assert done.attempts == 1  # it had never started
+    assert engine.redis.llen(f"test:runs:{info.id}") == 1

@@ -1,6 +1,6 @@
 """Workflows: chain, group and chord, with failure and cancel paths; no chord hangs."""
 
-from adapters import Capability, JobState, WorkflowState
+from adapters import Capability, JobOptions, JobState, WorkflowState
 from tests.conformance.conftest import needs
 from tests.harness import never_started, wait_until
 
@@ -99,3 +99,15 @@ def test_cancel_workflow_cancels_every_job_not_yet_ended(engine):
     assert all(j.state is JobState.CANCELED for j in done.jobs)
     assert all(never_started(j) for j in done.jobs[1:])
     assert not engine.redis.exists("test:slept")
+
+
+def test_a_waiting_jobs_delay_is_the_earliest_it_starts_once_released(engine):
+    needs(engine, Capability.WORKFLOWS, Capability.DELAY)
+    engine.start_worker()
+    wf = engine.adapter.enqueue_workflow("chain", [("t.add", {"n": 1}, None),
+                                                   ("t.add", {"n": 2}, JobOptions(delay=1.5))])
+    waiting = wf.jobs[1]
+    assert waiting.state is JobState.SCHEDULED and waiting.run_at is not None
+    done = _wait_workflow(engine, wf.id)
+    assert done.state is WorkflowState.SUCCEEDED and [j.result for j in done.jobs] == [1, 3]
+    assert done.jobs[1].started_at >= waiting.run_at

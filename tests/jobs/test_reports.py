@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import date, datetime, time, timezone
 
@@ -10,7 +11,8 @@ from marshmallow import ValidationError
 from pypdf import PdfReader
 
 from adapters import JobNotFound, JobOptions, JobState
-from service.jobs.reports import SCHEMA, ReportNotReady, report_file, report_path, resolve_period
+from service.jobs._filestore import DirectoryFileStore
+from service.jobs.reports import SCHEMA, ReportNotReady, report_file, report_name, resolve_period
 from tests.jobs.servers import Reply
 
 STATES = ("scheduled", "queued", "started", "retrying", "succeeded", "failed", "canceled")
@@ -84,9 +86,11 @@ def test_activity_report_counts_the_tenants_jobs_per_day_type_and_state(jobs, re
     assert report.result["period"] == {"start": day1, "end": day3}
     assert report.progress == {"current": 4, "total": 4, "message": "done"}
 
-    path = report_file(jobs.adapter, tenant, report.id, storage=jobs.storage)
-    assert path == report_path(jobs.storage, tenant, report.id) and path.parent.name == tenant
-    pdf = PdfReader(path)
+    store = DirectoryFileStore(jobs.storage)
+    data = report_file(jobs.adapter, tenant, report.id, store=store)
+    path = store.path(tenant, report_name(report.id))
+    assert path.read_bytes() == data and path.parent.name == tenant
+    pdf = PdfReader(io.BytesIO(data))
     assert len(pdf.pages) == report.result["pages"] >= 1
     text = "\n".join(page.extract_text(extraction_mode="layout") for page in pdf.pages)
     assert "Activity report" in text and f"Tenant {tenant}" in text
@@ -111,20 +115,20 @@ def test_report_file_is_for_its_tenant_only_and_not_ready_until_it_succeeds(jobs
     later = jobs.adapter.enqueue("report.generate", {"kind": "activity", "period": "1d"},
                                  JobOptions(delay=3600), tenant=tenant)
     with pytest.raises(ReportNotReady) as exc:
-        report_file(jobs.adapter, tenant, later.id, storage=jobs.storage)
+        report_file(jobs.adapter, tenant, later.id, store=DirectoryFileStore(jobs.storage))
     assert exc.value.state == "scheduled"
 
     done = run(jobs, tenant, "report.generate", {"kind": "activity"})
-    path = report_file(jobs.adapter, tenant, done.id, storage=jobs.storage)
-    assert path.read_bytes().startswith(b"%PDF-")
+    data = report_file(jobs.adapter, tenant, done.id, store=DirectoryFileStore(jobs.storage))
+    assert data.startswith(b"%PDF-")
     with pytest.raises(JobNotFound):
-        report_file(jobs.adapter, jobs.tenant(), done.id, storage=jobs.storage)
+        report_file(jobs.adapter, jobs.tenant(), done.id, store=DirectoryFileStore(jobs.storage))
     with pytest.raises(JobNotFound):
-        report_file(jobs.adapter, tenant, "0" * 32, storage=jobs.storage)
+        report_file(jobs.adapter, tenant, "0" * 32, store=DirectoryFileStore(jobs.storage))
     mail = run(jobs, tenant, "email.send", {"to": "a@example.com", "subject": "s", "text": "t"},
                JobOptions(queue="outbox"))
     with pytest.raises(JobNotFound):
-        report_file(jobs.adapter, tenant, mail.id, storage=jobs.storage)
+        report_file(jobs.adapter, tenant, mail.id, store=DirectoryFileStore(jobs.storage))
 
 
 def test_periods_are_validated():

@@ -1,0 +1,131 @@
+"""Every Redis connection Switchyard opens, TLS included, built from one AdapterSettings.
+
+The ledger, RQ's queues and workers, Celery's Redis broker, the web's rate limiter and
+the jobs' file store all connect through here, so a ``rediss://`` URL gets the same
+certificate check everywhere: ``AdapterSettings.redis_tls_verify`` and
+``redis_ca_file`` (``REDIS_TLS_VERIFY`` / ``REDIS_CA_FILE``, or the URL's own
+``?ssl_cert_reqs=`` / ``?ssl_ca_certs=``). A plain ``redis://`` or ``unix://`` URL
+gets no TLS options at all.
+"""
+
+from __future__ import annotations
+
+import ssl
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import redis
+
+from .errors import ConfigurationError
+from .settings import AdapterSettings, TLS_QUERY
+
+__all__ = ["redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
+           "check_tls", "strip_tls_query"]
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def strip_tls_query(url: str) -> str:
+    """``url`` without the TLS options of its query (the settings carry them); a URL
+    that is not Redis's (an AMQP broker) is left as it is."""
+    parsed = urlparse(url)
+    if not parsed.query or parsed.scheme not in ("redis", "rediss", "unix"):
+        return url
+    query = [(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True)
+             if k not in TLS_QUERY]
+    return urlunparse(parsed._replace(query=urlencode(query)))
+
+
+def _is_tls(url: str) -> bool:
+    return urlparse(url).scheme == "rediss"
+
+
+def redis_tls_options(settings: AdapterSettings, url: str) -> dict:
+    """redis-py's TLS keyword arguments for ``url``: none unless it is ``rediss://``."""
+    if not _is_tls(url):
+        return {}
+    verify = settings.redis_tls_verify
+    return {
+        "ssl_cert_reqs": verify,
+        "ssl_ca_certs": settings.redis_ca_file,
+        # a certificate that is not checked has no name worth checking either
+        "ssl_check_hostname": verify == "required",
+    }
+
+
+def redis_client(settings: AdapterSettings, url: str | None = None, **options) -> redis.Redis:
+    """A redis-py client of ``url`` (default: the ledger's), with the TLS of the settings.
+
+    ``options`` are redis-py's own (timeouts, ``decode_responses``, ...): each caller
+    keeps the ones its traffic needs, e.g. none for RQ's blocking pops.
+    """
+    url = url or settings.redis_url
+    return redis.Redis.from_url(strip_tls_query(url), **redis_tls_options(settings, url),
+                                **options)
+
+
+def celery_broker_ssl(settings: AdapterSettings) -> dict | None:
+    """Celery's ``broker_use_ssl`` for a ``rediss://`` broker, else ``None``.
+
+    Without it kombu connects to a ``rediss://`` broker with no certificate check at all
+    (and says so in a warning); with it the broker is checked like every other Redis.
+    """
+    url = settings.celery_broker_url
+    if not _is_tls(url):
+        return None
+    options = redis_tls_options(settings, url)
+    options["ssl_cert_reqs"] = _CERT_REQS[options["ssl_cert_reqs"]]
+    return options
+
+
+def limiter_storage(settings: AdapterSettings) -> tuple[str, dict]:
+    """The ``limits`` storage URI and the TLS part of its options for the ledger's Redis."""
+    url = settings.redis_url
+    # the limits package spells a Unix socket URL redis+unix://
+    uri = "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
+    return strip_tls_query(uri), redis_tls_options(settings, url)
+
+
+def _lasting_tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc`` if it is one that retrying cannot cure: a certificate
+    that does not verify, or a server that does not speak TLS at all."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError) or (
+                isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER"):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def check_tls(settings: AdapterSettings, timeout: float = 5.0) -> None:
+    """Raise ``ConfigurationError`` if a ``rediss://`` Redis of the settings fails the TLS
+    handshake (a certificate that does not verify, a server that speaks no TLS).
+
+    Such a failure never heals by waiting, unlike a Redis that is down, which every
+    process rides out: so it stops start-up with the reason instead of retrying for
+    ever. Plain URLs are not contacted at all.
+    """
+    urls = [settings.redis_url]
+    if settings.celery_broker_url != settings.redis_url:
+        urls.append(settings.celery_broker_url)
+    for url in filter(_is_tls, urls):
+        client = redis_client(settings, url, socket_connect_timeout=timeout,
+                              socket_timeout=timeout)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            failure = _lasting_tls_failure(exc)
+            if failure is None:
+                continue  # down, unreachable, a handshake cut short: waited for, as over redis://
+            where = urlparse(url)
+            if isinstance(failure, ssl.SSLCertVerificationError):
+                why = (f"its certificate did not verify ({failure.verify_message}); set "
+                       "REDIS_CA_FILE to the CA that signed it, or REDIS_TLS_VERIFY=none (or "
+                       "?ssl_cert_reqs=none) for a managed Redis whose certificate is self-signed")
+            else:
+                why = f"it does not speak TLS ({failure.reason}); is this its TLS port?"
+            raise ConfigurationError(
+                f"TLS to Redis at {where.hostname}:{where.port or 6379} failed: {why}") from exc
+        finally:
+            client.close()
