@@ -142,6 +142,10 @@ def test_every_second_fires_through_a_real_scheduler_into_linked_jobs(api_engine
         for job in jobs:
             assert job["payload"] == {"message": "tick"}
             assert job["links"]["self"] == f"/v1/jobs/{job['id']}"
+            assert job["links"]["schedule"] == "heartbeat"
+            # the tick the job was fired for, an ISO time like every other time in the API
+            assert isinstance(job["links"]["tick"], str)
+            assert datetime.fromisoformat(job["links"]["tick"]).utcoffset() is not None
 
         def succeeded(job_id):
             body = client.get(f"/v1/jobs/{job_id}", headers=ACME).json
