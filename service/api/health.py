@@ -25,6 +25,7 @@ def readiness() -> tuple[dict, bool]:
     """The readiness report and whether the service can run jobs."""
     adapter = current().adapter
     checks, warnings, workers = {}, [], 0
+    live: list[dict] = []  # stays empty if the heartbeats cannot be read
     try:
         adapter.ping()
         checks["redis"] = {"ok": True, "detail": "Redis answers"}
