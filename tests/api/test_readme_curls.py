@@ -110,6 +110,10 @@ def test_every_safe_readme_curl_answers_2xx_or_what_the_readme_documents(tmp_pat
                     "/v1/jobs", "/v1/workflows"):
                 last[url.path.rsplit("/", 1)[1]] = json.loads(data)["id"]
         assert len(ran) >= 15, ran
+        # Ctrl-C once the scheduler is up: one stopped while it still starts dies of the
+        # SIGTERM (rc -15) instead of stopping cleanly
+        wait_until(lambda: "starting rq-scheduler" in devrun.output(), 60, 0.1,
+                   "the scheduler to start")
         os.kill(devrun.proc.pid, signal.SIGINT)
         assert devrun.proc.wait(90) == 0, devrun.output()[-4000:]
     finally:
