@@ -63,6 +63,20 @@ def request(port: int, method: str, path: str, key: str, body: dict | None = Non
     return response.status, json.loads(response.read() or b"null")
 
 
+def wait_until_up(devrun: Devrun, port: int, key: str) -> None:
+    """Until the worker has run a job and the scheduler's loop is running: both have their
+    signal handlers by then. One stopped while it still starts dies of the SIGTERM
+    (rc -15) instead of stopping cleanly."""
+    status, job = request(port, "POST", "/v1/jobs", key,
+                          {"type": "demo.echo", "payload": {"message": "up"}})
+    assert status == 202, job
+
+    def up():
+        _, body = request(port, "GET", f"/v1/jobs/{job['id']}", key)
+        return body["state"] == "succeeded" and "Registering birth" in devrun.output()
+    wait_until(up, 60, 0.1, "the worker to run a job and the scheduler to start")
+
+
 def test_commands_are_execed_and_the_web_process_binds_loopback():
     assert dev_command("web", "gunicorn wsgi:app --bind 0.0.0.0:$PORT") == (
         "exec gunicorn wsgi:app --bind 127.0.0.1:$PORT")
@@ -102,8 +116,7 @@ def test_make_run_banner_dev_values_a_job_and_a_clean_ctrl_c(tmp_path):
         assert done["state"] == "succeeded" and done["result"] == {"message": "hello"}
 
         # Ctrl-C once everything is up, as a developer would after trying it
-        wait_until(lambda: "starting rq-scheduler" in devrun.output(), 60, 0.1,
-                   "the scheduler to start")
+        wait_until_up(devrun, port, key)
         os.kill(devrun.proc.pid, signal.SIGINT)
         assert devrun.proc.wait(90) == 0, devrun.output()[-4000:]
         assert "rc=-15" not in devrun.output(), devrun.output()[-4000:]

@@ -11,7 +11,7 @@ import signal
 from urllib.parse import urlsplit
 
 from service.embedded_redis import free_port
-from tests.api.test_devrun import Devrun, devrun_env
+from tests.api.test_devrun import Devrun, devrun_env, wait_until_up
 from tests.harness import ROOT, wait_until
 
 ID_PLACEHOLDERS = ("<id from above>", "<job id>", "<id>", "219098191f134902accc6c527b7cb95e")
@@ -110,10 +110,7 @@ def test_every_safe_readme_curl_answers_2xx_or_what_the_readme_documents(tmp_pat
                     "/v1/jobs", "/v1/workflows"):
                 last[url.path.rsplit("/", 1)[1]] = json.loads(data)["id"]
         assert len(ran) >= 15, ran
-        # Ctrl-C once the scheduler is up: one stopped while it still starts dies of the
-        # SIGTERM (rc -15) instead of stopping cleanly
-        wait_until(lambda: "starting rq-scheduler" in devrun.output(), 60, 0.1,
-                   "the scheduler to start")
+        wait_until_up(devrun, port, api_key)
         os.kill(devrun.proc.pid, signal.SIGINT)
         assert devrun.proc.wait(90) == 0, devrun.output()[-4000:]
     finally:
