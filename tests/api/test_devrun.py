@@ -48,6 +48,14 @@ class Devrun:
         return False
 
     def close(self) -> None:
+        """Stop devrun the way a developer does, so it stops its processes: each of them
+        runs in a process group of its own, which a kill of devrun's group would miss."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
         if not self.group_gone():
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
