@@ -12,6 +12,8 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
     {ns}dispatching           zset: jobs being handed to the engine, by deadline
     {ns}leases                zset: running jobs, by the time their lease runs out
     {ns}expiries              zset: jobs with ``expires_at`` that have not started
+    {ns}queues                set: every queue a job was ever enqueued to
+    {ns}queued:{queue}        zset: the queue's jobs in state queued, by when they became so
     {ns}rl:{type}             zset: recent starts of a rate-limited job type
     {ns}workers, {ns}worker:{id}   live workers and what they listen to
 
@@ -53,6 +55,11 @@ end
 local function close(key, ttl)
   redis.call('EXPIRE', key, ttl)
 end
+-- {ns}queued:{queue} holds the ids of the queue's jobs in state queued, by the time they
+-- became queued: the backlog per queue (/readyz, /metrics) without reading any record.
+local function unqueue(id, q)
+  if q and q ~= '' then redis.call('ZREM', ns .. 'queued:' .. q, id) end
+end
 local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 local ACTIVE = {scheduled=true, queued=true, retrying=true}
 local ENDED = {succeeded=true, failed=true, canceled=true}
@@ -84,9 +91,10 @@ local function wf_end(key, outcome, ttl, w)
   end
   local function cancel_waiting(nid, reason)
     local nk = ns .. 'job:' .. nid
-    local st = redis.call('HMGET', nk, 'state', 'attempts')
+    local st = redis.call('HMGET', nk, 'state', 'attempts', 'queue')
     if st[1] and ACTIVE[st[1]] then
       redis.call('HSET', nk, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+      unqueue(nid, st[3])
       redis.call('ZREM', ns .. 'due', nid)
       redis.call('ZREM', ns .. 'dispatching', nid)
       redis.call('ZREM', ns .. 'expiries', nid)
@@ -194,6 +202,8 @@ for _, rec in ipairs(recs) do
     if f['expires_at'] ~= '' then
       redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
     end
+    redis.call('SADD', ns .. 'queues', f['queue'])
+    if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end
     redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
     out[#out + 1] = 1
     out[#out + 1] = id
@@ -206,7 +216,8 @@ return out
 _DELETE = _LUA_COMMON + """
 local id = ARGV[3]
 local key = ns .. 'job:' .. id
-local tb = redis.call('HMGET', key, 'type', 'backend')
+local tb = redis.call('HMGET', key, 'type', 'backend', 'queue')
+unqueue(id, tb[3])
 if tb[1] and tb[2] then
   -- the job was never published: take back its enqueue count too
   redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. tb[1] .. '|' .. tb[2], -1)
@@ -238,6 +249,7 @@ if s[3] and s[3] ~= '' and tonumber(s[3]) <= now then
   redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', 'expired',
              'finished_at', ARGV[2], 'token', '')
   redis.call('ZREM', ns .. 'expiries', id)
+  unqueue(id, s[9])
   event(key, 'canceled', s[6], {reason='expired'})
   count_end(key, 'canceled')
   wf_end(key, 'canceled', tonumber(ARGV[7]))
@@ -265,6 +277,7 @@ redis.call('HSET', key, 'attempts', attempts, 'state', 'started', 'started_at', 
            'worker', ARGV[5], 'finished_at', '',
            'events', append(s[14], ev('started', attempts, {worker=ARGV[5]})))
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
+unqueue(id, s[9])
 if s[3] and s[3] ~= '' then redis.call('ZREM', ns .. 'expiries', id) end
 return {'run', tostring(attempts), s[5], s[7], s[8], s[9], s[10], s[11], s[12] or '', s[13] or ''}
 """
@@ -319,7 +332,7 @@ return 1
 _CANCEL = _LUA_COMMON + """
 local id = ARGV[3]
 local key = ns .. 'job:' .. id
-local s = redis.call('HMGET', key, 'state', 'attempts')
+local s = redis.call('HMGET', key, 'state', 'attempts', 'queue')
 if not s[1] then return 'missing' end
 if ENDED[s[1]] then return 'ended:' .. s[1] end
 if s[1] == 'started' then
@@ -329,6 +342,7 @@ if s[1] == 'started' then
 end
 redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', ARGV[4], 'finished_at', ARGV[2],
            'token', '')
+unqueue(id, s[3])
 redis.call('ZREM', ns .. 'due', id)
 redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)
@@ -379,6 +393,7 @@ local function emit(id, key, tok)
 end
 local function cancel(id, key, reason, attempts)
   redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+  unqueue(id, redis.call('HGET', key, 'queue'))
   redis.call('ZREM', ns .. 'due', id)
   redis.call('ZREM', ns .. 'dispatching', id)
   redis.call('ZREM', ns .. 'expiries', id)
@@ -408,6 +423,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LI
       else
         redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
         redis.call('ZADD', ns .. 'due', now, id)
+        redis.call('ZADD', ns .. 'queued:' .. redis.call('HGET', key, 'queue'), now, id)
         event(key, 'queued', s[3], {reason='worker_lost'})
       end
     end
@@ -426,10 +442,12 @@ local released = {high = {}, default = {}, low = {}}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', ns .. 'due', id)
   local key = ns .. 'job:' .. id
-  local s = redis.call('HMGET', key, 'state', 'attempts', 'priority')
+  local s = redis.call('HMGET', key, 'state', 'attempts', 'priority', 'queue')
   if ACTIVE[s[1]] then
     local tok = new_token()
     redis.call('HSET', key, 'state', 'queued', 'token', tok)
+    -- NX: a job already queued (waiting for a rate slot) keeps its place in the backlog
+    redis.call('ZADD', ns .. 'queued:' .. s[4], 'NX', now, id)
     redis.call('ZADD', ns .. 'dispatching', now + grace, id)
     if s[1] ~= 'queued' then event(key, 'queued', s[2]) end
     table.insert(released[s[3]] or released.default, {id, key, tok})
@@ -763,6 +781,20 @@ class Ledger:
         pipe.zcard(f"{self.ns}leases")
         due, running = pipe.execute()
         return {"scheduled": due, "running": running}
+
+    def backlog(self) -> dict[str, tuple[int, float | None]]:
+        """Per queue ever used: ``(jobs queued now, when the oldest of them became
+        queued)``, the time ``None`` for an empty queue."""
+        queues = sorted(self.r.smembers(f"{self.ns}queues"))
+        if not queues:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for name in queues:
+            pipe.zcard(f"{self.ns}queued:{name}")
+            pipe.zrange(f"{self.ns}queued:{name}", 0, 0, withscores=True)
+        answers = pipe.execute()
+        return {name: (count, oldest[0][1] if oldest else None)
+                for name, count, oldest in zip(queues, answers[::2], answers[1::2])}
 
     # -- workers ------------------------------------------------------------------------
     def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         check_tls(adapter.settings)
     except SwitchyardError as exc:
         print(f"switchyard scheduler: {exc}", file=sys.stderr)
-        return 2
+        return 3
     adapter.run_scheduler(max(0.05, args.poll), max(0, args.catch_up), args.name)
     return 0
 

@@ -46,6 +46,11 @@ return 1
 """
 
 
+def _iso(at: float) -> str:
+    """A tick time as the API shows times: ISO 8601 in UTC."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+
+
 def validate_timezone(name: str) -> ZoneInfo:
     """The zone called ``name``; ``InvalidJob`` (field ``timezone``) if there is none."""
     try:
@@ -329,7 +334,7 @@ class Schedules:
                         rec["job_type"], json.loads(rec["payload"]),
                         JobOptions(**json.loads(rec["options"]),
                                    idempotency_key=f"schedule:{name}:{tick_at:.3f}"),
-                        tenant=tenant, links={"schedule": name, "tick": tick_at})
+                        tenant=tenant, links={"schedule": name, "tick": _iso(tick_at)})
                     job_id = info.id
                 except IdempotencyKeyReused as exc:
                     # another scheduler fired this tick from the schedule as it was

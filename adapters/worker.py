@@ -22,7 +22,8 @@ log = logging.getLogger("switchyard.worker")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", help="engine alias or dotted path (default: $QUEUE_BACKEND, then rq)")
-    parser.add_argument("-Q", "--queues", default="", help="comma-separated queues (default: default)")
+    parser.add_argument("-Q", "--queues", default="", help="comma-separated queues (default: default and every queue "
+                             "a registered job type uses)")
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="worker processes")
     parser.add_argument("-n", "--name", default=None, help="worker name")
     parser.add_argument("--job-modules", default=None, help="overrides $JOB_MODULES")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         check_tls(adapter.settings)
     except SwitchyardError as exc:
         print(f"switchyard worker: {exc}", file=sys.stderr)
-        return 2
+        return 3
     engine_options = {}
     if args.pool:
         engine_options["pool"] = args.pool
@@ -52,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"switchyard worker: {flag} does not apply to the {adapter.name} engine",
                   file=sys.stderr)
             return 2
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] or sorted(
+        {"default"} | {d.queue for d in definitions().values()})
     log.info("%s worker: job modules %s, %d job types, queues %s", adapter.name,
-             ",".join(modules) or "(none)", len(definitions()), ",".join(queues) or "default")
-    adapter.run_worker(queues or None, max(1, args.concurrency), args.name, **engine_options)
+             ",".join(modules) or "(none)", len(definitions()), ",".join(queues))
+    adapter.run_worker(queues, max(1, args.concurrency), args.name, **engine_options)
     return 0
 
 

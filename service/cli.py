@@ -7,6 +7,7 @@ with.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import sys
 
@@ -17,7 +18,7 @@ from flask.cli import with_appcontext
 from adapters import scheduler as scheduler_launcher
 from adapters import worker as worker_launcher
 
-__all__ = ["init_app", "new_api_key"]
+__all__ = ["init_app", "keys_only_app", "new_api_key", "new_webhook_secret"]
 
 
 def new_api_key() -> str:
@@ -25,9 +26,15 @@ def new_api_key() -> str:
     return "sy_" + secrets.token_urlsafe(32)
 
 
+def new_webhook_secret() -> str:
+    """A fresh Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
 @click.command("worker")
 @click.option("-Q", "--queues", default="", metavar="a,b",
-              help="Comma-separated queues to run (default: default).")
+              help="Comma-separated queues to run (default: default and every queue a "
+                   "registered job type uses).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
               envvar="WORKER_CONCURRENCY", help="Jobs run at once [env WORKER_CONCURRENCY].")
 @click.option("-n", "--name", default=None, help="Worker name (default: host:pid).")
@@ -70,6 +77,14 @@ def keys_command(tenant: str | None) -> None:
     """Print a new random API key."""
     key = new_api_key()
     click.echo(f"{tenant}:{key}" if tenant else key)
+
+
+def keys_only_app() -> flask.Flask:
+    """An app with nothing but ``keys``, for when the configuration is broken: a
+    malformed ``API_KEYS`` is exactly when a new key is needed."""
+    app = flask.Flask("switchyard")
+    app.cli.add_command(keys_command)
+    return app
 
 
 def init_app(app: flask.Flask) -> None:

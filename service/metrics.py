@@ -8,6 +8,7 @@ a process restarts.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 from prometheus_client import CollectorRegistry
@@ -45,12 +46,17 @@ class LedgerCollector(Collector):
                                        "Jobs that ended, by final state",
                                        labels=["type", "state", "backend"])
         depth = GaugeMetricFamily("switchyard_queue_depth",
-                                  "Jobs waiting for their time (scheduled) or running now",
-                                  labels=["state", "backend"])
+                                  "Jobs waiting for their time (scheduled), waiting in a queue "
+                                  "for a worker (queued, per queue) or running now",
+                                  labels=["state", "backend", "queue"])
+        oldest = GaugeMetricFamily("switchyard_queue_oldest_seconds",
+                                   "Age of the oldest queued job of each queue (0 when empty)",
+                                   labels=["queue", "backend"])
         up = GaugeMetricFamily("switchyard_ledger_up", "1 if the ledger in Redis answered")
         try:
             stats = self.adapter.ledger.stats()
             counts = self.adapter.ledger.counts_by_state()
+            backlog = self.adapter.ledger.backlog()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail with Redis down
             log.warning("metrics: cannot read the ledger: %s", exc)
             up.add_metric([], 0)
@@ -92,8 +98,13 @@ class LedgerCollector(Collector):
             cumulative.append(("+Inf", running + per_bucket.get("+Inf", 0.0)))
             duration.add_metric(list(labels), cumulative, sum_value=sums.get(labels, 0.0))
         for state, count in sorted(counts.items()):
-            depth.add_metric([state, self.adapter.name], count)
-        yield from (enqueued, finished, duration, depth, up)
+            depth.add_metric([state, self.adapter.name, ""], count)
+        now = time.time()
+        for queue, (count, since) in backlog.items():
+            depth.add_metric(["queued", self.adapter.name, queue], count)
+            oldest.add_metric([queue, self.adapter.name],
+                              max(0.0, now - since) if since is not None else 0.0)
+        yield from (enqueued, finished, duration, depth, oldest, up)
 
 
 def make_registry(adapter: QueueAdapter) -> CollectorRegistry:

@@ -129,8 +129,9 @@ class ListQuerySchema(_Strict):
 
 
 class ProgressSchema(ma.Schema):
-    current = fields.Float(allow_none=True)
-    total = fields.Float(allow_none=True)
+    # passed through as the job reported them: 3 of 10 reads back 3 and 10, not 3.0 and 10.0
+    current = fields.Raw(allow_none=True, metadata={"type": "number"})
+    total = fields.Raw(allow_none=True, metadata={"type": "number"})
     message = fields.String(allow_none=True)
 
 
@@ -194,9 +195,18 @@ class HealthSchema(ma.Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
+class QueueBacklogSchema(ma.Schema):
+    queued = fields.Integer(required=True, metadata={"description": "jobs queued now"})
+    oldest_age_seconds = fields.Float(allow_none=True, required=True,
+                                      metadata={"description": "age of the oldest queued job"})
+    workers = fields.Boolean(required=True, metadata={"description": "a live worker listens"})
+
+
 class CheckSchema(ma.Schema):
     ok = fields.Boolean(required=True)
     detail = fields.String(required=True)
+    backlog = fields.Dict(keys=fields.String(), values=fields.Nested(QueueBacklogSchema),
+                          metadata={"description": "the queues check: each queue's backlog"})
 
 
 class ReadySchema(ma.Schema):

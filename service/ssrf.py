@@ -26,6 +26,7 @@ __all__ = [
     "UnsafeURL",
     "UnresolvableHost",
     "AllowList",
+    "check_url_without_dns",
     "Target",
     "Resolver",
     "check_url",
@@ -271,6 +272,25 @@ def system_resolve(host: str, port: int) -> list[str]:
         if sockaddr[0] not in seen:
             seen.append(sockaddr[0])
     return seen
+
+
+def check_url_without_dns(url: str, *, allow: AllowList = AllowList()) -> None:
+    """Refuse what is unsafe whatever the name resolves to, asking no resolver.
+
+    A malformed URL, a scheme other than http(s), credentials, a literal address that
+    is not public and a ``localhost`` name raise ``UnsafeURL``; a name is left for
+    :func:`check_url` at send time, which resolves it and checks every address.
+    """
+    scheme, host, port, request_target = split_url(url)
+    literal = parse_ip_host(host)
+    if literal is not None:
+        if not (allow.allows_name(host) or allow.allows_address(literal)):
+            why = refusal(literal)
+            if why:
+                raise UnsafeURL(f"{literal} is {why}; webhooks go to public addresses only")
+    elif not allow.allows_name(host) and (
+            host == "localhost" or host.endswith((".localhost", ".localhost."))):
+        raise UnsafeURL(f"{host} is a loopback name; webhooks go to public addresses only")
 
 
 def check_url(url: str, *, allow: AllowList = AllowList(),

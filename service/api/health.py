@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import flask
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,6 +25,7 @@ def readiness() -> tuple[dict, bool]:
     """The readiness report and whether the service can run jobs."""
     adapter = current().adapter
     checks, warnings, workers = {}, [], 0
+    live: list[dict] = []  # stays empty if the heartbeats cannot be read
     try:
         adapter.ping()
         checks["redis"] = {"ok": True, "detail": "Redis answers"}
@@ -41,6 +44,10 @@ def readiness() -> tuple[dict, bool]:
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             checks["workers"] = {"ok": False, "detail": f"cannot read worker heartbeats: {exc}"}
         try:
+            checks["queues"] = _queues_check(adapter, live, warnings)
+        except Exception as exc:  # noqa: BLE001
+            checks["queues"] = {"ok": False, "detail": f"cannot read the queues: {exc}"}
+        try:
             policy = adapter.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
             ok = policy == "noeviction"
             checks["maxmemory_policy"] = {"ok": ok, "detail": policy}
@@ -57,6 +64,24 @@ def readiness() -> tuple[dict, bool]:
     body = {"status": "ready" if ready else "not ready", "backend": adapter.name,
             "workers": workers, "checks": checks, "warnings": warnings}
     return body, ready
+
+
+def _queues_check(adapter, live: list[dict], warnings: list[str]) -> dict:
+    """Each queue's backlog, and a warning for one that has jobs but no live worker."""
+    listened = {q for w in live for q in (w.get("queues") or "").split(",") if q}
+    now, backlog, orphans = time.time(), {}, []
+    for queue, (count, since) in adapter.ledger.backlog().items():
+        age = round(max(0.0, now - since), 3) if since is not None else None
+        backlog[queue] = {"queued": count, "oldest_age_seconds": age,
+                          "workers": queue in listened}
+        if count and queue not in listened:
+            orphans.append(queue)
+            warnings.append(f"queue {queue!r} has {count} queued job(s), the oldest "
+                            f"{age:.0f}s old, and no live worker listens to it: start one "
+                            f"with `flask --app wsgi worker -Q {queue}`")
+    detail = (f"queued jobs but no live worker on: {', '.join(orphans)}" if orphans else
+              "every queue with queued jobs has a live worker")
+    return {"ok": not orphans, "detail": detail, "backlog": backlog}
 
 
 @blp.route("/healthz")
@@ -83,4 +108,5 @@ def readyz():
 def metrics():
     """Prometheus metrics: jobs enqueued and finished, job durations, jobs waiting."""
     registry = flask.current_app.extensions["switchyard_metrics"]
-    return flask.Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # CONTENT_TYPE_LATEST carries its charset: as mimetype, Flask would add a second one
+    return flask.Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

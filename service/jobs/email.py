@@ -231,7 +231,7 @@ def write_outbox(msg: EmailMessage, job_id: str, outbox: Path) -> dict:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"transport": "outbox", "path": str(path.resolve()), "message_id": msg["Message-ID"]}
+    return {"transport": "outbox", "path": path.name, "message_id": msg["Message-ID"]}
 
 
 @job("email.send", max_retries=5, retry_on=(TemporaryMailError,),

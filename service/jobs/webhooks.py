@@ -29,7 +29,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from standardwebhooks import Webhook
 
 from adapters import ConfigurationError, JobContext, JobNotFound, job
-from service.ssrf import Resolver, Target, UnresolvableHost, UnsafeURL, check_url, system_resolve
+from service.ssrf import (Resolver, Target, UnresolvableHost, UnsafeURL, check_url,
+                          check_url_without_dns, system_resolve)
 
 from . import _http, config
 from ._hookstore import HookStore
@@ -86,14 +87,16 @@ class HookNotStored(JobNotFound):
 
 def check_webhook_url(url: str) -> Target:
     """Vet ``url`` with the configured allow-list and resolver (raises ``UnsafeURL`` or
-    ``UnresolvableHost``); what the API runs at enqueue, and the job again at send."""
+    ``UnresolvableHost``), as the job does at send."""
     return check_url(url, allow=config.webhook_settings().allow, resolve=_resolver)
 
 
 def _reachable(url: str) -> None:
+    # No DNS at enqueue: a name that does not resolve now is a delivery failure to retry,
+    # and the send resolves, checks and pins the address anyway.
     try:
-        check_webhook_url(url)
-    except (UnsafeURL, UnresolvableHost) as exc:
+        check_url_without_dns(url, allow=config.webhook_settings().allow)
+    except UnsafeURL as exc:
         raise ValidationError(str(exc)) from None
 
 
@@ -107,7 +110,7 @@ class _DeliveryShape(Schema):
 
 
 class DeliverySchema(_DeliveryShape):
-    """The payload of ``webhook.deliver``; loading it also resolves and vets the URL."""
+    """The payload of ``webhook.deliver``; loading it also refuses URLs unsafe without DNS."""
 
     url = fields.String(required=True, validate=[validate.Length(max=2048), _reachable])
 

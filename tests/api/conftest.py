@@ -34,8 +34,8 @@ def app_config(env: dict[str, str], **overrides) -> dict:
 
 @pytest.fixture(autouse=True)
 def no_dns_for_webhook_urls():
-    """webhook.deliver payloads resolve their host while they are validated: answer every
-    name with loopback (which the SSRF guard refuses) so no test asks a real resolver."""
+    """Should a webhook.deliver be sent from this process, answer every name with loopback
+    (which the SSRF guard refuses) so no test asks a real resolver."""
     from service.jobs import webhooks
 
     webhooks.set_resolver(lambda host, port: ["127.0.0.1"])

@@ -142,6 +142,10 @@ def test_every_second_fires_through_a_real_scheduler_into_linked_jobs(api_engine
         for job in jobs:
             assert job["payload"] == {"message": "tick"}
             assert job["links"]["self"] == f"/v1/jobs/{job['id']}"
+            assert job["links"]["schedule"] == "heartbeat"
+            # the tick the job was fired for, an ISO time like every other time in the API
+            assert isinstance(job["links"]["tick"], str)
+            assert datetime.fromisoformat(job["links"]["tick"]).utcoffset() is not None
 
         def succeeded(job_id):
             body = client.get(f"/v1/jobs/{job_id}", headers=ACME).json
@@ -160,3 +164,22 @@ def test_every_second_fires_through_a_real_scheduler_into_linked_jobs(api_engine
         assert schedule["last_job_id"] in made
     finally:
         scheduler.stop()
+
+
+def test_the_readme_nightly_schedule_runs_on_a_queue_the_default_worker_serves():
+    """The README's example works under ``make run``: its job's queue, if it names one,
+    is one a worker started without ``-Q`` listens to."""
+    import json
+    import re
+
+    import service.jobs  # noqa: F401 - the job types a default worker registers
+    from adapters import definitions
+    from tests.harness import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    body = re.search(r"curl -s -X POST http://127\.0\.0\.1:5000/v1/schedules \\\n.*?-d '(.*?)'\n",
+                     readme, re.S)
+    assert body, "the README has no schedule example"
+    example = json.loads(body.group(1))
+    served = {"default"} | {d.queue for d in definitions().values()}
+    assert example["job"].get("options", {}).get("queue", "default") in served
