@@ -208,8 +208,8 @@ def test_a_certificate_that_does_not_verify_stops_start_up_with_the_reason(mode,
     base.update(env, PYTHONPATH=str(ROOT), JOB_MODULES="service.jobs", API_KEYS=API_KEYS)
     for name, argv, status in (
             ("worker rq", [sys.executable, "-m", "flask", "--app", "wsgi", "worker"], 3),
-            ("worker celery", [sys.executable, "-m", "adapters.worker", "--backend", "celery"], 2),
-            ("scheduler", [sys.executable, "-m", "adapters.scheduler"], 2),
+            ("worker celery", [sys.executable, "-m", "adapters.worker", "--backend", "celery"], 3),
+            ("scheduler", [sys.executable, "-m", "adapters.scheduler"], 3),
             ("web", gunicorn_argv(free_port()), 3)):
         proc = subprocess.run(argv, cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
         assert proc.returncode == status, (name, proc.returncode, proc.stderr[-3000:])
