@@ -35,6 +35,7 @@ from .errors import (
     WaitTimeout,
 )
 from .jsonlimits import json_problems, lone_surrogate
+from .options import JobOptions, Priority
 from .ledger import Dispatch, Ledger
 from .registry import JobDefinition, get_definition
 from .settings import AdapterSettings
@@ -82,14 +83,6 @@ class JobState(str, enum.Enum):
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _ENDED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}
-
-
-class Priority(str, enum.Enum):
-    """Relative priority inside one named queue."""
-
-    HIGH = "high"
-    DEFAULT = "default"
-    LOW = "low"
 
 
 _PRIORITIES = tuple(p.value for p in Priority)
@@ -142,29 +135,6 @@ QUIET_CLIENT = ({"driver_info": None}
 
 def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class JobOptions:
-    """How to enqueue one job; ``None`` means "use the job definition's default"."""
-
-    queue: str | None = None
-    """Named queue; defaults to the definition's queue."""
-    priority: Priority | str | None = None
-    """``high`` | ``default`` | ``low``."""
-    delay: float | None = None
-    """Seconds from now before the job may start (exclusive with ``run_at``)."""
-    run_at: datetime | float | None = None
-    """When the job may start: an aware datetime or a Unix timestamp."""
-    expires_at: datetime | float | None = None
-    """If the job has not started by then it is canceled with reason ``expired``."""
-    max_retries: int | None = None
-    """Retries after the first attempt; defaults to the definition's."""
-    timeout: float | None = None
-    """Hard time limit of one attempt in seconds; defaults to the definition's."""
-    idempotency_key: str | None = None
-    """A second enqueue with the same key (per tenant) and the same type, payload and
-    options returns the first job; with different ones it raises ``IdempotencyKeyReused``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,8 @@ from .base import Capability, QueueAdapter
 from .connections import celery_broker_ssl, redis_client, strip_tls_query
 from .errors import BackendUnavailable
 from .ledger import Dispatch
-from .runner import Maintenance, SchedulerBeat, execute
+from .maintenance import Maintenance, SchedulerBeat
+from .runner import execute
 
 __all__ = ["CeleryAdapter"]
 

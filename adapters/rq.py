@@ -63,7 +63,8 @@ from multiprocessing.context import ForkProcess
 from .base import QUIET_CLIENT, Capability, QueueAdapter
 from .connections import redis_client
 from .ledger import Dispatch
-from .runner import Maintenance, SchedulerBeat, execute
+from .maintenance import Maintenance, SchedulerBeat
+from .runner import execute
 from .settings import AdapterSettings
 
 __all__ = ["RQAdapter"]

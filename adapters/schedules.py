@@ -16,17 +16,14 @@ import math
 import re
 import time
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
 from croniter import croniter
 
+from .options import JobOptions
 from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidJob, InvalidState,
                      JobNotFound)
-
-if TYPE_CHECKING:
-    from .base import QueueAdapter
 
 __all__ = ["Schedules", "ScheduleInfo", "next_cron_time", "validate_cron", "validate_timezone"]
 
@@ -157,7 +154,9 @@ class ScheduleInfo:
 class Schedules:
     """The schedule store of one adapter's ledger, and the tick that fires it."""
 
-    def __init__(self, adapter: "QueueAdapter", catch_up: int = 1):
+    def __init__(self, adapter, catch_up: int = 1):
+        """``adapter`` is the ``QueueAdapter`` whose ledger holds the schedules (not
+        imported here: the adapter imports this module)."""
         self.adapter = adapter
         self.r = adapter.redis
         self.ns = adapter.settings.namespace
@@ -182,8 +181,6 @@ class Schedules:
     def _validated(self, tenant: str, name: str, job_type: str, payload: dict | None,
                    options: dict | None, cron: str | None, every: float | None,
                    tz: str) -> dict:
-        from .base import JobOptions
-
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidJob("bad schedule name", {"name": ["1-100 letters, digits, '_', '.', '-'"]})
         if name in (".", ".."):  # dot segments: /v1/schedules/.. is /v1/schedules
@@ -306,8 +303,6 @@ class Schedules:
 
     def tick(self, now: float | None = None, limit: int = 100) -> list[str]:
         """Fire every due schedule once; returns the ids of the jobs enqueued."""
-        from .base import JobOptions
-
         now = time.time() if now is None else now
         fired = []
         for member, due in self.r.zrangebyscore(self.index, "-inf", now, start=0, num=limit,

@@ -1,0 +1,171 @@
+"""What runs beside every engine: the worker's maintenance loop and the scheduler's beat.
+
+:class:`Maintenance` releases due jobs, re-delivers jobs whose worker died (and
+deliveries a dead worker took but never claimed), expires stale ones and announces
+the worker; :class:`SchedulerBeat` is what an engine's scheduler calls on each beat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+from .errors import BackendUnavailable
+from .runner import worker_name
+
+if TYPE_CHECKING:
+    from .base import QueueAdapter
+
+log = logging.getLogger("switchyard.runner")
+
+__all__ = ["Maintenance", "SchedulerBeat"]
+
+
+class Maintenance:
+    """The loop every worker runs beside its engine, in a small process of its own.
+
+    It releases due jobs, re-delivers jobs whose worker died, expires stale ones and
+    announces the worker. It is forked before the engine starts, while the launcher has
+    no other thread: Celery's prefork pool and RQ's WorkerPool fork their children from
+    the launcher, and a child forked while another thread holds a lock (a connection
+    pool's, a stream's) waits on that lock for ever.
+    """
+
+    def __init__(self, adapter: "QueueAdapter", queues: list[str], concurrency: int,
+                 name: str | None = None):
+        self.adapter = adapter
+        self.worker_id = name or worker_name()
+        self.info = {"backend": adapter.name, "queues": ",".join(queues),
+                     "concurrency": str(concurrency), "pid": str(os.getpid()),
+                     "host": socket.gethostname(), "started_at": repr(time.time())}
+        self._stop = threading.Event()
+        self._pid: int | None = None
+
+    def start(self) -> None:
+        """Fork the maintenance process; it ends with its parent."""
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                self._child()
+            except BaseException:  # noqa: BLE001
+                log.exception("worker maintenance crashed")
+                code = 1
+            finally:
+                os._exit(code)
+        self._pid = pid
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the maintenance process and take the worker off the live list."""
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+                time.sleep(0.05)
+            else:
+                if time.monotonic() >= deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # already gone (or reaped by the engine)
+
+    def _child(self) -> None:
+        def request_stop(signum, frame):
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        parent = os.getppid()
+        tick = self.adapter.settings.tick_seconds
+        beat_every = max(1.0, tick)
+        # A delivery a dead worker took but never claimed is looked for a few times per
+        # lease: it is run again well within the lease time, like a job it had started.
+        sweep_every = max(tick, self.adapter.settings.lease_seconds / 4)
+        last_beat = last_sweep = 0.0
+        down_since = None
+        while not self._stop.is_set() and os.getppid() == parent:
+            try:
+                now = time.monotonic()
+                if now - last_beat >= beat_every:
+                    self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
+                                                         ttl=beat_every * 5)
+                    last_beat = now
+                while self.adapter.dispatch_due() >= 100:
+                    pass
+                if now - last_sweep >= sweep_every:
+                    last_sweep = now
+                    recovered = self.adapter.recover_stranded()
+                    if recovered:
+                        log.warning("%d delivery(ies) taken by a worker that died before "
+                                    "running them: delivered again", recovered)
+                if down_since is not None:
+                    log.info("Redis answers again after %.1fs; maintenance carries on",
+                             time.monotonic() - down_since)
+                    down_since = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if down_since is None:  # once per outage, not four times a second
+                    down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); maintenance waits for it", exc)
+            except Exception:
+                log.warning("maintenance tick failed", exc_info=True)
+            self._stop.wait(tick)
+        try:
+            self.adapter.ledger.worker_gone(self.worker_id)
+        except Exception:
+            pass
+
+
+class SchedulerBeat:
+    """What an engine's scheduler does on each beat: fire due schedules, say it is alive."""
+
+    def __init__(self, adapter: "QueueAdapter", poll: float, catch_up: int,
+                 name: str | None = None):
+        self.adapter = adapter
+        self.poll = poll
+        self.schedules = adapter.schedules(catch_up=catch_up)
+        self.name = name or f"scheduler-{worker_name()}"
+        self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(os.getpid()),
+                     "host": socket.gethostname(), "started_at": repr(time.time())}
+        self._last_beat = 0.0
+        self._down_since: float | None = None
+
+    def __call__(self) -> float:
+        """Fire what is due; returns the seconds to wait before the next beat."""
+        try:
+            if time.monotonic() - self._last_beat >= 1.0:
+                self.adapter.ledger.worker_heartbeat(self.name, self.info, ttl=10)
+                self._last_beat = time.monotonic()
+            fired = self.schedules.tick()
+            if fired:
+                log.info("scheduler fired %d job(s)", len(fired))
+            wait = self.schedules.seconds_to_next()
+        except Exception as exc:
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, BackendUnavailable)):
+                if self._down_since is None:  # once per outage
+                    self._down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); schedules fire again once it "
+                                "does", exc)
+            else:
+                log.warning("scheduler beat failed", exc_info=True)
+            return self.poll
+        if self._down_since is not None:
+            log.info("Redis answers again after %.1fs; schedules fire again",
+                     time.monotonic() - self._down_since)
+            self._down_since = None
+        return self.poll if wait is None else min(self.poll, max(wait, 0.01))
+
+    def stop(self) -> None:
+        try:
+            self.adapter.ledger.worker_gone(self.name)
+        except Exception:
+            pass
