@@ -1,18 +1,8 @@
 """Switchyard's queue engines behind one small interface; knows nothing of Flask."""
 
-from .base import (
-    Capability,
-    Dispatch,
-    JobInfo,
-    JobOptions,
-    JobState,
-    Priority,
-    QueueAdapter,
-    WorkerInfo,
-    WorkflowInfo,
-    WorkflowState,
-)
+from .client import KeySpace, Switchyard, create_adapter
 from .context import JobContext
+from .engine import Dispatch, Engine
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -29,8 +19,11 @@ from .errors import (
     WaitTimeout,
 )
 from .registry import JobDefinition, definitions, get_definition, job, load_job_modules
-from .resolve import ALIASES, create_adapter, resolve_adapter
+from .options import JobOptions, Priority
+from .resolve import ALIASES, resolve_engine
 from .settings import AdapterSettings
+from .types import (Capability, JobInfo, JobState, QueueStats, WorkerInfo, WorkflowInfo,
+                    WorkflowState)
 
 __all__ = [
     "ALIASES",
@@ -39,6 +32,7 @@ __all__ = [
     "Capability",
     "ConfigurationError",
     "Dispatch",
+    "Engine",
     "IdempotencyKeyReused",
     "InvalidJob",
     "InvalidState",
@@ -46,13 +40,15 @@ __all__ = [
     "JobContext",
     "JobDefinition",
     "JobInfo",
+    "KeySpace",
     "JobInterrupted",
     "JobNotFound",
     "JobOptions",
     "JobState",
     "JobTimeout",
     "Priority",
-    "QueueAdapter",
+    "QueueStats",
+    "Switchyard",
     "SwitchyardError",
     "UnknownJobType",
     "UnsupportedFeature",
@@ -65,5 +61,5 @@ __all__ = [
     "get_definition",
     "job",
     "load_job_modules",
-    "resolve_adapter",
+    "resolve_engine",
 ]

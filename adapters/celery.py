@@ -1,4 +1,4 @@
-"""The Celery adapter: one generic task runs every registered job."""
+"""The Celery engine: one generic task runs every registered job."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import contextlib
 import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -17,14 +16,14 @@ from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
-from .base import Capability, QueueAdapter
 from .connections import celery_broker_ssl, redis_client, strip_tls_query
+from .engine import Engine
 from .errors import BackendUnavailable
 from .ledger import Dispatch
-from .maintenance import Maintenance, SchedulerBeat
-from .runner import execute
+from .maintenance import SchedulerBeat
+from .types import Capability
 
-__all__ = ["CeleryAdapter"]
+__all__ = ["CeleryEngine"]
 
 log = logging.getLogger("switchyard.celery")
 
@@ -92,14 +91,14 @@ def _guard_sigterm() -> None:
     _pool_child["guarded"] = True
 
 
-class CeleryAdapter(QueueAdapter):
+class CeleryEngine(Engine):
     """Runs jobs on Celery, over Redis or RabbitMQ."""
 
     name = "celery"
     capabilities = frozenset(Capability)
 
-    def __init__(self, settings=None):
-        super().__init__(settings)
+    def __init__(self, client):
+        super().__init__(client)
         broker = self.settings.celery_broker_url
         self.redis_broker = broker.split(":", 1)[0] in ("redis", "rediss", "unix")
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
@@ -133,7 +132,7 @@ class CeleryAdapter(QueueAdapter):
             # a rediss:// broker is checked like every other Redis (kombu's own default for
             # one is no check at all); results are ignored, so no backend needs TLS options
             self.app.conf.broker_use_ssl = broker_ssl
-        adapter = self
+        engine = self
 
         @self.app.task(name=TASK_NAME, shared=False, ignore_result=True, acks_late=True,
                        reject_on_worker_lost=True)
@@ -142,7 +141,7 @@ class CeleryAdapter(QueueAdapter):
             _guard_sigterm()
             _job_in_hand = True
             try:
-                execute(adapter, job_id, token)
+                engine.run(job_id, token)
             except BackendUnavailable as exc:
                 # Redis stayed away longer than a lease while this worker held the message
                 # (a RabbitMQ broker hands messages out with the ledger down): give it
@@ -163,30 +162,29 @@ class CeleryAdapter(QueueAdapter):
             self._queues[name] = queue
         return queue
 
-    def _publish(self, dispatch: Dispatch, producer=None) -> None:
+    def _send(self, dispatch: Dispatch, producer=None) -> None:
         self._task.apply_async(
             args=[dispatch.job_id, dispatch.token],
             producer=producer,
             queue=self._queue(dispatch.queue),
             priority=self._priorities[dispatch.priority],
-            time_limit=math.ceil(dispatch.timeout + self.settings.timeout_grace),
+            time_limit=self.time_limit(dispatch),
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
                           "interval_max": 0.5},
         )
 
-    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
+    def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
         """Publish through one producer; on Redis, kombu's publish batch sends every
         message of the call in one pipeline (one round trip) instead of one each."""
-        if len(dispatches) == 1:
-            self._publish(dispatches[0])
-            return False
+        if len(deliveries) == 1:
+            self._send(deliveries[0])
+            return
         with self.app.producer_or_acquire() as producer:
             with producer.batch(max_size=_PUBLISH_BATCH) if hasattr(producer, "batch") \
                     else contextlib.nullcontext():
-                for dispatch in dispatches:
-                    self._publish(dispatch, producer)
-        return False
+                for dispatch in deliveries:
+                    self._send(dispatch, producer)
 
     def recover_stranded(self) -> int:
         """On a Redis broker, kombu keeps a message a worker took in its ``unacked`` hash
@@ -208,12 +206,13 @@ class CeleryAdapter(QueueAdapter):
             if delivery is not None:
                 deliveries.append(delivery)
                 ours.append(tag)
-        recovered = self.ledger.redeliver_unclaimed(deliveries)
+        ledger = self.client.ledger
+        recovered = ledger.redeliver_unclaimed(deliveries)
         # A held message that is not its job's current delivery any more (taken over just
         # now, or its job ended and its worker died before acknowledging) would only come
         # back in an hour to be dropped: take it out. The rest belong to running jobs,
         # whose workers acknowledge them when they end.
-        tokens = self.ledger.current_tokens([job_id for job_id, _ in deliveries])
+        tokens = ledger.current_tokens([job_id for job_id, _ in deliveries])
         stale = [tag for tag, (_, token), now_token in zip(ours, deliveries, tokens)
                  if token != now_token]
         if stale:
@@ -231,25 +230,20 @@ class CeleryAdapter(QueueAdapter):
                 socket_timeout=self.settings.redis_timeout)
         return self._broker_redis
 
-    def run_worker(self, queues=None, concurrency=1, name=None, pool="prefork"):
-        queues = queues or [self.settings.default_queue]
+    def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
         signals.worker_process_init.connect(_mark_pool_child, weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
                 "--loglevel=INFO", "--without-gossip", "--without-mingle",
                 f"--hostname={name or 'switchyard'}@%h"]
-        maintenance = Maintenance(self, queues, concurrency, name)
-        maintenance.start()
-        log.info("starting the Celery worker: %s", " ".join(argv))
-        try:
+        with self.maintenance(queues, concurrency, name):
+            log.info("starting the Celery worker: %s", " ".join(argv))
             self.app.worker_main(argv)
-        finally:
-            maintenance.stop()
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):
         """Run Celery beat with a scheduler class that fires Switchyard's schedules."""
-        switchyard_beat = SchedulerBeat(self, poll, catch_up, name)
+        switchyard_beat = SchedulerBeat(self.client, poll, catch_up, name)
 
         class LedgerScheduler(beat.Scheduler):
             """Celery beat's scheduler, reading the schedules Switchyard keeps in Redis."""

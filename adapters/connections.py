@@ -10,6 +10,7 @@ gets no TLS options at all.
 
 from __future__ import annotations
 
+import inspect
 import ssl
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -18,10 +19,17 @@ import redis
 from .errors import ConfigurationError
 from .settings import AdapterSettings, TLS_QUERY
 
-__all__ = ["redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
+__all__ = ["QUIET_CLIENT", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
            "check_tls", "strip_tls_query"]
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+# Connections skip CLIENT SETINFO: it only labels them in CLIENT LIST, and redis-py
+# reads its package metadata from disk for it on every new connection -- once per job
+# in a fork-per-job worker, whose work horse connects afresh.
+QUIET_CLIENT = ({"driver_info": None}
+                if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+                else {"lib_name": None, "lib_version": None})
 
 
 def strip_tls_query(url: str) -> str:

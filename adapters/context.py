@@ -7,8 +7,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import JobInfo, JobOptions, QueueAdapter
+    from .client import KeySpace, Switchyard
     from .ledger import Ledger
+    from .options import JobOptions
+    from .types import JobInfo
 
 __all__ = ["JobContext"]
 
@@ -32,8 +34,9 @@ class JobContext:
     upstream: Any = None
     """In a chain, the previous job's result; in a chord's body, the header's results
     in order; otherwise ``None``."""
-    adapter: "QueueAdapter | None" = None
-    """The adapter running the job (its worker's engine, whatever ``QUEUE_BACKEND`` says)."""
+    adapter: "Switchyard | None" = None
+    """The client of the worker running the job (its engine, whatever ``QUEUE_BACKEND``
+    says): read or enqueue other jobs through it."""
     _ledger: "Ledger | None" = None
     _token: str = ""
     _canceled: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -52,6 +55,13 @@ class JobContext:
             raise RuntimeError("this JobContext belongs to no adapter")
         return self.adapter.enqueue(job_type, payload, options, tenant=self.tenant,
                                     links={"parent": self.job_id})
+
+    def keyspace(self) -> "KeySpace":
+        """The ledger's Redis and namespace for the job module's own records
+        (:meth:`Switchyard.keyspace`)."""
+        if self.adapter is None:
+            raise RuntimeError("this JobContext belongs to no adapter")
+        return self.adapter.keyspace()
 
     @property
     def cancel_requested(self) -> bool:

@@ -527,14 +527,29 @@ class Ledger:
     def key(self, job_id: str) -> str:
         return f"{self.ns}job:{job_id}"
 
+    def idempotency_key(self, tenant: str, key: str) -> str:
+        """The key holding ``"<job id> <fingerprint>"`` for a tenant's idempotency key."""
+        return f"{self.ns}idem:{tenant}:{key}"
+
     # -- writes from the API side ---------------------------------------------------
-    def create_many(self, records: list[dict], now: float) -> list[tuple[bool, str]]:
-        """Write the records, all or none, in one script call; ``(created, id)`` each (an
-        idempotent hit returns the first job's id and ``created=False``).
+    def create_many(self, records: list[dict], now: float,
+                    workflow: dict | None = None) -> list[tuple[bool, str]]:
+        """Write the records (and the ``workflow`` holding them), all or none, in one
+        round trip; ``(created, id)`` each (an idempotent hit returns the first job's id
+        and ``created=False``), every record under a dispatch guard.
 
         Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
         a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
-        return self._outcomes(self._create(args=self._create_argv(records, now)))
+        if workflow is None:
+            return self._outcomes(self._create(args=self._create_argv(records, now)))
+        pipe = self.r.pipeline(transaction=True)
+        self._write_workflow(pipe, workflow, now)
+        self._create(args=self._create_argv(records, now), client=pipe)
+        return self._outcomes(pipe.execute()[-1])
+
+    def _write_workflow(self, pipe, workflow: dict, now: float) -> None:
+        pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
+        pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
 
     @staticmethod
     def _outcomes(flat: list) -> list[tuple[bool, str]]:
@@ -546,15 +561,18 @@ class Ledger:
                 index=index)
         return [(bool(int(flat[i])), flat[i + 1]) for i in range(0, len(flat), 2)]
 
-    def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float) -> None:
-        """Queue the creation of ``records`` in ``pipeline``, a transaction that also
-        publishes them to an engine keeping its queues in this Redis: the records and
-        their deliveries commit together, so they need no dispatch guard. Records with
-        an idempotency key take :meth:`create_many` (the script may find an earlier job
-        and publish nothing). The script must be loaded (:meth:`load_create_script`); a
-        missing one fails its command in the transaction, and the caller retries."""
+    def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float,
+                  workflow: dict | None = None) -> None:
+        """Queue the creation of ``records`` (and their ``workflow``) in ``pipeline``, a
+        transaction that also publishes them to an engine keeping its queues in this
+        Redis: the records and their deliveries commit together, so they need no
+        dispatch guard. The caller has checked their idempotency keys under WATCH. The
+        script must be loaded (:meth:`load_create_script`); a missing one fails its
+        command in the transaction, and the caller retries."""
         if not self._create_loaded:
             self.load_create_script()
+        if workflow is not None:
+            self._write_workflow(pipeline, workflow, now)
         pipeline.evalsha(self._create.sha, 0, *self._create_argv(records, now, guard=False))
 
     def load_create_script(self) -> None:
@@ -571,14 +589,6 @@ class Ledger:
                 argv += [k, v]
         return argv
 
-    def create_workflow(self, workflow: dict, records: list[dict], now: float) -> None:
-        """Write a workflow and all of its jobs in one transaction."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
-        pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
-        self._create(args=self._create_argv(records, now), client=pipe)
-        pipe.execute()
-
     def load_workflow(self, workflow_id: str) -> dict[str, str]:
         return self.r.hgetall(f"{self.ns}wf:{workflow_id}")
 
@@ -588,11 +598,15 @@ class Ledger:
             pipe.hgetall(self.key(job_id))
         return pipe.execute()
 
-    def delete_many(self, items: list[tuple[str, str, str]]) -> None:
-        """Remove never-published records ``(id, tenant, idempotency_key)``."""
+    def delete_many(self, items: list[tuple[str, str, str]], workflow: dict | None = None) -> None:
+        """Remove never-published records ``(id, tenant, idempotency_key)`` (and their
+        ``workflow``)."""
         pipe = self.r.pipeline(transaction=True)
         for job_id, tenant, idem in items:
             self._delete(args=[self.ns, repr(time.time()), job_id, tenant, idem], client=pipe)
+        if workflow is not None:
+            pipe.delete(f"{self.ns}wf:{workflow['id']}")
+            pipe.zrem(f"{self.ns}wft:{workflow['tenant']}", workflow["id"])
         pipe.execute()
 
     def dispatched(self, job_ids: list[str], pipeline: redis.client.Pipeline | None = None) -> None:

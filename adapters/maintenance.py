@@ -21,11 +21,11 @@ from .errors import BackendUnavailable
 from .runner import worker_name
 
 if TYPE_CHECKING:
-    from .base import QueueAdapter
+    from .client import Switchyard
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["Maintenance", "SchedulerBeat"]
+__all__ = ["Maintenance", "SchedulerBeat", "run_beat"]
 
 
 class Maintenance:
@@ -38,7 +38,7 @@ class Maintenance:
     pool's, a stream's) waits on that lock for ever.
     """
 
-    def __init__(self, adapter: "QueueAdapter", queues: list[str], concurrency: int,
+    def __init__(self, adapter: "Switchyard", queues: list[str], concurrency: int,
                  name: str | None = None):
         self.adapter = adapter
         self.worker_id = name or worker_name()
@@ -128,7 +128,7 @@ class Maintenance:
 class SchedulerBeat:
     """What an engine's scheduler does on each beat: fire due schedules, say it is alive."""
 
-    def __init__(self, adapter: "QueueAdapter", poll: float, catch_up: int,
+    def __init__(self, adapter: "Switchyard", poll: float, catch_up: int,
                  name: str | None = None):
         self.adapter = adapter
         self.poll = poll
@@ -169,3 +169,24 @@ class SchedulerBeat:
             self.adapter.ledger.worker_gone(self.name)
         except Exception:
             pass
+
+
+def run_beat(client: "Switchyard", poll: float, catch_up: int, name: str | None = None) -> None:
+    """The engine-neutral scheduler process: a :class:`SchedulerBeat` in a loop of its
+    own until SIGTERM or SIGINT (for an engine that has no scheduler of its own)."""
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    beat = SchedulerBeat(client, poll, catch_up, name)
+    log.info("starting the %s scheduler over Switchyard's schedules (poll %.2fs)",
+             client.name, poll)
+    try:
+        while not stop.is_set():
+            stop.wait(beat())
+    finally:
+        beat.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

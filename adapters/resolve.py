@@ -1,4 +1,4 @@
-"""Pick an adapter by alias or dotted path."""
+"""Pick an engine by alias or dotted path."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ import difflib
 import importlib
 import os
 
+from .engine import Engine
 from .errors import ConfigurationError
 
-__all__ = ["ALIASES", "resolve_adapter", "create_adapter"]
+__all__ = ["ALIASES", "resolve_engine"]
 
 ALIASES: dict[str, str] = {
-    "rq": "adapters.rq:RQAdapter",
-    "celery": "adapters.celery:CeleryAdapter",
-    "inline": "adapters.inline:InlineAdapter",
+    "rq": "adapters.rq:RQEngine",
+    "celery": "adapters.celery:CeleryEngine",
+    "inline": "adapters.inline:InlineEngine",
 }
 
 
-def resolve_adapter(name: str):
-    """The adapter class for an alias (``rq``) or a path (``pkg.mod:Class`` or ``pkg.mod.Class``)."""
-    from .base import QueueAdapter
-
+def resolve_engine(name: str):
+    """The engine class for an alias (``rq``) or a path (``pkg.mod:Class`` or ``pkg.mod.Class``)."""
     target = ALIASES.get(name, name)
     if ":" in target:
         module_name, _, attr = target.partition(":")
@@ -36,11 +35,7 @@ def resolve_adapter(name: str):
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"cannot load queue backend {name!r}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, QueueAdapter)):
-        raise ConfigurationError(f"{target!r} is not a QueueAdapter subclass")
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise ConfigurationError(f"{target!r} is not an adapters.Engine subclass")
     return cls
 
-
-def create_adapter(name: str | None = None, settings=None):
-    """An adapter instance for ``name`` or ``QUEUE_BACKEND`` (default ``rq``)."""
-    return resolve_adapter(name or os.environ.get("QUEUE_BACKEND") or "rq")(settings)

@@ -1,4 +1,4 @@
-"""The RQ adapter: one entry function runs every registered job.
+"""The RQ engine: one entry function runs every registered job.
 
 Every Switchyard job reaches RQ as a call of :func:`perform`, and Switchyard's ledger
 already records everything about it: its state and history, its result or error,
@@ -60,14 +60,14 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 from multiprocessing.context import ForkProcess
 
-from .base import QUIET_CLIENT, Capability, QueueAdapter
-from .connections import redis_client
+from .connections import QUIET_CLIENT, redis_client
+from .engine import Engine
 from .ledger import Dispatch
-from .maintenance import Maintenance, SchedulerBeat
-from .runner import execute
+from .types import Capability
+from .maintenance import SchedulerBeat
 from .settings import AdapterSettings
 
-__all__ = ["RQAdapter"]
+__all__ = ["RQEngine"]
 
 log = logging.getLogger("switchyard.rq")
 
@@ -76,14 +76,14 @@ log = logging.getLogger("switchyard.rq")
 _PRIORITY_SUFFIX = {"high": ":high", "default": "", "low": ":low"}
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 _ENTRY = "adapters.rq.perform"
-_worker_adapter: "RQAdapter | None" = None
+_worker_engine: "RQEngine | None" = None
 
 
 def perform(job_id: str, token: str) -> None:
     """The single RQ entry point: run one Switchyard job delivery."""
-    if _worker_adapter is None:
+    if _worker_engine is None:
         raise RuntimeError("adapters.rq.perform runs only inside a Switchyard RQ worker")
-    execute(_worker_adapter, job_id, token)
+    _worker_engine.run(job_id, token)
 
 
 def _is_ours(job) -> bool:
@@ -352,14 +352,16 @@ class _Queue(Queue):
         job.cleanup(ttl=job.ttl, pipeline=pipeline)
 
 
-class RQAdapter(QueueAdapter):
-    """Runs jobs on RQ; each named queue is three RQ queues, one per priority."""
+class RQEngine(Engine):
+    """Runs jobs on RQ; each named queue is three RQ queues, one per priority. RQ's
+    queues live in the ledger's own Redis, so a job and its delivery commit together."""
 
     name = "rq"
     capabilities = frozenset(Capability)
+    shares_ledger_redis = True
 
-    def __init__(self, settings=None):
-        super().__init__(settings)
+    def __init__(self, client):
+        super().__init__(client)
         # RQ stores bytes, so it gets its own client that does not decode.
         self.rq_redis = redis_client(
             self.settings, socket_connect_timeout=self.settings.redis_timeout,
@@ -376,55 +378,30 @@ class RQAdapter(QueueAdapter):
             self._queues[engine_name] = queue
         return queue
 
-    def _publish(self, dispatch: Dispatch, pipeline=None) -> None:
+    def transaction(self):
+        return self.rq_redis.pipeline(transaction=True)
+
+    def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
+        """RQ jobs for the deliveries, in the client's transaction (or one of their own)."""
         if pipeline is None:
-            self._commit([dispatch])
+            with self.transaction() as pipe:
+                pipe.multi()
+                self.publish(deliveries, pipe)
+                pipe.execute()
             return
-        self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
-            _ENTRY,
-            args=[dispatch.job_id, dispatch.token],
-            job_id=f"{dispatch.job_id}-{dispatch.token}",
-            timeout=math.ceil(dispatch.timeout + self.settings.timeout_grace),
-            # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a 1 s
-            # record is cheaper than 0 s, which RQ 3 deletes through a slower path.
-            result_ttl=1,
-            failure_ttl=self.settings.job_ttl,
-            description=f"{dispatch.job_type} {dispatch.job_id}",
-            pipeline=pipeline,
-        )
-
-    def _commit(self, dispatches: list[Dispatch], ledger_write=None) -> None:
-        """RQ's jobs for ``dispatches`` and ``ledger_write(pipe)`` in one MULTI/EXEC: RQ's
-        queues live in the ledger's own Redis, so both commit together or not at all."""
-        with self.rq_redis.pipeline(transaction=True) as pipe:
-            # RQ's enqueue may open the MULTI itself, so it goes first.
-            for dispatch in dispatches:
-                self._publish(dispatch, pipe)
-            if ledger_write is not None:
-                ledger_write(pipe)
-            pipe.execute()
-
-    def _publish_many(self, dispatches: list[Dispatch]) -> bool:
-        """The deliveries and the lifting of their dispatch guard, in one transaction."""
-        ids = [d.job_id for d in dispatches]
-        self._commit(dispatches, lambda pipe: self.ledger.dispatched(ids, pipeline=pipe))
-        return True
-
-    def _create_and_publish(self, records: list[dict], now: float) -> None:
-        """The records and their deliveries in one transaction: one round trip, and no
-        dispatch guard, since no job can be written without its delivery."""
-        dispatches = [Dispatch.from_record(rec) for rec in records]
-        for attempt in (1, 2):
-            try:
-                self._commit(dispatches, lambda pipe: self.ledger.create_in(pipe, records, now))
-                return
-            except redis.exceptions.NoScriptError:
-                # Redis restarted (or flushed its scripts): the deliveries of this try
-                # went out without records and will be dropped as unknown, or run the
-                # job once under the same token; load the script and write again.
-                if attempt == 2:
-                    raise
-                self.ledger.load_create_script()
+        for dispatch in deliveries:
+            self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
+                _ENTRY,
+                args=[dispatch.job_id, dispatch.token],
+                job_id=f"{dispatch.job_id}-{dispatch.token}",
+                timeout=self.time_limit(dispatch),
+                # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a
+                # 1 s record is cheaper than 0 s, which RQ 3 deletes through a slower path.
+                result_ttl=1,
+                failure_ttl=self.settings.job_ttl,
+                description=f"{dispatch.job_type} {dispatch.job_id}",
+                pipeline=pipeline,
+            )
 
     def recover_stranded(self) -> int:
         """Deliveries noted in hand longer than a lease ago: those never claimed (their
@@ -436,7 +413,7 @@ class RQAdapter(QueueAdapter):
             return 0
         members = [m.decode() if isinstance(m, bytes) else m for m in old]
         deliveries = [tuple(m.rsplit("-", 1)) for m in members if m.count("-") == 1]
-        recovered = self.ledger.redeliver_unclaimed(deliveries)
+        recovered = self.client.ledger.redeliver_unclaimed(deliveries)
         self.rq_redis.zrem(key, *old)
         return recovered
 
@@ -445,7 +422,6 @@ class RQAdapter(QueueAdapter):
         return [self._engine_name(q, p) for p in ("high", "default", "low") for q in queues]
 
     def close(self) -> None:
-        super().close()
         self.rq_redis.close()
 
     def run_worker(self, queues=None, concurrency=1, name=None, forking=False):
@@ -456,29 +432,25 @@ class RQAdapter(QueueAdapter):
         ``forking=True`` uses RQ's fork-per-job ``Worker``. Either skips the RQ
         bookkeeping the ledger already does (see the module docstring).
         """
-        global _worker_adapter
-        _worker_adapter = self
+        global _worker_engine
+        _worker_engine = self
         _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
-        queues = queues or [self.settings.default_queue]
-        maintenance = Maintenance(self, queues, concurrency, name)
         pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
                      num_workers=concurrency,
                      worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
                      serializer=JSONSerializer)
         pool.settings = self.settings
-        maintenance.start()
-        log.info("starting %d RQ %s(s) on %s", concurrency,
-                 "Worker" if forking else "SimpleWorker", ", ".join(self.worker_queue_names(queues)))
-        try:
+        with self.maintenance(queues, concurrency, name):
+            log.info("starting %d RQ %s(s) on %s", concurrency,
+                     "Worker" if forking else "SimpleWorker",
+                     ", ".join(self.worker_queue_names(queues)))
             pool.start(logging_level="INFO")
-        finally:
-            maintenance.stop()
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):
         """Run rq-scheduler; each of its beats also fires Switchyard's schedules."""
         from rq_scheduler import Scheduler
 
-        switchyard_beat = SchedulerBeat(self, poll, catch_up, name)
+        switchyard_beat = SchedulerBeat(self.client, poll, catch_up, name)
 
         class LedgerScheduler(Scheduler):
             """rq-scheduler, firing the schedules Switchyard keeps in Redis as well, in a

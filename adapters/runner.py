@@ -30,7 +30,7 @@ from .errors import BackendUnavailable, JobCanceled, JobTimeout, UnknownJobType
 from .registry import get_definition
 
 if TYPE_CHECKING:
-    from .base import QueueAdapter
+    from .client import Switchyard
 
 log = logging.getLogger("switchyard.runner")
 
@@ -259,7 +259,7 @@ def ride_out(what: str, call: Callable[[], T], patience: float) -> T:
         return result
 
 
-def execute(adapter: "QueueAdapter", job_id: str, token: str) -> Outcome:
+def execute(adapter: "Switchyard", job_id: str, token: str) -> Outcome:
     """Run one delivery of a job under Switchyard's rules; never raises for job errors."""
     ledger = adapter.process_ledger()
     settings = adapter.settings

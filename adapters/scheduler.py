@@ -13,7 +13,7 @@ import sys
 from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import load_job_modules
-from .resolve import create_adapter
+from .client import create_adapter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,21 +13,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import redis
 from croniter import croniter
 
+from .errors import IdempotencyKeyReused, InvalidJob, InvalidState, JobNotFound, unavailable
 from .options import JobOptions
-from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidJob, InvalidState,
-                     JobNotFound)
+from .validation import SCHEDULE_NAME, build_record, prefixed
 
 __all__ = ["Schedules", "ScheduleInfo", "next_cron_time", "validate_cron", "validate_timezone"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")  # \Z: "$" would let a final newline in
 _OPTION_FIELDS = ("queue", "priority", "max_retries", "timeout")
 _CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _CRON_SPANS = (60, 24, 31, 12, 7)
@@ -155,8 +152,8 @@ class Schedules:
     """The schedule store of one adapter's ledger, and the tick that fires it."""
 
     def __init__(self, adapter, catch_up: int = 1):
-        """``adapter`` is the ``QueueAdapter`` whose ledger holds the schedules (not
-        imported here: the adapter imports this module)."""
+        """``adapter`` is the :class:`~adapters.client.Switchyard` client whose ledger
+        holds the schedules and which enqueues their jobs."""
         self.adapter = adapter
         self.r = adapter.redis
         self.ns = adapter.settings.namespace
@@ -181,7 +178,7 @@ class Schedules:
     def _validated(self, tenant: str, name: str, job_type: str, payload: dict | None,
                    options: dict | None, cron: str | None, every: float | None,
                    tz: str) -> dict:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not SCHEDULE_NAME.fullmatch(name):
             raise InvalidJob("bad schedule name", {"name": ["1-100 letters, digits, '_', '.', '-'"]})
         if name in (".", ".."):  # dot segments: /v1/schedules/.. is /v1/schedules
             raise InvalidJob("bad schedule name",
@@ -202,9 +199,12 @@ class Schedules:
             if not isinstance(every, (int, float)) or not math.isfinite(every) or every < 1:
                 raise InvalidJob("every must be at least 1 second", {"every": ["must be >= 1"]})
             rec["cron"], rec["every"] = "", repr(float(every))
-        # the job must be enqueueable as given: same checks as a real enqueue
-        self.adapter._build_record(job_type, payload, JobOptions(**options), tenant,
-                                   time.time(), None, None)
+        # the job must be enqueueable as given: the same checks as a real enqueue
+        try:
+            build_record(self.adapter, job_type, payload, JobOptions(**options), tenant,
+                         time.time())
+        except InvalidJob as exc:
+            raise prefixed("job.", exc) from exc
         rec.update(job_type=job_type, payload=json.dumps(payload or {}),
                    options=json.dumps(options))
         return rec
@@ -222,7 +222,7 @@ class Schedules:
                    last_run_at="", last_job_id="")
         rec["next_run_at"] = repr(self._next(rec, now))
         key = self._key(tenant, name)
-        try:
+        with unavailable("cannot write to Redis"):
             if not self.r.hsetnx(key, "name", name):
                 raise InvalidState(f"schedule {name!r} already exists", state="exists")
             pipe = self.r.pipeline(transaction=True)
@@ -231,27 +231,25 @@ class Schedules:
             if enabled:
                 pipe.zadd(self.index, {f"{tenant}/{name}": float(rec["next_run_at"])})
             pipe.execute()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"cannot write to Redis: {exc}") from exc
         return self.get(tenant, name)
 
     def get(self, tenant: str, name: str) -> ScheduleInfo:
         """The schedule; ``JobNotFound`` if the tenant has none of that name."""
-        try:
+        with unavailable("cannot read from Redis"):
             rec = self.r.hgetall(self._key(tenant, name))
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"cannot read from Redis: {exc}") from exc
         if not rec or "job_type" not in rec:
             raise JobNotFound(f"no schedule {name!r}")
         return ScheduleInfo.from_record(rec)
 
     def list(self, tenant: str) -> list[ScheduleInfo]:
         """The tenant's schedules by name."""
-        names = sorted(self.r.smembers(f"{self.ns}sched:t:{tenant}"))
-        pipe = self.r.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(self._key(tenant, name))
-        return [ScheduleInfo.from_record(rec) for rec in pipe.execute() if rec.get("job_type")]
+        with unavailable("cannot read from Redis"):
+            names = sorted(self.r.smembers(f"{self.ns}sched:t:{tenant}"))
+            pipe = self.r.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(self._key(tenant, name))
+            records = pipe.execute()
+        return [ScheduleInfo.from_record(rec) for rec in records if rec.get("job_type")]
 
     def update(self, tenant: str, name: str, **changes) -> ScheduleInfo:
         """Change ``enabled``, ``cron``/``every``, ``timezone`` or the job; takes effect at
@@ -272,37 +270,44 @@ class Schedules:
         rec["enabled"] = "1" if enabled else "0"
         if rec["every"] and current.every != float(rec["every"]) or not current.enabled:
             rec["anchor"] = repr(now)
-        full = {**self.r.hgetall(self._key(tenant, name)), **rec}
-        full["next_run_at"] = repr(self._next(full, now))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self._key(tenant, name), mapping=full)
-        member = f"{tenant}/{name}"
-        if enabled:
-            pipe.zadd(self.index, {member: float(full["next_run_at"])})
-        else:
-            pipe.zrem(self.index, member)
-        pipe.execute()
+        with unavailable("cannot write to Redis"):
+            full = {**self.r.hgetall(self._key(tenant, name)), **rec}
+            full["next_run_at"] = repr(self._next(full, now))
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(self._key(tenant, name), mapping=full)
+            member = f"{tenant}/{name}"
+            if enabled:
+                pipe.zadd(self.index, {member: float(full["next_run_at"])})
+            else:
+                pipe.zrem(self.index, member)
+            pipe.execute()
         return self.get(tenant, name)
 
     def delete(self, tenant: str, name: str) -> None:
         """Remove the schedule; jobs it already created stay."""
         self.get(tenant, name)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._key(tenant, name))
-        pipe.srem(f"{self.ns}sched:t:{tenant}", name)
-        pipe.zrem(self.index, f"{tenant}/{name}")
-        pipe.execute()
+        with unavailable("cannot write to Redis"):
+            pipe = self.r.pipeline(transaction=True)
+            pipe.delete(self._key(tenant, name))
+            pipe.srem(f"{self.ns}sched:t:{tenant}", name)
+            pipe.zrem(self.index, f"{tenant}/{name}")
+            pipe.execute()
 
     # -- firing --------------------------------------------------------------------------
     def seconds_to_next(self, now: float | None = None) -> float | None:
         """Seconds until the earliest enabled schedule is due (None if there is none)."""
-        first = self.r.zrange(self.index, 0, 0, withscores=True)
+        with unavailable("cannot read from Redis"):
+            first = self.r.zrange(self.index, 0, 0, withscores=True)
         if not first:
             return None
         return max(0.0, first[0][1] - (time.time() if now is None else now))
 
     def tick(self, now: float | None = None, limit: int = 100) -> list[str]:
         """Fire every due schedule once; returns the ids of the jobs enqueued."""
+        with unavailable("cannot fire schedules"):
+            return self._tick(now, limit)
+
+    def _tick(self, now: float | None, limit: int) -> list[str]:
         now = time.time() if now is None else now
         fired = []
         for member, due in self.r.zrangebyscore(self.index, "-inf", now, start=0, num=limit,

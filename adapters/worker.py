@@ -14,7 +14,7 @@ import sys
 from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import definitions, load_job_modules
-from .resolve import create_adapter
+from .client import create_adapter
 
 log = logging.getLogger("switchyard.worker")
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_options["pool"] = args.pool
     if args.worker_class:
         engine_options["forking"] = args.worker_class == "fork"
-    accepted = inspect.signature(adapter.run_worker).parameters
+    accepted = inspect.signature(adapter.engine.run_worker).parameters
     for option, flag in (("pool", "--pool"), ("forking", "--worker-class")):
         if option in engine_options and option not in accepted:
             print(f"switchyard worker: {flag} does not apply to the {adapter.name} engine",

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from limits import parse_many
 
-from adapters import AdapterSettings, ConfigurationError, resolve_adapter
+from adapters import AdapterSettings, ConfigurationError, resolve_engine
 
 __all__ = ["Settings", "ApiKey", "parse_api_keys", "DEFAULT_RATE_LIMIT"]
 
@@ -112,7 +112,7 @@ class Settings:
         """Read and validate everything; the first problem raises ``ConfigurationError``."""
         env = os.environ if env is None else env
         backend = env.get("QUEUE_BACKEND") or "rq"
-        resolve_adapter(backend)  # an unknown alias fails here, with a "did you mean"
+        resolve_engine(backend)  # an unknown alias fails here, with a "did you mean"
         adapter = AdapterSettings.from_env(dict(env))
         _check_redis_url(adapter.redis_url, "REDIS_URL")
         rate_limit = env.get("RATE_LIMIT") or DEFAULT_RATE_LIMIT

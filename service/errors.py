@@ -14,7 +14,7 @@ import http
 import logging
 import math
 import time
-from typing import Any, Mapping
+from typing import Mapping
 
 import flask
 import redis
@@ -27,9 +27,9 @@ from adapters import (
     InvalidState,
     JobNotFound,
     SwitchyardError,
-    UnknownJobType,
     UnsupportedFeature,
 )
+from adapters.validation import flatten_errors
 
 __all__ = ["PROBLEM_JSON", "problem", "problem_body", "flatten_errors", "ValidationProblem", "init_app",
            "handle_http_exception"]
@@ -68,28 +68,6 @@ class ValidationProblem(Exception):
         super().__init__(detail)
         self.detail = detail
         self.errors = dict(errors)
-
-
-def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested errors -> ``{"options.delay": ["..."], "payload.0.to": [...]}``."""
-    flat: dict[str, list[str]] = {}
-    if isinstance(errors, Mapping):
-        for key, value in errors.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key == "_schema":
-                name = prefix or "_schema"
-            for field, messages in flatten_errors(value, name).items():
-                flat.setdefault(field, []).extend(messages)
-    elif isinstance(errors, (list, tuple)):
-        if all(isinstance(m, str) for m in errors):
-            flat[prefix or "_schema"] = [str(m) for m in errors]
-        else:
-            for item in errors:
-                for field, messages in flatten_errors(item, prefix).items():
-                    flat.setdefault(field, []).extend(messages)
-    elif errors is not None:
-        flat[prefix or "_schema"] = [str(errors)]
-    return flat
 
 
 def problem_body(status: int, detail: str | None = None, *, errors: Mapping | None = None,
@@ -161,17 +139,12 @@ def _switchyard_error(error: SwitchyardError) -> flask.Response:
     if isinstance(error, JobNotFound):
         return problem(404, "no such job")
     if isinstance(error, IdempotencyKeyReused):
-        return problem(409, str(error), errors={"options.idempotency_key": [
-            f"is in use by job {error.job_id}, enqueued with other parameters"]})
+        return problem(409, str(error), errors=error.errors)
     if isinstance(error, InvalidState):
         return problem(409, str(error), errors={"state": [f"is {error.state}"]} if error.state
                        else None)
     if isinstance(error, InvalidJob):
-        return problem(422, str(error), errors={
-            k if k.split(".")[0] in ("payload", "type") else f"options.{k}": v
-            for k, v in error.errors.items()})
-    if isinstance(error, UnknownJobType):
-        return problem(422, str(error), errors={"type": [str(error)]})
+        return problem(422, str(error), errors=error.errors)
     if isinstance(error, UnsupportedFeature):
         return problem(422, str(error), errors={"options": [str(error)]})
     if isinstance(error, BackendUnavailable):

@@ -6,7 +6,7 @@ import dataclasses
 
 import flask
 
-from adapters import QueueAdapter
+from adapters import Switchyard as Client
 
 from .config import Settings
 
@@ -18,7 +18,7 @@ class Switchyard:
     """What every view needs; kept in ``app.extensions["switchyard"]``."""
 
     settings: Settings
-    adapter: QueueAdapter
+    adapter: Client
 
 
 def current() -> Switchyard:

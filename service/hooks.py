@@ -22,7 +22,7 @@ from typing import Mapping
 import redis as redis_lib
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from adapters import BackendUnavailable, JobOptions, QueueAdapter
+from adapters import BackendUnavailable, JobOptions, Switchyard
 from service import json_body
 from service.errors import ValidationProblem
 from service.jobs import config
@@ -92,12 +92,12 @@ def verify_hook(secrets: tuple[str, ...], headers: Mapping[str, str], body: byte
     raise HookSignatureError(f"webhook signature rejected: {problem}")
 
 
-def accept_hook(adapter: QueueAdapter, redis: redis_lib.Redis | None, source: str,
+def accept_hook(adapter: Switchyard, redis: redis_lib.Redis | None, source: str,
                 headers: Mapping[str, str], body: bytes, *, tenant: str | None = None,
                 settings: config.HookSettings | None = None) -> tuple[bool, dict]:
     """Verify, store and enqueue one inbound hook: ``(created, record)``.
 
-    ``redis`` defaults to ``adapter.redis``; ``tenant`` to ``HOOK_TENANT``. Raises a
+    ``redis`` defaults to the ledger's (``adapter.keyspace()``); ``tenant`` to ``HOOK_TENANT``. Raises a
     :class:`HookError` (404 unknown source, 401 bad signature, 400 bad body, 422 a
     JSON body out of limits) or
     ``BackendUnavailable`` (503) when Redis cannot be reached.
@@ -118,7 +118,8 @@ def accept_hook(adapter: QueueAdapter, redis: redis_lib.Redis | None, source: st
     if not _WEBHOOK_ID.match(webhook_id):
         raise InvalidHook("webhook-id must be 1-180 visible ASCII characters")
     tenant = tenant or settings.tenant
-    store = HookStore(redis if redis is not None else adapter.redis, adapter.settings.namespace)
+    keyspace = adapter.keyspace()
+    store = HookStore(redis if redis is not None else keyspace.redis, keyspace.namespace)
     fields = {"source": source, "webhook_id": webhook_id, "tenant": tenant,
               "received_at": repr(time.time()), "timestamp": lowered.get("webhook-timestamp", ""),
               "body": text}

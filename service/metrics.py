@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from adapters import QueueAdapter
+from adapters import Switchyard
 
 __all__ = ["LedgerCollector", "make_registry"]
 
@@ -34,9 +34,9 @@ def _le_key(le: str) -> float:
 
 
 class LedgerCollector(Collector):
-    """Turns ``ledger.stats()`` and ``ledger.counts_by_state()`` into metric families."""
+    """Turns the client's ``queue_stats()`` into metric families."""
 
-    def __init__(self, adapter: QueueAdapter):
+    def __init__(self, adapter: Switchyard):
         self.adapter = adapter
 
     def collect(self):
@@ -54,9 +54,8 @@ class LedgerCollector(Collector):
                                    labels=["queue", "backend"])
         up = GaugeMetricFamily("switchyard_ledger_up", "1 if the ledger in Redis answered")
         try:
-            stats = self.adapter.ledger.stats()
-            counts = self.adapter.ledger.counts_by_state()
-            backlog = self.adapter.ledger.backlog()
+            queue_stats = self.adapter.queue_stats()
+            stats, counts, backlog = queue_stats.counters, queue_stats.states, queue_stats.backlog
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail with Redis down
             log.warning("metrics: cannot read the ledger: %s", exc)
             up.add_metric([], 0)
@@ -107,7 +106,7 @@ class LedgerCollector(Collector):
         yield from (enqueued, finished, duration, depth, oldest, up)
 
 
-def make_registry(adapter: QueueAdapter) -> CollectorRegistry:
+def make_registry(adapter: Switchyard) -> CollectorRegistry:
     """A registry of the app's own (not the process-global one, so apps do not collide)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(adapter))

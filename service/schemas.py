@@ -9,6 +9,8 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from adapters import JobState, WorkflowState
+from adapters.validation import (MAX_BATCH, MAX_KEY_LENGTH, PRIORITIES, QUEUE_NAME,
+                                 SCHEDULE_NAME)
 
 __all__ = [
     "MAX_BATCH",
@@ -34,15 +36,15 @@ __all__ = [
     "CURSOR_PATTERN",
 ]
 
-MAX_BATCH = 500
-"""Most jobs one ``POST /v1/jobs/batch`` may carry."""
+# The rules of a job are the client's (adapters.validation), stated once; these schemas
+# check the request's shape with them, so the spec shows each rule too.
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=366)
 """How far ahead ``delay``, ``run_at`` and ``expires_at`` may reach."""
 
 MAX_EVERY = 366 * 24 * 3600.0
 """Longest ``every`` of a schedule, in seconds."""
 
-_QUEUE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$",
+_QUEUE = validate.Regexp(rf"^{QUEUE_NAME.pattern}$",
                          error="must be 1-64 letters, digits, '_', '-' or '.'")
 
 
@@ -71,7 +73,7 @@ class JobOptionsSchema(_Strict):
 
     queue = fields.String(validate=_QUEUE, metadata={"description": "named queue",
                                                      "example": "default"})
-    priority = fields.String(validate=validate.OneOf(["high", "default", "low"]))
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
     delay = fields.Float(validate=validate.Range(min=0, max=MAX_SCHEDULE_AHEAD.total_seconds()),
                          metadata={"description": "seconds to wait before the job may start"})
     run_at = fields.AwareDateTime(validate=_not_too_far,
@@ -83,7 +85,7 @@ class JobOptionsSchema(_Strict):
     max_retries = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
     timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False),
                            metadata={"description": "hard time limit of one attempt, seconds"})
-    idempotency_key = fields.String(validate=validate.Length(min=1, max=255),
+    idempotency_key = fields.String(validate=validate.Length(min=1, max=MAX_KEY_LENGTH),
                                     metadata={"description": "a second enqueue with the same "
                                                              "key returns the first job"})
 
@@ -106,7 +108,7 @@ class JobRequestSchema(_Strict):
 
 
 class BatchRequestSchema(_Strict):
-    """Up to 500 jobs, validated all together: one invalid job and none is enqueued."""
+    """Up to MAX_BATCH (500) jobs, validated all together: one invalid job and none is enqueued."""
 
     jobs = fields.List(fields.Nested(JobRequestSchema), required=True,
                        validate=validate.Length(min=1, max=MAX_BATCH))
@@ -270,7 +272,7 @@ class ScheduleJobOptionsSchema(_Strict):
     """How every job of a schedule is enqueued."""
 
     queue = fields.String(validate=_QUEUE)
-    priority = fields.String(validate=validate.OneOf(["high", "default", "low"]))
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
     max_retries = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
     timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False),
                            metadata={"description": "hard time limit of one attempt, seconds"})
@@ -301,7 +303,7 @@ class ScheduleRequestSchema(_Strict):
     """A new periodic schedule: ``cron`` or ``every``, not both."""
 
     name = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9_.-]{1,100}$", error="must be 1-100 letters, digits, '_', '-' or '.'"),
+        rf"^{SCHEDULE_NAME.pattern}$", error="must be 1-100 letters, digits, '_', '-' or '.'"),
         metadata={"example": "nightly-report"})
     job = fields.Nested(ScheduleJobSchema, required=True)
     cron = _CRON

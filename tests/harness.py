@@ -191,7 +191,7 @@ class Engine:
         """Push a pickled message straight into the broker; unpickling it would create ``marker``."""
         evil = _Evil(marker)
         if self.backend == "celery":
-            kq = self.adapter._queue(queue)
+            kq = self.adapter.engine._queue(queue)
             task_id = str(uuid.uuid4())
             body = ((evil, "token"), {}, {"callbacks": None, "errbacks": None, "chain": None,
                                          "chord": None})
@@ -199,19 +199,19 @@ class Engine:
                        "root_id": task_id, "parent_id": None, "group": None,
                        "argsrepr": "(evil)", "kwargsrepr": "{}", "origin": "test",
                        "retries": 0, "timelimit": [None, None], "eta": None, "expires": None}
-            with self.adapter.app.connection_for_write() as conn:
+            with self.adapter.engine.app.connection_for_write() as conn:
                 conn.Producer().publish(body, exchange=kq.exchange, routing_key=kq.routing_key,
                                         serializer="pickle", headers=headers, declare=[kq],
-                                        priority=self.adapter._priorities["default"])
+                                        priority=self.adapter.engine._priorities["default"])
         elif self.backend == "rq":
             from rq import Queue
             from rq.job import Job
 
-            queue_name = self.adapter._engine_name(queue, "default")
+            queue_name = self.adapter.engine._engine_name(queue, "default")
             job = Job.create("adapters.rq.perform", args=[evil, "token"],
-                             connection=self.adapter.rq_redis)  # RQ's default: pickle
+                             connection=self.adapter.engine.rq_redis)  # RQ's default: pickle
             job.save()
-            Queue(queue_name, connection=self.adapter.rq_redis).push_job_id(job.id)
+            Queue(queue_name, connection=self.adapter.engine.rq_redis).push_job_id(job.id)
         else:
             raise NotImplementedError(self.backend)
 
@@ -238,7 +238,7 @@ class Engine:
             for child in children:
                 child.send_signal(signal.SIGSTOP)
             job = enqueue()
-            if self.adapter.redis_broker:
+            if self.adapter.engine.redis_broker:
                 wait_until(lambda: self.redis.zcard("unacked_index"), 15, 0.02,
                            "the worker to take the message")
             else:
@@ -252,8 +252,8 @@ class Engine:
 
             job = enqueue()
             _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
-            keys = [f"rq:queue:{n}" for n in self.adapter.worker_queue_names([job.queue])]
-            popped = _Queue.lpop(keys, None, connection=self.adapter.rq_redis)
+            keys = [f"rq:queue:{n}" for n in self.adapter.engine.worker_queue_names([job.queue])]
+            popped = _Queue.lpop(keys, None, connection=self.adapter.engine.rq_redis)
             assert popped and popped[1].decode().startswith(job.id), popped
             return job
         raise NotImplementedError(self.backend)
@@ -266,8 +266,8 @@ class Engine:
 
 def _amqp_unacked(engine: "Engine", queue: str) -> bool:
     """True once RabbitMQ counts no ready message in ``queue`` (a consumer holds it)."""
-    kq = engine.adapter._queue(queue)
-    with engine.adapter.app.connection_for_write() as conn:
+    kq = engine.adapter.engine._queue(queue)
+    with engine.adapter.engine.app.connection_for_write() as conn:
         _, ready, _ = conn.default_channel.queue_declare(kq.name, passive=True)
     return ready == 0
 

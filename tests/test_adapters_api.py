@@ -18,10 +18,10 @@ from adapters import (
     UnsupportedFeature,
     job,
 )
-from adapters.base import QueueAdapter
-from adapters.celery import CeleryAdapter
+from adapters.engine import Engine
+from adapters.celery import CeleryEngine
 from adapters.registry import parse_rate
-from adapters.rq import RQAdapter
+from adapters.rq import RQEngine
 import tests.conformance.jobs  # noqa: F401 - registers t.*
 
 ADAPTERS_DIR = Path(adapters.__file__).parent
@@ -65,22 +65,22 @@ def test_engine_glue_stays_inside_its_adapter():
 
 
 def test_both_engines_declare_every_capability():
-    assert CeleryAdapter.capabilities == frozenset(Capability)
-    assert RQAdapter.capabilities == frozenset(Capability)
+    assert CeleryEngine.capabilities == frozenset(Capability)
+    assert RQEngine.capabilities == frozenset(Capability)
 
 
 def test_aliases_and_dotted_paths_resolve():
-    assert adapters.resolve_adapter("rq") is RQAdapter
-    assert adapters.resolve_adapter("celery") is CeleryAdapter
-    assert adapters.resolve_adapter("adapters.rq:RQAdapter") is RQAdapter
-    assert adapters.resolve_adapter("adapters.celery.CeleryAdapter") is CeleryAdapter
+    assert adapters.resolve_engine("rq") is RQEngine
+    assert adapters.resolve_engine("celery") is CeleryEngine
+    assert adapters.resolve_engine("adapters.rq:RQEngine") is RQEngine
+    assert adapters.resolve_engine("adapters.celery.CeleryEngine") is CeleryEngine
 
 
 def test_unknown_alias_says_did_you_mean():
     with pytest.raises(ConfigurationError, match="did you mean 'celery'"):
-        adapters.resolve_adapter("celry")
-    with pytest.raises(ConfigurationError, match="not a QueueAdapter"):
-        adapters.resolve_adapter("adapters.settings:AdapterSettings")
+        adapters.resolve_engine("celry")
+    with pytest.raises(ConfigurationError, match="not an adapters.Engine"):
+        adapters.resolve_engine("adapters.settings:AdapterSettings")
 
 
 @pytest.mark.parametrize("env, message", [
@@ -111,22 +111,22 @@ def test_job_names_and_duplicates_are_checked():
         job("t.echo")(lambda ctx: None)
 
 
-class _Bare(QueueAdapter):
-    """An adapter that declares nothing, to prove every guard speaks up."""
+class _Bare(Engine):
+    """An engine that declares nothing, to prove every guard speaks up."""
 
     name = "bare"
     capabilities = frozenset()
 
-    def _publish(self, dispatch):
+    def publish(self, deliveries, pipeline=None):
         raise AssertionError("a guarded call reached the engine")
 
-    def run_worker(self, queues=None, concurrency=1, name=None):
+    def run_worker(self, queues, concurrency=1, name=None):
         raise AssertionError("unused")
 
 
 @pytest.fixture
 def bare(redis_url):
-    adapter = _Bare(AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    adapter = adapters.Switchyard(_Bare, AdapterSettings.from_env({"REDIS_URL": redis_url}))
     yield adapter
     adapter.close()
 
@@ -162,7 +162,7 @@ def test_bad_job_input_is_refused_before_anything_is_written(bare):
         bare.enqueue("t.echo", {"x": float("nan")})
     with pytest.raises(InvalidJob) as err:
         bare.enqueue("t.echo", {}, JobOptions(timeout=-1))
-    assert "timeout" in err.value.errors
+    assert "options.timeout" in err.value.errors
     with pytest.raises(InvalidJob):
         bare.enqueue("t.echo", {}, JobOptions(queue="bad name!"))
     assert bare.redis.dbsize() == 0
@@ -173,7 +173,7 @@ def test_unreachable_broker_is_backend_unavailable_and_leaves_no_record(redis_ur
 
     settings = AdapterSettings.from_env({"REDIS_URL": redis_url,
                                          "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"})
-    adapter = CeleryAdapter(settings)
+    adapter = adapters.Switchyard(CeleryEngine, settings)
     try:
         with pytest.raises(BackendUnavailable):
             adapter.enqueue("t.echo", {}, JobOptions(idempotency_key="once"))
@@ -190,7 +190,7 @@ def test_unreachable_redis_is_backend_unavailable():
 
     settings = AdapterSettings.from_env({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
                                          "SWITCHYARD_REDIS_TIMEOUT": "0.5"})
-    adapter = RQAdapter(settings)
+    adapter = adapters.Switchyard(RQEngine, settings)
     with pytest.raises(BackendUnavailable):
         adapter.enqueue("t.echo", {})
     with pytest.raises(BackendUnavailable):
@@ -198,7 +198,7 @@ def test_unreachable_redis_is_backend_unavailable():
 
 
 def test_jobs_due_together_are_released_high_first(redis_url):
-    adapter = RQAdapter(AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    adapter = adapters.Switchyard(RQEngine, AdapterSettings.from_env({"REDIS_URL": redis_url}))
     try:
         run_at = time.time() + 60
         adapter.enqueue_many([("t.echo", {}, JobOptions(run_at=run_at, priority=p))
@@ -210,7 +210,8 @@ def test_jobs_due_together_are_released_high_first(redis_url):
 
 
 def test_no_user_queue_is_another_queues_priority_on_rq():
-    adapter = RQAdapter(AdapterSettings.from_env({"REDIS_URL": "redis://127.0.0.1:9/0"}))
-    names = {q: set(adapter.worker_queue_names([q])) for q in
+    adapter = adapters.Switchyard(RQEngine, AdapterSettings.from_env(
+        {"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    names = {q: set(adapter.engine.worker_queue_names([q])) for q in
              ("default", "default.high", "default.low", "default-high")}
     assert all(a is b or not (names[a] & names[b]) for a in names for b in names)

@@ -46,8 +46,8 @@ def test_jobs_leave_no_rq_records_but_rq_sees_the_workers(rq_engine):
 
     for pattern in ("rq:job:*", "rq:execution*", "rq:results:*", "rq:wip:*", "rq:finished:*"):
         assert rq_keys(eng, pattern) == [], pattern
-    conn = eng.adapter.rq_redis
-    queue_names = eng.adapter.worker_queue_names(["default"])
+    conn = eng.adapter.engine.rq_redis
+    queue_names = eng.adapter.engine.worker_queue_names(["default"])
     workers = wait_until(lambda: len(Worker.all(connection=conn)) == 2 and Worker.all(connection=conn),
                          message="both RQ workers to register")
     assert all(w.queue_names() == queue_names for w in workers)
@@ -64,18 +64,18 @@ def test_jobs_leave_no_rq_records_but_rq_sees_the_workers(rq_engine):
 def test_any_other_rq_job_takes_rqs_own_path(rq_engine):
     eng = rq_engine
     start(eng)
-    queue = Queue(eng.adapter.worker_queue_names(["default"])[1],
-                  connection=eng.adapter.rq_redis, serializer=JSONSerializer)
+    queue = Queue(eng.adapter.engine.worker_queue_names(["default"])[1],
+                  connection=eng.adapter.engine.rq_redis, serializer=JSONSerializer)
     job = queue.enqueue("os.getpid", result_ttl=60)
     wait_until(lambda: job.get_status() == JobStatus.FINISHED, message="the RQ job to finish")
     assert job.id in FinishedJobRegistry(queue=queue).get_job_ids()
-    assert Job.fetch(job.id, connection=eng.adapter.rq_redis,
+    assert Job.fetch(job.id, connection=eng.adapter.engine.rq_redis,
                      serializer=JSONSerializer).return_value() > 0
 
 
 def test_rq_suspend_holds_jobs_until_resume(rq_engine):
     eng = rq_engine
-    conn = eng.adapter.rq_redis
+    conn = eng.adapter.engine.rq_redis
     suspend(conn)
     start(eng)
     wait_until(lambda: [w.get_state() for w in Worker.all(connection=conn)] == ["suspended"],
@@ -123,7 +123,7 @@ def test_a_new_job_and_its_delivery_commit_together_with_no_guard(rq_engine):
         [("t.echo", {"n": n}, None) for n in range(2, 5)])
     # every record came with its RQ delivery, and no dispatch guard was needed
     assert eng.redis.zcard(f"{ns}dispatching") == 0
-    assert eng.adapter.rq_redis.llen(f"rq:queue:{eng.prefix}default") == len(infos)
+    assert eng.adapter.engine.rq_redis.llen(f"rq:queue:{eng.prefix}default") == len(infos)
     start(eng)
     for info in infos:
         assert eng.wait_for(info.id).state is JobState.SUCCEEDED
@@ -136,7 +136,7 @@ def test_enqueue_after_redis_lost_its_scripts_runs_the_job_once(rq_engine):
     info = eng.adapter.enqueue("t.count", {"key": "flushed"})
     # The try that met the missing script still pushed its RQ job; the retry wrote the
     # record and a second delivery under the same token.
-    assert eng.adapter.rq_redis.llen(f"rq:queue:{eng.prefix}default") == 3
+    assert eng.adapter.engine.rq_redis.llen(f"rq:queue:{eng.prefix}default") == 3
     start(eng)
     done = eng.wait_for(info.id)
     assert done.state is JobState.SUCCEEDED and done.attempts == 1

@@ -34,7 +34,7 @@ def refused(engine, field: str, payload=None, options=None, job_type="t.echo") -
 
 @pytest.mark.parametrize("priority", ["urgent", "HIGH", 101, 3.1, "", 0, True])
 def test_an_invalid_priority_is_invalid_job(engine, priority):
-    refused(engine, "priority", options=JobOptions(priority=priority))
+    refused(engine, "options.priority", options=JobOptions(priority=priority))
 
 
 def test_priority_enum_members_are_taken(engine):
@@ -44,7 +44,7 @@ def test_priority_enum_members_are_taken(engine):
 
 @pytest.mark.parametrize("queue", ["", 0, "bad name!", "q" * 65])
 def test_an_invalid_queue_is_invalid_job(engine, queue):
-    refused(engine, "queue", options=JobOptions(queue=queue))
+    refused(engine, "options.queue", options=JobOptions(queue=queue))
 
 
 @pytest.mark.parametrize("payload, field", [
@@ -71,8 +71,8 @@ def test_a_payload_nested_too_deep_is_invalid_job(engine):
 
 
 def test_lone_surrogates_in_keys_and_queues_are_invalid_job(engine):
-    refused(engine, "idempotency_key", options=JobOptions(idempotency_key="k\ud800"))
-    refused(engine, "queue", options=JobOptions(queue="q\ud800"))
+    refused(engine, "options.idempotency_key", options=JobOptions(idempotency_key="k\ud800"))
+    refused(engine, "options.queue", options=JobOptions(queue="q\ud800"))
 
 
 def test_a_reused_idempotency_key_with_other_parameters_is_refused(engine):

@@ -25,7 +25,7 @@ def readiness() -> tuple[dict, bool]:
     """The readiness report and whether the service can run jobs."""
     adapter = current().adapter
     checks, warnings, workers = {}, [], 0
-    live: list[dict] = []  # stays empty if the heartbeats cannot be read
+    live: list = []  # stays empty if the heartbeats cannot be read
     try:
         adapter.ping()
         checks["redis"] = {"ok": True, "detail": "Redis answers"}
@@ -33,8 +33,8 @@ def readiness() -> tuple[dict, bool]:
         checks["redis"] = {"ok": False, "detail": str(exc)}
     if checks["redis"]["ok"]:
         try:
-            live = [w for w in adapter.ledger.workers(WORKER_TTL)
-                    if int(w.get("concurrency") or 0) > 0]  # the scheduler beats with 0
+            live = [w for w in adapter.workers(within=WORKER_TTL)
+                    if w.concurrency > 0]  # the scheduler beats with 0
             workers = len(live)
             checks["workers"] = {
                 "ok": workers > 0,
@@ -48,7 +48,7 @@ def readiness() -> tuple[dict, bool]:
         except Exception as exc:  # noqa: BLE001
             checks["queues"] = {"ok": False, "detail": f"cannot read the queues: {exc}"}
         try:
-            policy = adapter.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+            policy = adapter.memory_policy()
             ok = policy == "noeviction"
             checks["maxmemory_policy"] = {"ok": ok, "detail": policy}
             if not ok:
@@ -66,11 +66,11 @@ def readiness() -> tuple[dict, bool]:
     return body, ready
 
 
-def _queues_check(adapter, live: list[dict], warnings: list[str]) -> dict:
+def _queues_check(adapter, live: list, warnings: list[str]) -> dict:
     """Each queue's backlog, and a warning for one that has jobs but no live worker."""
-    listened = {q for w in live for q in (w.get("queues") or "").split(",") if q}
+    listened = {q for w in live for q in w.queues}
     now, backlog, orphans = time.time(), {}, []
-    for queue, (count, since) in adapter.ledger.backlog().items():
+    for queue, (count, since) in adapter.queue_stats().backlog.items():
         age = round(max(0.0, now - since), 3) if since is not None else None
         backlog[queue] = {"queued": count, "oldest_age_seconds": age,
                           "workers": queue in listened}

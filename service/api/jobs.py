@@ -10,11 +10,10 @@ import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from adapters import (IdempotencyKeyReused, JobInfo, JobOptions, UnknownJobType, definitions,
-                      get_definition)
+from adapters import JobInfo, JobOptions, definitions
 
 from ..auth import current_tenant
-from ..errors import ValidationProblem, flatten_errors, problem
+from ..errors import ValidationProblem
 from ..extensions import current
 from ..schemas import (
     BatchRequestSchema,
@@ -27,7 +26,7 @@ from ..schemas import (
 )
 from . import Blueprint, problems
 
-__all__ = ["blp", "job_body", "job_url", "document_job_types", "JobIdConverter"]
+__all__ = ["blp", "job_body", "job_spec", "job_url", "document_job_types", "JobIdConverter"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
                 description="Enqueue jobs and follow them to the end.")
@@ -68,34 +67,11 @@ def job_body(info: JobInfo) -> dict:
     }
 
 
-def _check_payload(definition, payload: dict) -> dict[str, list[str]]:
-    """Field errors of ``payload`` for this job type (empty if it is fine)."""
-    if definition.schema is not None:
-        try:
-            definition.schema.load(payload)
-        except ma.ValidationError as exc:
-            return flatten_errors(exc.messages, "payload")
-        return {}
-    try:
-        inspect.signature(definition.func).bind(None, **payload)
-    except TypeError as exc:
-        return {"payload": [str(exc)]}
-    return {}
-
-
-def _validated(request: dict, prefix: str = "") -> tuple[tuple[str, dict, JobOptions], dict]:
-    """``(type, payload, JobOptions)`` and the field errors of one job request."""
-    job_type, payload, options = request["type"], request.get("payload") or {}, \
-        request.get("options") or {}
-    errors: dict[str, list[str]] = {}
-    try:
-        definition = get_definition(job_type)
-    except UnknownJobType:
-        known = ", ".join(sorted(definitions())) or "none"
-        errors[f"{prefix}type"] = [f"unknown job type {job_type!r}; known types: {known}"]
-    else:
-        errors.update({f"{prefix}{k}": v for k, v in _check_payload(definition, payload).items()})
-    return (job_type, payload, JobOptions(**options)), errors
+def job_spec(request: dict) -> tuple[str, dict, JobOptions]:
+    """``(type, payload, JobOptions)`` of one job request as the schema loaded it; the
+    client validates the job itself (:mod:`adapters.validation`)."""
+    return (request["type"], request.get("payload") or {},
+            JobOptions(**(request.get("options") or {})))
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
@@ -206,10 +182,7 @@ class Jobs(MethodView):
         `payload.<field>`. With `idempotency_key`, a repeat returns the first job; the
         same key with a different type, payload or options is a 409.
         """
-        (job_type, payload, options), errors = _validated(request)
-        if errors:
-            raise ValidationProblem("the job is not valid; see errors", errors)
-        info = current().adapter.enqueue(job_type, payload, options, tenant=current_tenant())
+        info = current().adapter.enqueue(*job_spec(request), tenant=current_tenant())
         return job_body(info), 202, {"Location": job_url(info.id)}
 
     @blp.arguments(ListQuerySchema, location="query", unknown=ma.RAISE)  # a typo is an error
@@ -241,19 +214,8 @@ class Batch(MethodView):
         Every job is validated first (errors are named `jobs.<index>.<field>`); then
         they are written in one pipelined round trip.
         """
-        jobs, errors = [], {}
-        for index, item in enumerate(request["jobs"]):
-            job, item_errors = _validated(item, prefix=f"jobs.{index}.")
-            jobs.append(job)
-            errors.update(item_errors)
-        if errors:
-            raise ValidationProblem("some jobs are not valid; none was enqueued", errors)
-        try:
-            infos = current().adapter.enqueue_many(jobs, tenant=current_tenant())
-        except IdempotencyKeyReused as exc:
-            flask.abort(problem(409, str(exc), errors={
-                f"jobs.{exc.index}.options.idempotency_key": [
-                    f"is in use by job {exc.job_id}, enqueued with other parameters"]}))
+        infos = current().adapter.enqueue_many([job_spec(item) for item in request["jobs"]],
+                                               tenant=current_tenant())
         return {"items": [job_body(i) for i in infos]}, 202
 
 

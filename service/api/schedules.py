@@ -22,7 +22,7 @@ from ..schemas import (
     ScheduleUpdateSchema,
 )
 from . import Blueprint, problems
-from .jobs import _validated, job_url
+from .jobs import job_url
 
 __all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]
 
@@ -30,7 +30,6 @@ blp = Blueprint("schedules", __name__, url_prefix="/v1/schedules",
                 description="Periodic jobs: cron (in a timezone) or every N seconds.")
 
 _LOCATION = {"Location": {"description": "the schedule's URL", "schema": {"type": "string"}}}
-_OWN_FIELDS = ("name", "cron", "every", "timezone")
 
 
 def schedule_url(name: str) -> str:
@@ -99,28 +98,6 @@ def _check_timing(cron: str | None, zone_name: str | None) -> None:
         raise ValidationProblem("the schedule's timing is not valid; see errors", errors)
 
 
-def _check_job(job: dict | None) -> None:
-    """422 for an unknown type or a payload its schema refuses, named ``job.payload.<field>``."""
-    if job is not None:
-        _, errors = _validated(job, prefix="job.")
-        if errors:
-            raise ValidationProblem("the schedule's job is not valid; see errors", errors)
-
-
-def _renamed(errors: dict) -> dict[str, list[str]]:
-    """The adapter's field names as the request names them."""
-    renamed: dict[str, list[str]] = {}
-    for key, messages in errors.items():
-        if key.startswith("job.") or key in _OWN_FIELDS:
-            name = key
-        elif key.split(".")[0] in ("payload", "type"):
-            name = f"job.{key}"
-        else:
-            name = f"job.options.{key}"
-        renamed.setdefault(name, []).extend(messages)
-    return renamed
-
-
 def _not_found(name: str):
     flask.abort(404, f"no schedule named {name!r}")
 
@@ -139,7 +116,6 @@ class Schedules(MethodView):
         seconds. Each run enqueues an ordinary job linked to its schedule.
         """
         _check_timing(request.get("cron"), request["timezone"])
-        _check_job(request["job"])
         job = request["job"]
         try:
             info = current().adapter.schedules().create(
@@ -149,8 +125,6 @@ class Schedules(MethodView):
         except InvalidState:
             flask.abort(problem(409, f"a schedule named {request['name']!r} already exists",
                                 errors={"name": ["already exists"]}))
-        except InvalidJob as exc:
-            raise ValidationProblem(str(exc), _renamed(exc.errors)) from exc
         return schedule_body(info), 201, {"Location": schedule_url(info.name)}
 
     @blp.response(200, ScheduleListSchema)
@@ -192,13 +166,10 @@ class Schedule(MethodView):
         except JobNotFound:
             _not_found(name)
         _check_timing(changes.get("cron"), changes.get("timezone"))
-        _check_job(changes.get("job"))
         try:
             info = schedules.update(current_tenant(), name, **changes)
         except JobNotFound:
             _not_found(name)
-        except InvalidJob as exc:
-            raise ValidationProblem(str(exc), _renamed(exc.errors)) from exc
         return schedule_body(info)
 
     @blp.response(204, description="Removed; jobs it already made stay")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import flask
 from flask.views import MethodView
 
-from adapters import InvalidJob, JobNotFound, WorkflowInfo
+from adapters import JobNotFound, WorkflowInfo
 
 from ..auth import current_tenant
-from ..errors import ValidationProblem
 from ..extensions import current
 from ..schemas import WorkflowRequestSchema, WorkflowSchema
 from . import Blueprint, problems
-from .jobs import _validated, job_body
+from .jobs import job_body, job_spec
 
 __all__ = ["blp", "workflow_body", "workflow_url", "document_workflows"]
 
@@ -48,33 +47,6 @@ def document_workflows(api) -> None:
     schemas["ChordRequest"]["properties"]["body"] = job
 
 
-def _field_names(kind: str, header_size: int) -> list[str]:
-    """The request's name of each job, in the adapter's order (a chord's body last)."""
-    if kind == "chord":
-        return [f"chord.header.{i}" for i in range(header_size)] + ["chord.body"]
-    return [f"{kind}.{i}" for i in range(header_size)]
-
-
-def _renamed(errors: dict, names: list[str]) -> dict[str, list[str]]:
-    """The adapter's ``jobs.<i>.<option>`` / ``body.<option>`` as the request names them."""
-    renamed: dict[str, list[str]] = {}
-    for key, messages in errors.items():
-        head, _, rest = key.partition(".")
-        if head == "jobs" and rest:
-            index, _, rest = rest.partition(".")
-            name = names[int(index)] if index.isdigit() and int(index) < len(names) else "jobs"
-        elif head == "body" and names[-1] == "chord.body":
-            name = names[-1]
-        else:
-            name, rest = key, ""
-        if rest and rest.split(".")[0] not in ("payload", "type"):
-            rest = f"options.{rest}"
-        elif not rest and name != key:
-            rest = "options"
-        renamed.setdefault(f"{name}.{rest}" if rest else name, []).extend(messages)
-    return renamed
-
-
 @blp.route("")
 class Workflows(MethodView):
     """The tenant's workflows."""
@@ -94,21 +66,9 @@ class Workflows(MethodView):
         kind = next(k for k in ("chain", "group", "chord") if k in request)
         requests = request["chord"]["header"] + [request["chord"]["body"]] \
             if kind == "chord" else request[kind]
-        header_size = len(request["chord"]["header"]) if kind == "chord" else len(requests)
-        names = _field_names(kind, header_size)
-        specs, errors = [], {}
-        for name, item in zip(names, requests):
-            spec, item_errors = _validated(item, prefix=f"{name}.")
-            specs.append(spec)
-            errors.update(item_errors)
-        if errors:
-            raise ValidationProblem("some jobs of the workflow are not valid; none was "
-                                    "enqueued", errors)
+        specs = [job_spec(item) for item in requests]
         body = specs.pop() if kind == "chord" else None
-        try:
-            info = current().adapter.enqueue_workflow(kind, specs, body, tenant=current_tenant())
-        except InvalidJob as exc:
-            raise ValidationProblem(str(exc), _renamed(exc.errors, names)) from exc
+        info = current().adapter.enqueue_workflow(kind, specs, body, tenant=current_tenant())
         return workflow_body(info), 202, {"Location": workflow_url(info.id)}
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from adapters import InvalidState, JobContext, JobNotFound, JobState, QueueAdapter, job
+from adapters import InvalidState, JobContext, JobNotFound, JobState, Switchyard, job
 
 from ._filestore import FileStore, file_store
 from ._report_pdf import STATES, render_activity
-from ._runtime import ledger_adapter
 
 __all__ = ["ReportSchema", "ReportNotReady", "ReportFileMissing", "generate_report",
            "collect_activity", "resolve_period", "report_name", "report_file", "JOB_TYPE"]
@@ -90,14 +89,14 @@ class ReportSchema(Schema):
 SCHEMA = ReportSchema()
 
 
-def collect_activity(adapter: QueueAdapter, tenant: str, start: date, end: date, *,
+def collect_activity(adapter: Switchyard, tenant: str, start: date, end: date, *,
                      skip: str | None = None, progress=None) -> dict[tuple[str, str, str], int]:
     """``{(day, type, state): count}`` of the tenant's jobs created in the period."""
     since = datetime.combine(start, time(), timezone.utc).timestamp()
     until = datetime.combine(end + timedelta(days=1), time(), timezone.utc).timestamp()
     counts: dict[tuple[str, str, str], int] = {}
     seen = 0
-    for rec in adapter.ledger.created_between(tenant, since, until):
+    for rec in adapter.created_between(tenant, since, until):
         if rec["id"] == skip or not rec.get("created_at"):
             continue
         day = datetime.fromtimestamp(float(rec["created_at"]), timezone.utc).date().isoformat()
@@ -120,7 +119,7 @@ def generate_report(ctx: JobContext, **payload) -> dict:
     data = SCHEMA.load(payload)
     start, end = resolve_period(data["period"], datetime.now(timezone.utc).date())
     ctx.progress(0, 4, "reading the ledger")
-    counts = collect_activity(ledger_adapter(), ctx.tenant, start, end, skip=ctx.job_id,
+    counts = collect_activity(ctx.adapter, ctx.tenant, start, end, skip=ctx.job_id,
                               progress=lambda n: ctx.progress(0, 4, f"read {n} jobs"))
     total = sum(counts.values())
     ctx.progress(1, 4, f"counted {total} jobs")
@@ -159,7 +158,7 @@ def generate_report(ctx: JobContext, **payload) -> dict:
     }
 
 
-def report_file(adapter: QueueAdapter, tenant: str, job_id: str,
+def report_file(adapter: Switchyard, tenant: str, job_id: str,
                 store: FileStore | None = None) -> bytes:
     """The PDF of a succeeded report job of ``tenant``.
 

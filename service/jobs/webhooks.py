@@ -34,7 +34,6 @@ from service.ssrf import (Resolver, Target, UnresolvableHost, UnsafeURL, check_u
 
 from . import _http, config
 from ._hookstore import HookStore
-from ._runtime import ledger_adapter
 
 __all__ = [
     "DeliverySchema", "ProcessSchema", "DeliveryRetryable", "DeliveryFailed", "EndpointGone",
@@ -156,10 +155,10 @@ def _snippet(body: bytes, limit: int = 300) -> str:
     return " ".join(body[:limit * 4].decode("utf-8", "replace").split())[:limit]
 
 
-def _event_time(job_id: str) -> str:
+def _event_time(ctx: JobContext) -> str:
     """The job's creation time, so every attempt sends the same body."""
     try:
-        return ledger_adapter().get(job_id).created_at.isoformat()
+        return ctx.adapter.get(ctx.job_id).created_at.isoformat()
     except (JobNotFound, redis.RedisError, AttributeError):
         return datetime.now(timezone.utc).isoformat()
 
@@ -183,7 +182,7 @@ def deliver_webhook(ctx: JobContext, **payload) -> dict:
         raise DeliveryRetryable(str(exc)) from exc
 
     webhook_id = webhook_id_for(ctx.job_id)
-    body = json.dumps({"type": data["event"], "timestamp": _event_time(ctx.job_id),
+    body = json.dumps({"type": data["event"], "timestamp": _event_time(ctx),
                        "data": data["data"]}, separators=(",", ":"), ensure_ascii=False)
     sent_at = datetime.now(timezone.utc)
     headers = {
@@ -262,14 +261,14 @@ def hook_handler(source: str) -> Callable[[HookHandler], HookHandler]:
     return register
 
 
-def _store() -> HookStore:
-    adapter = ledger_adapter()
-    return HookStore(adapter.redis, adapter.settings.namespace)
+def _store(ctx: JobContext) -> HookStore:
+    keyspace = ctx.keyspace()
+    return HookStore(keyspace.redis, keyspace.namespace)
 
 
 def record_event(ctx: JobContext, event: HookEvent) -> dict:
     """The default handler: append the event to the source's event log, once."""
-    store = _store()
+    store = _store(ctx)
     kind = event.payload.get("type") if isinstance(event.payload, dict) else None
     outcome = store.record_event(event.tenant, event.source, event.webhook_id, {
         "webhook_id": event.webhook_id, "type": kind, "job_id": ctx.job_id,
@@ -289,7 +288,7 @@ def process_hook(ctx: JobContext, **payload) -> dict:
     """Handle one stored inbound hook with its source's handler."""
     data = PROCESS_SCHEMA.load(payload)
     source, webhook_id = data["source"], data["webhook_id"]
-    store = _store()
+    store = _store(ctx)
     record = store.load(ctx.tenant, source, webhook_id)
     if record is None:
         raise HookNotStored(f"no stored hook {webhook_id!r} from {source!r} (expired, or never received)")

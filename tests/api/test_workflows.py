@@ -127,5 +127,5 @@ def test_invalid_workflows_name_the_job_and_field_and_enqueue_nothing(client):
     assert list(refused({"chain": []})) == ["chain"]
     # workflow jobs take no idempotency key
     assert list(refused({"group": [{**echo, "options": {"idempotency_key": "k"}}]})) == [
-        "group.0.options"]
+        "group.0.options.idempotency_key"]
     assert client.get("/v1/jobs", headers=ACME).json["items"] == []

@@ -1,0 +1,141 @@
+"""The engine contract: what a queue engine implements to run Switchyard's jobs.
+
+Users and the service hold a :class:`~adapters.client.Switchyard` client; it validates
+jobs, keeps the ledger (Switchyard's own record of every job, in Redis) and hands each
+job's *deliveries* to an engine. An engine only moves deliveries and runs them:
+
+    class MyEngine(Engine):
+        name = "mine"                                  # the QUEUE_BACKEND alias
+        capabilities = frozenset({Capability.DELAY, ...})  # what its legs prove
+        shares_ledger_redis = False                    # True if its queues live in the
+                                                       # ledger's own Redis (see publish)
+
+        def publish(self, deliveries, pipeline=None):  # hand them to the broker
+            for d in deliveries:
+                broker.send("switchyard", [d.job_id, d.token], queue=d.queue,
+                            priority=d.priority, time_limit=self.time_limit(d))
+
+        def run_worker(self, queues, concurrency=1, name=None):
+            with self.maintenance(queues, concurrency, name):   # releases due jobs,
+                broker.worker(queues, concurrency).run()        # reaps lost ones
+
+    # the engine's one task / actor / entry function, whatever calls it:
+    def task(job_id, token):
+        engine.run(job_id, token)                      # and nothing else
+
+That is the whole of it:
+
+- ``publish(deliveries, pipeline)``: each :class:`~adapters.ledger.Dispatch` names a
+  job (``job_id``, ``token``, ``queue``, ``priority``, ``timeout``); send each to the
+  named queue. Raise if the broker refuses: the client then removes the records and
+  answers :class:`BackendUnavailable`, so nothing is half-written. With
+  ``shares_ledger_redis = True``, ``pipeline`` is a MULTI on the ledger's Redis
+  (:meth:`transaction` makes it) and the deliveries must be queued in it: the records
+  and their deliveries then commit in one transaction. Otherwise ``pipeline`` is None
+  and the client writes the records first under a dispatch guard, which it lifts once
+  ``publish`` returns (a publisher that dies in between is covered by the maintenance
+  loop, which publishes again when the guard runs out; the token makes a duplicate
+  delivery harmless).
+- ``run_worker(queues, concurrency, name)``: run the engine's own worker on
+  ``queues`` until it is told to stop (SIGTERM: finish the job in hand, then exit 0),
+  with :meth:`maintenance` beside it. Extra keyword options are the engine's own
+  (``flask worker --pool``, ``--worker-class``).
+- The task calls :meth:`run` and nothing else: claim, timeout, cancel, progress,
+  retries and the ledger writes are shared. Give the engine's own time limit
+  :meth:`time_limit` as a backstop, and turn its own retries off.
+- Optional: ``run_scheduler`` (the default runs the engine-neutral beat, which fires
+  the schedules kept in the ledger), ``recover_stranded`` (deliveries a dead worker took
+  from the broker but never claimed; a broker that hands them back, as RabbitMQ does,
+  needs nothing), ``close``.
+
+Then add the alias to :data:`adapters.resolve.ALIASES` and a leg to
+``tests/conftest.py::engine_legs``: every conformance case runs on it, and each
+declared capability must pass.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+from typing import TYPE_CHECKING, ClassVar, Iterator
+
+from .errors import UnsupportedFeature
+from .ledger import Dispatch
+from .maintenance import Maintenance, run_beat
+from .runner import execute
+from .types import Capability
+
+if TYPE_CHECKING:
+    import redis
+
+    from .client import Switchyard
+
+__all__ = ["Engine", "Dispatch"]
+
+
+class Engine(abc.ABC):
+    """One queue engine behind the client; see the module docstring."""
+
+    name: ClassVar[str] = "abstract"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    shares_ledger_redis: ClassVar[bool] = False
+    """True if deliveries are written to the ledger's own Redis, so :meth:`publish` can
+    queue them in the ledger's transaction."""
+    runs_at_publish: ClassVar[bool] = False
+    """True if :meth:`publish` runs the jobs before it returns (the inline engine)."""
+
+    def __init__(self, client: "Switchyard"):
+        self.client = client
+        self.settings = client.settings
+
+    @abc.abstractmethod
+    def publish(self, deliveries: list[Dispatch], pipeline: "redis.client.Pipeline | None" = None
+                ) -> None:
+        """Hand the deliveries to the engine (in ``pipeline`` if given); raise on failure."""
+
+    @abc.abstractmethod
+    def run_worker(self, queues: list[str], concurrency: int = 1,
+                   name: str | None = None) -> None:
+        """Run the engine's own worker in this process until it is told to stop."""
+
+    def run_scheduler(self, poll: float = 1.0, catch_up: int = 1,
+                      name: str | None = None) -> None:
+        """Fire the schedules kept in the ledger; by default with the engine-neutral beat."""
+        if Capability.SCHEDULES not in self.capabilities:
+            raise UnsupportedFeature(f"the {self.name} adapter does not support periodic schedules")
+        run_beat(self.client, poll, catch_up, name)
+
+    def recover_stranded(self) -> int:
+        """Deliver again what a dead worker took from the broker but never claimed."""
+        return 0
+
+    def close(self) -> None:
+        """Release the engine's own connections."""
+
+    # -- what an engine is given ------------------------------------------------------
+    def run(self, job_id: str, token: str) -> None:
+        """Run one delivery under Switchyard's rules (the engine's task calls this)."""
+        execute(self.client, job_id, token)
+
+    def time_limit(self, delivery: Dispatch) -> int:
+        """The engine's own hard time limit for a delivery: the job's, plus the grace."""
+        return math.ceil(delivery.timeout + self.settings.timeout_grace)
+
+    def transaction(self) -> "redis.client.Pipeline":
+        """A MULTI on the ledger's Redis (for ``shares_ledger_redis`` engines)."""
+        return self.client.redis.pipeline(transaction=True)
+
+    @contextlib.contextmanager
+    def maintenance(self, queues: list[str], concurrency: int,
+                    name: str | None = None) -> Iterator[None]:
+        """The maintenance loop beside the worker, for as long as the block runs."""
+        loop = Maintenance(self.client, queues, concurrency, name)
+        loop.start()
+        try:
+            yield
+        finally:
+            loop.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

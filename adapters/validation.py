@@ -1,0 +1,310 @@
+"""One validation path for a job, whoever submits it: HTTP, Python, a workflow, a schedule.
+
+:func:`build_record` checks a job -- its type, its payload (against the job type's
+schema or its function's signature), every option -- and turns it into the ledger
+record (:mod:`adapters.record`). Its :class:`InvalidJob` errors already name the fields
+the way the REST API shows them (``type``, ``payload.to``, ``options.queue``); a batch,
+a workflow or a schedule puts the job's own place in front (``jobs.3.``, ``chain.1.``,
+``chord.body.``, ``job.``), once, in :func:`prefixed`. The rules themselves are stated
+here once; the HTTP schemas import them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import re
+import uuid
+from datetime import datetime
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .errors import InvalidJob, UnknownJobType
+from .jsonlimits import json_problems, lone_surrogate
+from .options import JobOptions, Priority
+from .registry import JobDefinition, definitions, get_definition
+from .types import Capability, JobState
+
+if TYPE_CHECKING:
+    from .client import Switchyard
+
+__all__ = ["QUEUE_NAME", "SCHEDULE_NAME", "PRIORITIES", "MAX_KEY_LENGTH", "MAX_BATCH", "WORKFLOW_KINDS",
+           "build_record", "build_records", "build_workflow", "prefixed", "check_payload",
+           "flatten_errors", "timestamp"]
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""A queue name: 1-64 letters, digits, ``_``, ``-`` or ``.``."""
+PRIORITIES = tuple(p.value for p in Priority)
+MAX_KEY_LENGTH = 255
+"""The longest ``idempotency_key``."""
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+"""A schedule's name (and not ``.`` or ``..``, which a URL drops)."""
+MAX_BATCH = 500
+"""The most jobs one batch or one workflow holds."""
+WORKFLOW_KINDS = ("chain", "group", "chord")
+
+Spec = tuple[str, "dict | None", "JobOptions | None"]
+
+
+def prefixed(prefix: str, exc: InvalidJob) -> InvalidJob:
+    """``exc`` with every field name (and its message) put under ``prefix``."""
+    renamed = InvalidJob(f"{prefix.rstrip('.')}: {exc}",
+                         {f"{prefix}{k}": v for k, v in exc.errors.items()})
+    renamed.__cause__ = exc
+    return renamed
+
+
+def timestamp(value: datetime | float | None, field: str) -> float | None:
+    """A Unix time of an aware datetime or a number; ``InvalidJob`` naming ``field``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidJob(f"{field} needs a timezone",
+                             {f"options.{field}": ["must include a timezone offset"]})
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise InvalidJob(f"{field} is not a time",
+                     {f"options.{field}": ["must be a datetime or a Unix timestamp"]})
+
+
+def check_payload(definition: JobDefinition, payload: dict) -> dict[str, list[str]]:
+    """Field errors of ``payload`` for this job type, named ``payload.<field>``."""
+    if definition.schema is not None:
+        import marshmallow as ma
+
+        try:
+            definition.schema.load(payload)
+        except ma.ValidationError as exc:
+            return flatten_errors(exc.messages, "payload")
+        return {}
+    try:
+        inspect.signature(definition.func).bind(None, **payload)
+    except TypeError as exc:
+        return {"payload": [str(exc)]}
+    return {}
+
+
+def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested errors -> ``{"options.delay": ["..."], "payload.0.to": [...]}``."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(errors, Mapping):
+        for key, value in errors.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                name = prefix or "_schema"
+            for field, messages in flatten_errors(value, name).items():
+                flat.setdefault(field, []).extend(messages)
+    elif isinstance(errors, (list, tuple)):
+        if all(isinstance(m, str) for m in errors):
+            flat[prefix or "_schema"] = [str(m) for m in errors]
+        else:
+            for item in errors:
+                for field, messages in flatten_errors(item, prefix).items():
+                    flat.setdefault(field, []).extend(messages)
+    elif errors is not None:
+        flat[prefix or "_schema"] = [str(errors)]
+    return flat
+
+
+def _definition(job_type: str) -> JobDefinition:
+    try:
+        return get_definition(job_type)
+    except UnknownJobType:
+        known = ", ".join(sorted(definitions())) or "none"
+        message = f"unknown job type {job_type!r}; known types: {known}"
+        raise UnknownJobType(message, {"type": [message]}) from None
+
+
+def _refuse(option: str, message: str, why: str) -> InvalidJob:
+    return InvalidJob(message, {f"options.{option}": [why]})
+
+
+def build_record(client: "Switchyard", job_type: str, payload: dict | None,
+                 options: JobOptions | None, tenant: str, now: float,
+                 links: dict | None = None, retry_of: str | None = None) -> dict:
+    """The ledger record of one job, or ``InvalidJob`` / ``UnsupportedFeature``."""
+    settings = client.settings
+    definition = _definition(job_type)
+    options = options or JobOptions()
+    payload = {} if payload is None else payload
+    if not isinstance(payload, dict):
+        raise InvalidJob("payload must be a JSON object", {"payload": ["must be an object"]})
+    # JSON would change some values on the way (``{1: 2}`` -> ``{"1": 2}``) and cannot
+    # carry others; refuse them here rather than hand the job different data.
+    problems = json_problems(payload, "payload")
+    if problems:
+        raise InvalidJob("payload is not JSON as it stands; see errors", problems)
+    problems = check_payload(definition, payload)
+    if problems:
+        raise InvalidJob("the payload is not valid for this job type; see errors", problems)
+    payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    for field, name, text in (("tenant", "tenant", tenant),
+                              ("options.idempotency_key", "idempotency_key",
+                               options.idempotency_key)):
+        if text is not None and not isinstance(text, str):
+            raise InvalidJob(f"{name} must be a string", {field: ["must be a string"]})
+        problem = text and lone_surrogate(text)
+        if problem:
+            raise InvalidJob(f"{name} {problem}", {field: [problem]})
+
+    # None means "the definition's"; anything else, even "" or 0, must be valid itself
+    queue = definition.queue if options.queue is None else options.queue
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+        raise _refuse("queue", "queue names are 1-64 letters, digits, '_', '-' or '.'",
+                      f"must match {QUEUE_NAME.pattern}")
+    priority = definition.priority if options.priority is None else options.priority
+    if not isinstance(priority, str) or priority not in PRIORITIES:
+        raise _refuse("priority", f"priority must be one of {', '.join(PRIORITIES)}",
+                      f"must be one of: {', '.join(PRIORITIES)}")
+    priority = Priority(priority).value
+    if queue != settings.default_queue:
+        client.require(Capability.QUEUES, "named queues")
+    if priority != Priority.DEFAULT.value:
+        client.require(Capability.PRIORITIES, "priorities")
+    if options.delay is not None and options.run_at is not None:
+        raise _refuse("delay", "give delay or run_at, not both", "cannot be combined with run_at")
+    run_at = asked_run_at = timestamp(options.run_at, "run_at")
+    if options.delay is not None:
+        if not (isinstance(options.delay, (int, float)) and not isinstance(options.delay, bool)
+                and math.isfinite(options.delay) and options.delay >= 0):
+            raise _refuse("delay", "delay must be a non-negative number of seconds", "must be >= 0")
+        run_at = now + float(options.delay)
+    # A time already past is kept as asked (the job is queued at once).
+    due = run_at is not None and run_at > now
+    if due:
+        client.require(Capability.DELAY, "delayed jobs")
+    expires_at = timestamp(options.expires_at, "expires_at")
+    if expires_at is not None:
+        client.require(Capability.EXPIRY, "expiring jobs")
+        if expires_at <= (run_at if due else now):
+            raise _refuse("expires_at", "expires_at is before the job could start",
+                          "must be after now and after run_at")
+    max_retries = definition.max_retries if options.max_retries is None else options.max_retries
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise _refuse("max_retries", "max_retries must be >= 0", "must be >= 0")
+    if max_retries:
+        client.require(Capability.RETRIES, "retries")
+    timeout = definition.timeout if options.timeout is None else options.timeout
+    if timeout is None:
+        timeout = settings.default_timeout
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+            and 0 < timeout <= settings.max_timeout):
+        raise _refuse("timeout", f"timeout must be in (0, {settings.max_timeout}] seconds",
+                      f"must be > 0 and <= {settings.max_timeout}")
+    if definition.rate_limit:
+        client.require(Capability.RATE_LIMIT, "rate limits")
+    if options.idempotency_key is not None:
+        client.require(Capability.IDEMPOTENCY, "idempotency keys")
+        if not options.idempotency_key or len(options.idempotency_key) > MAX_KEY_LENGTH:
+            raise _refuse("idempotency_key", f"idempotency_key must be 1-{MAX_KEY_LENGTH} "
+                          "characters", f"must be 1-{MAX_KEY_LENGTH} characters")
+    limit, window = definition.rate_limit or (0, 0.0)
+    fingerprint = ""
+    if options.idempotency_key:
+        # What the request asked for, not what was derived from it: a delay is
+        # compared as given, so the same request sent again a second later matches.
+        fingerprint = hashlib.sha256(json.dumps(
+            [definition.name, payload, queue, priority, options.delay, asked_run_at, expires_at,
+             max_retries, float(timeout)],
+            sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return {
+        "id": uuid.uuid4().hex,
+        "type": definition.name,
+        "tenant": tenant,
+        "backend": client.name,
+        "state": (JobState.SCHEDULED if due else JobState.QUEUED).value,
+        "queue": queue,
+        "priority": priority,
+        "payload": payload_json,
+        "attempts": "0",
+        "max_retries": str(max_retries),
+        "timeout": repr(float(timeout)),
+        "rate": f"{limit} {window!r}" if limit else "",
+        "created_at": repr(now),
+        "run_at": repr(run_at) if run_at is not None else "",
+        "expires_at": repr(expires_at) if expires_at else "",
+        "idempotency_key": options.idempotency_key or "",
+        "retry_of": retry_of or "",
+        "links": json.dumps(links) if links else "",
+        "token": uuid.uuid4().hex[:12],
+        "fingerprint": fingerprint,  # for the ledger's idempotency check; not stored
+    }
+
+
+def build_records(client: "Switchyard", jobs: Iterable[Spec], tenant: str, now: float,
+                  links: dict | None = None, retry_of: str | None = None) -> list[dict]:
+    """The records of a batch, every one checked before any is written; a job's errors
+    are named ``jobs.<index>.<field>``, as ``POST /v1/jobs/batch`` shows them."""
+    jobs = list(jobs)
+    if len(jobs) > MAX_BATCH:
+        raise InvalidJob(f"a batch holds at most {MAX_BATCH} jobs",
+                         {"jobs": [f"at most {MAX_BATCH} jobs"]})
+    if len(jobs) == 1:
+        return [build_record(client, *jobs[0], tenant, now, links, retry_of)]
+    records, errors = [], {}
+    for index, (job_type, payload, options) in enumerate(jobs):
+        try:
+            records.append(build_record(client, job_type, payload, options, tenant, now,
+                                        links, retry_of))
+        except InvalidJob as exc:
+            errors.update(prefixed(f"jobs.{index}.", exc).errors)
+    if errors:
+        raise InvalidJob("some jobs are not valid; none was enqueued", errors)
+    return records
+
+
+def _place(kind: str, index: int, header: int) -> str:
+    """A workflow job's name in the request: ``chain.1``, ``group.0``, ``chord.body``."""
+    if kind == "chord":
+        return "chord.body" if index == header else f"chord.header.{index}"
+    return f"{kind}.{index}"
+
+
+def build_workflow(client: "Switchyard", kind: str, jobs: list[Spec], body: Spec | None,
+                   tenant: str, now: float) -> tuple[dict, list[dict]]:
+    """The workflow's record and its jobs' records, in order (a chord's body last)."""
+    if kind not in WORKFLOW_KINDS:
+        raise InvalidJob(f"unknown workflow kind {kind!r}", {"kind": ["chain, group or chord"]})
+    if (kind == "chord") != (body is not None):
+        raise InvalidJob("a chord needs a body; chains and groups take none",
+                         {"chord.body" if kind == "chord" else "body": ["only for chords"]})
+    if not jobs or len(jobs) + (body is not None) > MAX_BATCH:
+        name = "chord.header" if kind == "chord" else kind
+        raise InvalidJob(f"a workflow holds 1 to {MAX_BATCH} jobs", {name: [f"1 to {MAX_BATCH} jobs"]})
+    workflow_id = uuid.uuid4().hex
+    links = {"workflow": workflow_id}
+    specs = list(jobs) + ([body] if body is not None else [])
+    records, errors = [], {}
+    for index, (job_type, payload, options) in enumerate(specs):
+        place = _place(kind, index, len(jobs))
+        if options is not None and options.idempotency_key is not None:
+            errors[f"{place}.options.idempotency_key"] = ["is not allowed in a workflow"]
+            continue
+        try:
+            rec = build_record(client, job_type, payload, options, tenant, now, links)
+        except InvalidJob as exc:
+            errors.update(prefixed(f"{place}.", exc).errors)
+            continue
+        rec["wf"] = workflow_id
+        rec["wf_role"] = "body" if index == len(jobs) else (
+            "header" if kind == "chord" else "member")
+        if (kind == "chain" and index > 0) or (kind == "chord" and index == len(jobs)):
+            rec["state"] = JobState.SCHEDULED.value
+            rec["waiting"] = "1"
+        records.append(rec)
+    if errors:
+        raise InvalidJob("some jobs of the workflow are not valid; none was enqueued", errors)
+    if kind == "chain":
+        for rec, nxt in zip(records, records[1:]):
+            rec["wf_next"] = nxt["id"]
+    ids = [rec["id"] for rec in records]
+    workflow = {"id": workflow_id, "kind": kind, "tenant": tenant, "state": "running",
+                "created_at": repr(now), "jobs": json.dumps(ids), "pending": str(len(jobs))}
+    if kind == "chord":
+        workflow["header"] = json.dumps(ids[:-1])
+        workflow["body"] = ids[-1]
+    return workflow, records
