@@ -92,6 +92,7 @@ class Ledger(LedgerQueries):
         self._finish = client.register_script(scripts.source("finish"))
         self._cancel = client.register_script(scripts.source("cancel"))
         self._heartbeat = client.register_script(scripts.source("heartbeat"))
+        self._progress = client.register_script(scripts.source("progress"))
         self._maintain = client.register_script(scripts.source("maintain"))
         self._redeliver = client.register_script(scripts.source("redeliver"))
 
@@ -193,9 +194,11 @@ class Ledger(LedgerQueries):
         return self._heartbeat(args=[self.ns, repr(time.time()), job_id, token,
                                      self.s.lease_seconds])
 
-    def progress(self, job_id: str, token: str, progress: dict) -> None:
-        """Store the job's latest progress."""
-        self.r.hset(self.key(job_id), "progress", record.encode({"progress": progress})["progress"])
+    def progress(self, job_id: str, token: str, progress: dict) -> bool:
+        """Store the job's latest progress; False (and nothing stored) if ``token`` is no
+        longer the job's current delivery (a stale attempt)."""
+        value = record.encode({"progress": progress})["progress"]
+        return bool(self._progress(args=[self.ns, repr(time.time()), job_id, token, value]))
 
     def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
         """Deliveries ``(job id, token)`` that a worker took from the engine and died with

@@ -15,8 +15,8 @@ from . import record
 
 __all__ = ["NAMES", "constants", "source"]
 
-NAMES = ("create", "delete", "claim", "finish", "cancel", "heartbeat", "redeliver",
-         "maintain")
+NAMES = ("create", "delete", "claim", "finish", "cancel", "heartbeat", "progress",
+         "redeliver", "maintain")
 """Every script of the ledger (``adapters/lua/<name>.lua``)."""
 
 

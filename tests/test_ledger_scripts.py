@@ -362,7 +362,7 @@ def test_finish_with_a_stale_token_changes_nothing(ledger, r):
     assert not [k for k in ledger.stats() if k.startswith("ran|")]
 
 
-# -- heartbeat ----------------------------------------------------------------
+# -- heartbeat and progress ----------------------------------------------------------------
 
 def test_heartbeat_renews_the_lease_reports_a_cancel_and_a_lost_job(ledger, r):
     rec, _ = started(ledger)
@@ -373,6 +373,21 @@ def test_heartbeat_renews_the_lease_reports_a_cancel_and_a_lost_job(ledger, r):
     assert ledger.heartbeat(rec["id"], rec["token"]) == "cancel"
     assert ledger.heartbeat(rec["id"], "stale") == "lost"
     assert ledger.heartbeat("nope", "t") == "lost"
+
+
+def test_progress_is_stored_for_the_current_delivery(ledger, r):
+    rec, _ = started(ledger)
+    assert ledger.progress(rec["id"], rec["token"], {"current": 1, "total": 3, "message": "a"})
+    assert stored(r, rec)["progress"] == {"current": 1, "total": 3, "message": "a"}
+
+
+def test_progress_of_a_stale_attempt_is_ignored(ledger, r):
+    rec, _ = started(ledger)
+    ledger.progress(rec["id"], rec["token"], {"current": 2, "total": 3, "message": "now"})
+    assert not ledger.progress(rec["id"], "stale", {"current": 0, "total": 3, "message": "old"})
+    assert stored(r, rec)["progress"]["message"] == "now"
+    assert not ledger.progress("nope", "t", {"current": 1})
+    assert not r.exists(NS + "job:nope")
 
 
 # -- cancel ------------------------------------------------------------------------------
