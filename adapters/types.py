@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from datetime import datetime, timezone
 from typing import Any
+
+from . import record
 
 __all__ = ["JobState", "Capability", "JobInfo", "WorkflowState", "WorkflowInfo",
            "WorkerInfo", "QueueStats", "utc"]
@@ -139,42 +140,19 @@ class JobInfo:
 
     @classmethod
     def from_record(cls, rec: dict[str, str]) -> "JobInfo":
-        """Build from the ledger hash."""
-
-        def num(key: str) -> float | None:
-            value = rec.get(key)
-            return float(value) if value not in (None, "") else None
-
-        def js(key: str) -> Any:
-            value = rec.get(key)
-            return json.loads(value) if value not in (None, "") else None
-
+        """Build from the ledger hash, read through the record schema (:mod:`adapters.record`)."""
+        f = record.decode(rec)
         return cls(
-            id=rec["id"],
-            type=rec["type"],
-            state=JobState(rec["state"]),
-            tenant=rec["tenant"],
-            backend=rec.get("backend", ""),
-            queue=rec["queue"],
-            priority=rec.get("priority", "default"),
-            payload=js("payload") or {},
-            attempts=int(rec.get("attempts") or 0),
-            max_retries=int(rec.get("max_retries") or 0),
-            timeout=float(rec.get("timeout") or 0),
-            progress=js("progress"),
-            result=js("result"),
-            error=js("error"),
-            cancel_reason=rec.get("cancel_reason") or None,
-            created_at=utc(num("created_at")),
-            run_at=utc(num("run_at")),
-            expires_at=utc(num("expires_at")),
-            started_at=utc(num("started_at")),
-            finished_at=utc(num("finished_at")),
-            worker=rec.get("worker") or None,
-            lost_deliveries=int(rec.get("lost") or 0),
-            retry_of=rec.get("retry_of") or None,
-            idempotency_key=rec.get("idempotency_key") or None,
-            links=js("links") or {},
+            id=f["id"], type=f["type"], state=JobState(f["state"]), tenant=f["tenant"],
+            backend=f["backend"], queue=f["queue"], priority=f["priority"],
+            payload=f["payload"] or {}, attempts=f["attempts"], max_retries=f["max_retries"],
+            timeout=f["timeout"], progress=f["progress"], result=f["result"], error=f["error"],
+            cancel_reason=f["cancel_reason"] or None, created_at=utc(f["created_at"]),
+            run_at=utc(f["run_at"]), expires_at=utc(f["expires_at"]),
+            started_at=utc(f["started_at"]), finished_at=utc(f["finished_at"]),
+            worker=f["worker"] or None, lost_deliveries=f["lost"],
+            retry_of=f["retry_of"] or None, idempotency_key=f["idempotency_key"] or None,
+            links=f["links"] or {},
         )
 
 

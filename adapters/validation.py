@@ -21,6 +21,7 @@ from datetime import datetime
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable
 
+from . import record
 from .errors import InvalidJob, UnknownJobType
 from .jsonlimits import json_problems, lone_surrogate
 from .options import JobOptions, Priority
@@ -141,7 +142,6 @@ def build_record(client: "Switchyard", job_type: str, payload: dict | None,
     problems = check_payload(definition, payload)
     if problems:
         raise InvalidJob("the payload is not valid for this job type; see errors", problems)
-    payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     for field, name, text in (("tenant", "tenant", tenant),
                               ("options.idempotency_key", "idempotency_key",
                                options.idempotency_key)):
@@ -211,28 +211,16 @@ def build_record(client: "Switchyard", job_type: str, payload: dict | None,
             [definition.name, payload, queue, priority, options.delay, asked_run_at, expires_at,
              max_retries, float(timeout)],
             sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return {
-        "id": uuid.uuid4().hex,
-        "type": definition.name,
-        "tenant": tenant,
-        "backend": client.name,
-        "state": (JobState.SCHEDULED if due else JobState.QUEUED).value,
-        "queue": queue,
-        "priority": priority,
-        "payload": payload_json,
-        "attempts": "0",
-        "max_retries": str(max_retries),
-        "timeout": repr(float(timeout)),
-        "rate": f"{limit} {window!r}" if limit else "",
-        "created_at": repr(now),
-        "run_at": repr(run_at) if run_at is not None else "",
-        "expires_at": repr(expires_at) if expires_at else "",
-        "idempotency_key": options.idempotency_key or "",
-        "retry_of": retry_of or "",
-        "links": json.dumps(links) if links else "",
-        "token": uuid.uuid4().hex[:12],
-        "fingerprint": fingerprint,  # for the ledger's idempotency check; not stored
-    }
+    rec = record.encode({
+        "id": uuid.uuid4().hex, "type": definition.name, "tenant": tenant,
+        "backend": client.name, "state": (JobState.SCHEDULED if due else JobState.QUEUED).value,
+        "queue": queue, "priority": priority, "payload": payload, "attempts": 0,
+        "max_retries": max_retries, "timeout": timeout, "rate": (limit, window),
+        "created_at": now, "run_at": run_at, "expires_at": expires_at or None,
+        "idempotency_key": options.idempotency_key or "", "retry_of": retry_of or "",
+        "links": links or {}, "token": uuid.uuid4().hex[:12]})
+    rec["fingerprint"] = fingerprint  # for the ledger's idempotency check; not stored
+    return rec
 
 
 def build_records(client: "Switchyard", jobs: Iterable[Spec], tenant: str, now: float,

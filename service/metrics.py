@@ -17,16 +17,16 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from adapters import Switchyard
+from adapters.record import DURATION_BUCKETS
 
 __all__ = ["LedgerCollector", "make_registry"]
 
 log = logging.getLogger("switchyard.metrics")
 
 
-# The ledger's bucket bounds (adapters/ledger.py), as its Lua writes them; listed here so
-# every series exposes every bucket, hit or not.
-BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
-           "60", "120", "300", "600")
+# The ledger's bucket bounds, as its finish script writes them: every series exposes
+# every bucket, hit or not.
+BUCKETS = DURATION_BUCKETS
 
 
 def _le_key(le: str) -> float:

@@ -1,0 +1,114 @@
+-- Shared by every script. ARGV[1] is the namespace, ARGV[2] the time (Unix seconds).
+-- The loader puts CLAIM_FIELDS, DISPATCH_FIELDS and BUCKETS (from adapters/record.py)
+-- before this file.
+local ns = ARGV[1]
+local now = tonumber(ARGV[2])
+-- HMGET as a table by field name; a field that is not there reads as false.
+local function hmget(key, names)
+  local v = redis.call('HMGET', key, unpack(names))
+  local t = {}
+  for i, n in ipairs(names) do t[n] = v[i] end
+  return t
+end
+-- A job's history is one hash field, JSON lines: the hot paths (create, claim, finish)
+-- read and write it with the HMGET and HSET they do anyway, so it costs no command.
+local function ev(state, attempt, extra)
+  local e = {state=state, at=now, attempt=tonumber(attempt) or 0}
+  if extra then for k, v in pairs(extra) do e[k] = v end end
+  return cjson.encode(e)
+end
+local function append(old, line)
+  if old and old ~= '' then return old .. '\n' .. line end
+  return line
+end
+local function event(key, state, attempt, extra)
+  redis.call('HSET', key, 'events', append(redis.call('HGET', key, 'events'), ev(state, attempt, extra)))
+end
+local function close(key, ttl)
+  redis.call('EXPIRE', key, ttl)
+end
+-- {ns}queued:{queue} holds the ids of the queue's jobs in state queued, by the time they
+-- became queued: the backlog per queue (/readyz, /metrics) without reading any record.
+local function unqueue(id, q)
+  if q and q ~= '' then redis.call('ZREM', ns .. 'queued:' .. q, id) end
+end
+local ACTIVE = {scheduled=true, queued=true, retrying=true}
+local ENDED = {succeeded=true, failed=true, canceled=true}
+local function count_end(key, outcome)
+  local tb = redis.call('HMGET', key, 'type', 'backend')
+  redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb[1] .. '|' .. tb[2] .. '|' .. outcome, 1)
+end
+-- Workflows: what a job's end means for the jobs after it. Called wherever a job ends;
+-- w is the job's {wf, wf_role, wf_next} when the caller has read them already.
+local function wf_end(key, outcome, ttl, w)
+  w = w or hmget(key, {'wf', 'wf_role', 'wf_next'})
+  if not w.wf or w.wf == '' then return end
+  local wk = ns .. 'wf:' .. w.wf
+  local kind = redis.call('HGET', wk, 'kind')
+  if not kind then return end
+  local function finish(state)
+    if redis.call('HGET', wk, 'state') == 'running' then
+      redis.call('HSET', wk, 'state', state, 'finished_at', ARGV[2])
+      redis.call('EXPIRE', wk, ttl)
+    end
+  end
+  local function release(nid, upstream)
+    local nk = ns .. 'job:' .. nid
+    local st = hmget(nk, {'state', 'run_at'})
+    if st.state == 'scheduled' then
+      redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
+      -- a delay or run_at of its own is the earliest it starts once released
+      redis.call('ZADD', ns .. 'due', math.max(now, tonumber(st.run_at) or 0), nid)
+    end
+  end
+  local function cancel_waiting(nid, reason)
+    local nk = ns .. 'job:' .. nid
+    local st = hmget(nk, {'state', 'attempts', 'queue'})
+    if st.state and ACTIVE[st.state] then
+      redis.call('HSET', nk, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+      unqueue(nid, st.queue)
+      redis.call('ZREM', ns .. 'due', nid)
+      redis.call('ZREM', ns .. 'dispatching', nid)
+      redis.call('ZREM', ns .. 'expiries', nid)
+      event(nk, 'canceled', st.attempts, {reason=reason})
+      count_end(nk, 'canceled')
+      close(nk, ttl)
+    end
+  end
+  local ended = (outcome == 'succeeded' and 'succeeded') or (outcome == 'canceled' and 'canceled') or 'failed'
+  local reason = (outcome == 'canceled' and 'upstream_canceled') or 'upstream_failed'
+  if kind == 'chain' then
+    if outcome == 'succeeded' then
+      if w.wf_next and w.wf_next ~= '' then
+        release(w.wf_next, redis.call('HGET', key, 'result'))
+      else
+        finish('succeeded')
+      end
+    else
+      local nid = w.wf_next
+      while nid and nid ~= '' do
+        cancel_waiting(nid, reason)
+        nid = redis.call('HGET', ns .. 'job:' .. nid, 'wf_next')
+      end
+      finish(ended)
+    end
+  elseif kind == 'group' then
+    local left = redis.call('HINCRBY', wk, 'pending', -1)
+    if outcome ~= 'succeeded' then finish(ended) elseif left <= 0 then finish('succeeded') end
+  elseif w.wf_role == 'body' then
+    finish(ended)
+  else
+    local body = redis.call('HGET', wk, 'body')
+    if outcome ~= 'succeeded' then
+      cancel_waiting(body, reason)
+      finish(ended)
+    elseif redis.call('HINCRBY', wk, 'pending', -1) <= 0 then
+      local results = {}
+      for i, hid in ipairs(cjson.decode(redis.call('HGET', wk, 'header'))) do
+        local r = redis.call('HGET', ns .. 'job:' .. hid, 'result')
+        results[i] = (r and r ~= '') and r or 'null'
+      end
+      release(body, '[' .. table.concat(results, ',') .. ']')
+    end
+  end
+end

@@ -1,0 +1,72 @@
+-- Write new job records, all or none.
+-- ARGV: ns, now, idem_ttl, grace, then per record: fingerprint, n, n field/value pairs
+-- -> {created (1) or idempotent hit (0), id, ...}, or {-1, index, first job's id} when a
+-- record's idempotency key was used with other parameters (then nothing is written)
+local idem_ttl = tonumber(ARGV[3])
+local grace = tonumber(ARGV[4])
+local recs = {}
+local i = 5
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  local f = {}
+  for j = i + 2, i + 1 + 2 * n, 2 do f[ARGV[j]] = ARGV[j + 1] end
+  recs[#recs + 1] = {fp = ARGV[i], f = f, first = i + 2, last = i + 1 + 2 * n}
+  i = i + 2 + 2 * n
+end
+-- Every key is checked before anything is written, so a reused key anywhere in a
+-- batch writes nothing at all. An idempotency record is '<job id> <fingerprint>'.
+local seen = {}
+for r, rec in ipairs(recs) do
+  local key = rec.f['idempotency_key']
+  if key and key ~= '' then
+    local ik = ns .. 'idem:' .. rec.f['tenant'] .. ':' .. key
+    local prior = seen[ik]
+    if not prior then
+      local stored = redis.call('GET', ik)
+      if stored then
+        local eid, efp = string.match(stored, '^(%S+) ?(.*)$')
+        if redis.call('EXISTS', ns .. 'job:' .. eid) == 1 then prior = {eid, efp} end
+      end
+    end
+    if prior then
+      -- a record of an older version has no fingerprint: it matches anything
+      if prior[2] ~= '' and prior[2] ~= rec.fp then return {-1, r - 1, prior[1]} end
+      rec.hit = prior[1]
+    else
+      seen[ik] = {rec.f['id'], rec.fp}
+      rec.ik = ik
+    end
+  end
+end
+local out = {}
+for _, rec in ipairs(recs) do
+  local f = rec.f
+  if rec.hit then
+    out[#out + 1] = 0
+    out[#out + 1] = rec.hit
+  else
+    local id = f['id']
+    if rec.ik then redis.call('SET', rec.ik, id .. ' ' .. rec.fp, 'EX', idem_ttl) end
+    local key = ns .. 'job:' .. id
+    local fields = {unpack(ARGV, rec.first, rec.last)}
+    fields[#fields + 1] = 'events'
+    fields[#fields + 1] = ev(f['state'], 0)
+    redis.call('HSET', key, unpack(fields))
+    redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
+    if f['state'] == 'scheduled' then
+      if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
+    elseif grace >= 0 then
+      -- grace < 0: the engine's publish commits in this same transaction, no guard needed
+      redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    end
+    if f['expires_at'] and f['expires_at'] ~= '' then
+      redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
+    end
+    redis.call('SADD', ns .. 'queues', f['queue'])
+    if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end
+    redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
+    out[#out + 1] = 1
+    out[#out + 1] = id
+  end
+end
+return out

@@ -1,0 +1,91 @@
+-- The maintenance tick: reap lost jobs, expire stale ones, release due ones, and
+-- dispatch again what was never confirmed.
+-- ARGV: ns, now, limit, lost_cap, grace, job_ttl
+-- -> per job to publish: id, new token, the values of DISPATCH_FIELDS...
+local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
+local function new_token() return 'r' .. redis.call('INCR', ns .. 'seq') end
+local function emit(id, key, tok)
+  out[#out + 1] = id
+  out[#out + 1] = tok
+  local r = hmget(key, DISPATCH_FIELDS)
+  for _, name in ipairs(DISPATCH_FIELDS) do out[#out + 1] = r[name] or '' end
+end
+local function cancel(id, key, reason, attempts)
+  redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
+  unqueue(id, redis.call('HGET', key, 'queue'))
+  redis.call('ZREM', ns .. 'due', id)
+  redis.call('ZREM', ns .. 'dispatching', id)
+  redis.call('ZREM', ns .. 'expiries', id)
+  event(key, 'canceled', attempts, {reason=reason})
+  count_end(key, 'canceled')
+  wf_end(key, 'canceled', ttl)
+  close(key, ttl)
+end
+-- 1. running jobs whose worker stopped renewing the lease
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'leases', id)
+  local key = ns .. 'job:' .. id
+  local s = hmget(key, {'state', 'cancel_requested', 'attempts', 'cancel_reason'})
+  if s.state == 'started' then
+    if s.cancel_requested == '1' then
+      cancel(id, key, s.cancel_reason or 'requested', s.attempts)
+    else
+      local n = redis.call('HINCRBY', key, 'lost', 1)
+      local err = cjson.encode({type='WorkerLost', message='the worker running attempt ' .. s.attempts ..
+        ' died or stopped answering (lost delivery ' .. n .. ' of at most ' .. cap .. ')'})
+      if n >= cap then
+        redis.call('HSET', key, 'state', 'failed', 'error', err, 'finished_at', ARGV[2], 'token', '')
+        event(key, 'failed', s.attempts, {reason='worker_lost'})
+        count_end(key, 'failed')
+        wf_end(key, 'failed', ttl)
+        close(key, ttl)
+      else
+        redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
+        redis.call('ZADD', ns .. 'due', now, id)
+        redis.call('ZADD', ns .. 'queued:' .. redis.call('HGET', key, 'queue'), now, id)
+        event(key, 'queued', s.attempts, {reason='worker_lost'})
+      end
+    end
+  end
+end
+-- 2. jobs that expired before they started
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'expiries', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'expiries', id)
+  local key = ns .. 'job:' .. id
+  local s = hmget(key, {'state', 'attempts'})
+  if ACTIVE[s.state] then cancel(id, key, 'expired', s.attempts) end
+end
+-- 3. jobs whose time has come, handed out by priority: jobs due together (the same
+-- instant, or one tick) reach the engine high first, whatever their order in the set
+local released = {high = {}, default = {}, low = {}}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', ns .. 'due', id)
+  local key = ns .. 'job:' .. id
+  local s = hmget(key, {'state', 'attempts', 'priority', 'queue'})
+  if ACTIVE[s.state] then
+    local tok = new_token()
+    redis.call('HSET', key, 'state', 'queued', 'token', tok)
+    -- NX: a job already queued (waiting for a rate slot) keeps its place in the backlog
+    redis.call('ZADD', ns .. 'queued:' .. s.queue, 'NX', now, id)
+    redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    if s.state ~= 'queued' then event(key, 'queued', s.attempts) end
+    table.insert(released[s.priority] or released.default, {id, key, tok})
+  end
+end
+for _, priority in ipairs({'high', 'default', 'low'}) do
+  for _, r in ipairs(released[priority]) do emit(r[1], r[2], r[3]) end
+end
+-- 4. dispatches that were never confirmed (the publisher died half-way)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now, 'LIMIT', 0, limit)) do
+  local key = ns .. 'job:' .. id
+  if redis.call('HGET', key, 'state') == 'queued' then
+    local tok = new_token()
+    redis.call('HSET', key, 'token', tok)
+    redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    emit(id, key, tok)
+  else
+    redis.call('ZREM', ns .. 'dispatching', id)
+  end
+end
+return out
