@@ -1,355 +1,43 @@
 """The RQ engine: one entry function runs every registered job.
 
-Every Switchyard job reaches RQ as a call of :func:`perform`, and Switchyard's ledger
-already records everything about it: its state and history, its result or error,
-its lease (crash recovery) and its timeout. So the workers here keep RQ's own
-bookkeeping for those jobs to what RQ needs to run them and to show its workers
-(checked against RQ 3.0):
-
-* kept: RQ's queues and its dequeue, the job hash until the job is taken (RQ reads
-  the call from it), worker registration and death (``rq info`` lists the workers,
-  their state and their queues), ``rq suspend``, RQ's timeout backstop (the death
-  penalty around the call, and a forking worker's kill of an overdue horse), warm
-  and cold shutdown, and RQ's own failure handling when :func:`perform` itself
-  raises (the job goes to RQ's failed registry as usual);
-* skipped: the execution records and the started registry (who runs what: the
-  ledger's lease, which also recovers the job of a killed worker), the job's status
-  and heartbeat fields, the result stream and the finished registry (the ledger
-  keeps the result), and a new transaction per step. The job hash is deleted when
-  the job is taken, so a killed worker leaves nothing of RQ's behind; a redelivery
-  is a new RQ job under a new token.
-* batched: the worker's heartbeat goes out only once the worker key's remaining
-  life has fallen 30 s short of the TTL RQ asks for, not at every step, and carries
-  the worker's finished count and working time (``rq info``), which are also
-  reported at the worker's death. A worker checks ``rq suspend`` with one EXISTS per
-  job and writes busy/idle only when its state changes.
-* enqueue: the job hash is written once (RQ writes its status a second time), and
-  the queue is added to RQ's set of queues at most once a minute per process, and
-  by every worker with its heartbeat, instead of with every job.
-* dequeue: while jobs wait, a worker pops the next one and notes it as in hand
-  (``{ns}rq:inhand``, by time) in one script; only a worker that was idle takes its
-  job with RQ's BLPOP and notes it right after. A delivery whose worker died before
-  claiming it is found there by the maintenance loop and delivered again. RQ's job
-  id is ``<job id>-<token>``, so the note names the delivery.
-
-What RQ's tools then show differently: ``rq info`` counts no executing or finished
-jobs in a queue, a worker's finished count lags by up to 30 s, and RQ's stop-job
-command cannot find a running job (cancel a job through Switchyard instead).
-
-A job that is not a call of :func:`perform` (or cannot be read) goes through RQ's
-stock path untouched.
+Every Switchyard job reaches RQ as a call of :func:`perform`; the RQ glue behind it
+(lean workers that skip the bookkeeping the ledger already does, a pool whose workers
+run no RQ scheduler, a queue whose dequeue notes the delivery in hand, the
+rq-scheduler loop) is in :mod:`adapters.rq_glue`, whose docstring lists the RQ
+internals it relies on.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import signal
-import threading
 import time
-from uuid import uuid4
 
-import redis
-from rq import Queue, SimpleWorker, Worker
-from rq.executions import Execution
-from rq.job import JobStatus
+from rq import Queue
 from rq.serializers import JSONSerializer
-from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import now
-from rq.worker import WorkerStatus
-from rq.worker_pool import WorkerPool
-from multiprocessing.context import ForkProcess
 
 from .connections import QUIET_CLIENT, redis_client
 from .engine import Engine
 from .ledger import Dispatch
 from .types import Capability
 from .maintenance import SchedulerBeat
-from .settings import AdapterSettings
+from .rq_glue import (
+    _ENTRY,
+    LedgerScheduler,
+    _LeanForkWorker,
+    _LeanSimpleWorker,
+    _Pool,
+    _Queue,
+    bind_worker_engine,
+    perform,  # RQ's jobs name it adapters.rq.perform
+)
 
-__all__ = ["RQEngine"]
+__all__ = ["RQEngine", "perform"]
 
 log = logging.getLogger("switchyard.rq")
 
 # ':' is outside the characters of a queue name ([A-Za-z0-9_.-]), so no user queue
 # (say "default.high") is ever another queue's priority list.
 _PRIORITY_SUFFIX = {"high": ":high", "default": "", "low": ":low"}
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-_ENTRY = "adapters.rq.perform"
-_worker_engine: "RQEngine | None" = None
-
-
-def perform(job_id: str, token: str) -> None:
-    """The single RQ entry point: run one Switchyard job delivery."""
-    if _worker_engine is None:
-        raise RuntimeError("adapters.rq.perform runs only inside a Switchyard RQ worker")
-    _worker_engine.run(job_id, token)
-
-
-def _is_ours(job) -> bool:
-    """True if ``job`` is a call of :func:`perform` (an unreadable job is not)."""
-    try:
-        return job.func_name == _ENTRY
-    except Exception:  # noqa: BLE001 - RQ's stock path reports it
-        return False
-
-
-class _LeanBookkeeping:
-    """What an RQ worker skips for Switchyard's jobs (see the module docstring).
-
-    Overrides RQ 3.0 worker hooks; each falls back to RQ's own for any other job.
-    """
-
-    #: a heartbeat is sent only when the worker key would expire within this many
-    #: seconds of the TTL RQ asks for
-    heartbeat_slack = 30.0
-    log_result_lifespan = False  # RQ keeps no result of Switchyard's jobs
-    _alive_until = 0.0  # monotonic time until which the worker key is known to live
-    _unreported_jobs = 0
-    _unreported_seconds = 0.0
-
-    # -- heartbeat and worker stats -----------------------------------------------
-    def heartbeat(self, timeout=None, pipeline=None):
-        timeout = timeout or self.worker_ttl + 60
-        clock = time.monotonic()
-        if pipeline is not None:  # RQ's own transaction: write as RQ does
-            super().heartbeat(timeout, pipeline=pipeline)
-        elif self._alive_until - clock >= timeout - self.heartbeat_slack:
-            return
-        else:
-            try:
-                with self.connection.pipeline(transaction=False) as pipe:
-                    super().heartbeat(timeout, pipeline=pipe)
-                    # Keep the worker's queues in RQ's set of queues for ``rq info``.
-                    pipe.sadd(Queue.redis_queues_keys, *(q.key for q in self.queues))
-                    self._report_stats(pipe)
-                    pipe.execute()
-            except _REDIS_DOWN:
-                # RQ's work loop quits on an error here; its dequeue, which comes next,
-                # waits for Redis instead, so the worker rides out a Redis restart.
-                self.log.warning("Worker %s: Redis does not answer; waiting for it", self.name)
-                return
-        self._alive_until = clock + timeout
-
-    def _count_success(self, seconds: float) -> None:
-        self._unreported_jobs += 1
-        self._unreported_seconds += seconds
-
-    def _report_stats(self, pipe) -> None:
-        # A forked horse holds a copy of its parent's counts: only the parent reports.
-        if self._unreported_jobs and not self.is_horse:
-            pipe.hincrby(self.key, "successful_job_count", self._unreported_jobs)
-            pipe.hincrbyfloat(self.key, "total_working_time", self._unreported_seconds)
-            self._unreported_jobs, self._unreported_seconds = 0, 0.0
-
-    def register_death(self):
-        if self._unreported_jobs:
-            try:
-                with self.connection.pipeline(transaction=False) as pipe:
-                    self._report_stats(pipe)
-                    pipe.execute()
-            except redis.RedisError:
-                self.log.warning("Worker %s: could not report its last job counts", self.name)
-        super().register_death()
-
-    def set_state(self, state, pipeline=None):
-        if state != self._state:
-            if pipeline is not None:
-                super().set_state(state, pipeline=pipeline)
-                return
-            try:
-                super().set_state(state)
-            except _REDIS_DOWN:
-                pass  # only what `rq info` shows; the dequeue that follows waits for Redis
-
-    def check_for_suspension(self, burst):
-        # RQ's check opens a transaction with a heartbeat in it; one EXISTS is enough
-        # until the workers are suspended.
-        try:
-            suspended = self.connection.exists(WORKERS_SUSPENDED)
-        except _REDIS_DOWN:
-            return  # the dequeue that follows waits for Redis, as RQ's own does
-        if suspended:
-            super().check_for_suspension(burst)
-
-    # -- one job --------------------------------------------------------------------
-    def prepare_execution(self, job):
-        if not _is_ours(job):
-            return super().prepare_execution(job)
-        execution = Execution(uuid4().hex, job.id, connection=self.connection,
-                              worker_name=self.name)
-        execution._job = job
-        self.executions[execution.id] = execution
-        with self.connection.pipeline(transaction=False) as pipe:
-            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            # The call is in memory now; RQ's failure path writes the job again if needed.
-            pipe.delete(job.key)
-            pipe.execute()
-        return execution
-
-    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):
-        if not _is_ours(job):
-            return super().prepare_job_execution(job, remove_from_intermediate_queue)
-        self.heartbeat(self.get_heartbeat_ttl(job))  # the key must outlive the job
-        job.worker_name = self.name
-        job.started_at = job.last_heartbeat = now()
-        job._status = JobStatus.STARTED
-        if remove_from_intermediate_queue:
-            queue = self.queue_class(job.origin, connection=self.connection)
-            self.connection.lrem(queue.intermediate_queue_key, 1, job.id)
-        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
-
-    def handle_execution_ended(self, job, queue, heartbeat_ttl):
-        if not _is_ours(job):
-            return super().handle_execution_ended(job, queue, heartbeat_ttl)
-        job.ended_at = now()
-
-    def handle_job_success(self, job, queue, started_job_registry, execution):
-        if not _is_ours(job):
-            return super().handle_job_success(job, queue, started_job_registry, execution)
-        self.executions.pop(execution.id, None)
-        job._status = JobStatus.FINISHED
-        self._count_success((job.ended_at - job.started_at).total_seconds())
-        self.log.debug("Worker %s: job %s done", self.name, job.id)
-
-
-class _LeanSimpleWorker(_LeanBookkeeping, SimpleWorker):
-    """RQ's SimpleWorker (no fork per job) without the bookkeeping the ledger does."""
-
-
-class _LeanForkWorker(_LeanBookkeeping, Worker):
-    """RQ's fork-per-job Worker without the bookkeeping the ledger does.
-
-    The horse is a copy: what it counts is lost with it, so the parent counts a job
-    whose horse exited cleanly.
-    """
-
-    _horse_status = None
-
-    def wait_for_horse(self):
-        pid, status, rusage = super().wait_for_horse()
-        self._horse_status = status
-        return pid, status, rusage
-
-    def execute_job(self, job, queue):
-        ours, started = _is_ours(job), time.monotonic()
-        self._horse_status = None
-        super().execute_job(job, queue)
-        if ours and self._horse_status == 0:
-            self._count_success(time.monotonic() - started)
-
-    def maintain_heartbeats(self, job, execution):
-        if not _is_ours(job):
-            return super().maintain_heartbeats(job, execution)
-        self.heartbeat(self.job_monitoring_interval + 60)
-
-
-def _signals_to_the_main_thread(worker_class):
-    """``worker_class`` whose pub/sub thread never takes SIGTERM or SIGINT.
-
-    The kernel hands a process-directed signal to any thread that does not block it.
-    Taken by RQ's pub/sub thread, it leaves the main thread asleep in its BLPOP until
-    the dequeue timeout (minutes): an idle worker then ignores a warm shutdown. The
-    thread inherits the mask of the thread that starts it, so it starts with both
-    blocked, and the main thread (the only one that runs Python's handlers) takes them.
-    """
-    class Worker(worker_class):
-        def subscribe(self):
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-            try:
-                super().subscribe()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-    Worker.__name__ = Worker.__qualname__ = worker_class.__name__
-    return Worker
-
-
-def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, worker_class,
-                 burst: bool, logging_level: str) -> None:
-    """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
-    connection = redis_client(settings)
-    queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
-    worker = _signals_to_the_main_thread(worker_class)(
-        queues, name=name, connection=connection, serializer=JSONSerializer,
-        queue_class=_Queue)
-    worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
-
-
-class _Pool(WorkerPool):
-    """RQ's WorkerPool, whose workers do not each run RQ's scheduler too.
-
-    Switchyard holds delayed jobs in its ledger, so RQ's scheduler would only cost an
-    extra process and Redis polling per worker.
-    """
-
-    settings: AdapterSettings | None = None
-
-    def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
-        return ForkProcess(target=_pool_worker,
-                           args=(name, self._queue_names, self.settings, self.worker_class,
-                                 burst, logging_level),
-                           name=f"Worker {name} (WorkerPool {self.name})")
-
-
-# KEYS: the worker's RQ queue keys in order, then the in-hand set; ARGV: now
-_POP_IN_HAND = """
-local inhand = KEYS[#KEYS]
-for i = 1, #KEYS - 1 do
-  local id = redis.call('LPOP', KEYS[i])
-  if id then
-    redis.call('ZADD', inhand, ARGV[1], id)
-    return {KEYS[i], id}
-  end
-end
-return false
-"""
-
-
-class _Queue(Queue):
-    """An RQ queue whose enqueue writes a job with fewer commands, and whose dequeue
-    notes the job it hands out as in hand (checked against RQ 3.0).
-
-    RQ adds the queue to its set of queues (``rq info``) with every job; here that is
-    done at most once a minute per process, and by every worker's heartbeat. RQ also
-    writes the job's status on its own before the hash that holds it again.
-    """
-
-    announce_every = 60.0
-    _announced_at = -math.inf
-    inhand_key = "sy:rq:inhand"
-    """Set by the adapter to its namespace's key before the worker starts."""
-    _pop_scripts: dict = {}
-
-    @classmethod
-    def lpop(cls, queue_keys, timeout, connection=None):
-        """RQ's pop, recording what it pops in the in-hand set (see the module docstring)."""
-        script = cls._pop_scripts.get(id(connection))
-        if script is None:
-            script = cls._pop_scripts[id(connection)] = connection.register_script(_POP_IN_HAND)
-        popped = script(keys=[*queue_keys, cls.inhand_key], args=[repr(time.time())])
-        if popped or timeout is None:
-            return tuple(popped) if popped else None
-        result = super().lpop(queue_keys, timeout, connection=connection)
-        # The one moment a delivery is in no list: from BLPOP's answer to this write.
-        connection.zadd(cls.inhand_key, {result[1]: time.time()})
-        return result
-
-    def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
-        if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit
-                or not self._is_async):
-            return super().enqueue_job(job, pipeline=pipeline, at_front=at_front, unique=unique)
-        clock = time.monotonic()
-        if clock - self._announced_at >= self.announce_every:
-            pipeline.sadd(self.redis_queues_keys, self.key)
-            self._announced_at = clock
-        job.origin = self.name
-        return self._enqueue_job(job, pipeline=pipeline, at_front=at_front)
-
-    def _persist_job(self, job, pipeline, status=JobStatus.QUEUED):
-        job._status = status  # the hash written by save() carries it
-        job.save(pipeline=pipeline)
-        job.cleanup(ttl=job.ttl, pipeline=pipeline)
 
 
 class RQEngine(Engine):
@@ -432,8 +120,7 @@ class RQEngine(Engine):
         ``forking=True`` uses RQ's fork-per-job ``Worker``. Either skips the RQ
         bookkeeping the ledger already does (see the module docstring).
         """
-        global _worker_engine
-        _worker_engine = self
+        bind_worker_engine(self)
         _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
         pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
                      num_workers=concurrency,
@@ -448,77 +135,13 @@ class RQEngine(Engine):
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):
         """Run rq-scheduler; each of its beats also fires Switchyard's schedules."""
-        from rq_scheduler import Scheduler
-
         switchyard_beat = SchedulerBeat(self.client, poll, catch_up, name)
-
-        class LedgerScheduler(Scheduler):
-            """rq-scheduler, firing the schedules Switchyard keeps in Redis as well, in a
-            loop that outlives a Redis restart.
-
-            rq-scheduler's own ``run`` dies on the first Redis error (its heartbeat
-            raises, then its ``register_death`` raises again), and its signal handler
-            writes to Redis too, so a scheduler stopped while Redis is down exits 1.
-            This loop is the same beat -- heartbeat, lock, enqueue, unlock, sleep -- with
-            each beat that cannot reach Redis logged once and tried again.
-            """
-
-            _stop = threading.Event()
-
-            def enqueue_jobs(self):
-                jobs = super().enqueue_jobs()
-                switchyard_beat()
-                return jobs
-
-            def _install_signal_handlers(self):
-                def stop(signum, frame):
-                    self.log.info("Shutting down RQ scheduler...")
-                    self._stop.set()
-
-                signal.signal(signal.SIGINT, stop)
-                signal.signal(signal.SIGTERM, stop)
-
-            def run(self, burst=False):
-                self._install_signal_handlers()
-                born = False
-                down_since = None
-                while not self._stop.is_set():
-                    started = time.monotonic()
-                    try:
-                        if not born:
-                            self.register_birth()
-                            born = True
-                        self.heartbeat()
-                        if self.acquire_lock():
-                            try:
-                                self.enqueue_jobs()
-                                self.heartbeat()
-                            finally:
-                                self.remove_lock()
-                        if down_since is not None:
-                            log.info("Redis answers again after %.1fs; the scheduler carries on",
-                                     time.monotonic() - down_since)
-                            down_since = None
-                    except _REDIS_DOWN as exc:
-                        self._lock_acquired = False  # it lapses on its own
-                        if down_since is None:
-                            down_since = time.monotonic()
-                            log.warning("Redis does not answer (%s); the scheduler waits "
-                                        "for it", exc)
-                    if burst:
-                        break
-                    self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
-                for step in (self.remove_lock, self.register_death):
-                    try:
-                        step()
-                    except _REDIS_DOWN:
-                        pass
 
         logging.getLogger("rq_scheduler.scheduler").addFilter(
             lambda record: "Lock already taken" not in record.getMessage())
         log.info("starting rq-scheduler over Switchyard's schedules (poll %.2fs)", poll)
         try:
             LedgerScheduler(connection=self.rq_redis, interval=poll,
-                            name=switchyard_beat.name).run()
+                            name=switchyard_beat.name, beat=switchyard_beat).run()
         finally:
             switchyard_beat.stop()

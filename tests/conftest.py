@@ -30,7 +30,32 @@ def amqp_reachable(url: str = AMQP_URL) -> str | None:
     return None
 
 
+ENGINE_LEGS = ("rq+redis", "celery+redis", "celery+amqp")
+ALL_LEGS = (*ENGINE_LEGS, "inline")
+
+
+def selected_legs() -> list[str] | None:
+    """The legs ``SWITCHYARD_LEGS`` names (comma-separated), or None when it is unset."""
+    raw = os.environ.get("SWITCHYARD_LEGS", "")
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        return None
+    unknown = [name for name in names if name not in ALL_LEGS]
+    if unknown:
+        raise pytest.UsageError(f"SWITCHYARD_LEGS names {', '.join(unknown)}: "
+                                f"the legs are {', '.join(ALL_LEGS)}")
+    return names
+
+
 def engine_legs() -> list[str]:
+    """The engine legs to run: those ``SWITCHYARD_LEGS`` names, else every one that can."""
+    selected = selected_legs()
+    if selected is not None:
+        legs = [leg for leg in ENGINE_LEGS if leg in selected]
+        if "celery+amqp" in legs and (why := amqp_reachable()) is not None:
+            raise pytest.UsageError(f"SWITCHYARD_LEGS names celery+amqp but RabbitMQ at "
+                                    f"{AMQP_URL} is unreachable: {why}")
+        return legs
     legs = ["rq+redis", "celery+redis"]
     why = amqp_reachable()
     if why is None:
@@ -40,14 +65,26 @@ def engine_legs() -> list[str]:
     return legs
 
 
+def inline_leg(config) -> list[str]:
+    """``["inline"]`` unless ``SWITCHYARD_LEGS`` leaves it out: for the suites that run it."""
+    return ["inline"] if config._switchyard_inline else []
+
+
 def pytest_configure(config):
     config._switchyard_legs = engine_legs()
+    selected = selected_legs()
+    config._switchyard_inline = selected is None or "inline" in selected
 
 
 def pytest_report_header(config):
-    legs = config._switchyard_legs
-    missing = "" if "celery+amqp" in legs else f" (celery+amqp: RabbitMQ unreachable at {AMQP_URL})"
-    return f"switchyard engine legs: {', '.join(legs)}, inline{missing}"
+    legs = config._switchyard_legs + inline_leg(config)
+    if selected_legs() is not None:
+        missing = " (chosen by SWITCHYARD_LEGS)"
+    elif "celery+amqp" in legs:
+        missing = ""
+    else:
+        missing = f" (celery+amqp: RabbitMQ unreachable at {AMQP_URL})"
+    return f"switchyard engine legs: {', '.join(legs)}{missing}"
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +121,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         counts = ", ".join(f"{n} {outcome}" for (l, outcome), n in sorted(LEGS_RAN.items())
                            if l == leg)
         terminalreporter.write_line(f"{leg}: {counts}")
-    if "celery+amqp" not in config._switchyard_legs:
+    if selected_legs() is not None:
+        left_out = [leg for leg in ALL_LEGS if leg not in config._switchyard_legs + inline_leg(config)]
+        if left_out:
+            terminalreporter.write_line(f"{', '.join(left_out)}: not run (not in SWITCHYARD_LEGS)")
+    elif "celery+amqp" not in config._switchyard_legs:
         terminalreporter.write_line(f"celery+amqp: not run (RabbitMQ unreachable at {AMQP_URL}; "
                                     "REQUIRE_AMQP=1 makes that an error)")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from adapters import Capability
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, inline_leg
 from tests.harness import Engine
 import tests.conformance.jobs  # noqa: F401 - the cases enqueue these job types
 
 
 def pytest_generate_tests(metafunc):
     if "leg" in metafunc.fixturenames:
-        metafunc.parametrize("leg", metafunc.config._switchyard_legs + ["inline"])
+        metafunc.parametrize("leg", metafunc.config._switchyard_legs + inline_leg(metafunc.config))
 
 
 @pytest.fixture

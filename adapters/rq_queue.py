@@ -1,0 +1,173 @@
+"""RQ glue, part two: the queue and rq-scheduler subclasses behind :class:`adapters.rq.RQEngine`
+(the workers and their pool are in :mod:`adapters.rq_glue`, whose docstring says why).
+
+RQ and rq-scheduler internals relied on here (``tests/test_rq_seam.py`` checks each):
+
+``rq.queue.Queue`` -- overridden by :class:`_Queue`:
+
+* ``lpop(queue_keys, timeout, connection)`` (a classmethod that RQ's
+  ``dequeue_any`` calls): pops and notes the delivery in hand in one script; RQ's own
+  BLPOP only when every queue was empty, noted right after.
+* ``enqueue_job(job, pipeline, at_front, unique)``: in a pipeline, calls
+  ``_enqueue_job(job, pipeline, at_front)`` directly and adds the queue to
+  ``redis_queues_keys`` once a minute; RQ's own for a unique, dependent,
+  rate-limited (``job._dependency_ids``, ``job.has_rate_limit``) or synchronous
+  (``_is_async``) job.
+* ``_persist_job(job, pipeline, status)``: the status set on the job (``_status``)
+  so that ``job.save(pipeline)`` writes the hash once, then ``job.cleanup(ttl,
+  pipeline)``.
+* also used: ``intermediate_queue_key`` and ``Job.func_name`` (:func:`_is_ours`).
+
+``rq_scheduler.Scheduler`` -- overridden by :class:`LedgerScheduler`:
+
+* ``enqueue_jobs()``: rq-scheduler's own, then Switchyard's schedules' beat;
+* ``_install_signal_handlers()``: a handler that only sets an event (rq-scheduler's
+  writes to Redis, which fails while Redis is down);
+* ``run(burst)``: the same beat in a loop that outlives a Redis restart, calling
+  ``register_birth()``, ``heartbeat()``, ``acquire_lock()``, ``remove_lock()`` and
+  ``register_death()``, and reading ``_interval`` and ``_lock_acquired``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from rq import Queue
+from rq.job import JobStatus
+from rq_scheduler import Scheduler
+
+__all__ = ["_Queue", "LedgerScheduler"]
+
+log = logging.getLogger("switchyard.rq")
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+_POP_IN_HAND = """
+local inhand = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local id = redis.call('LPOP', KEYS[i])
+  if id then
+    redis.call('ZADD', inhand, ARGV[1], id)
+    return {KEYS[i], id}
+  end
+end
+return false
+"""
+
+
+class _Queue(Queue):
+    """An RQ queue whose enqueue writes a job with fewer commands, and whose dequeue
+    notes the job it hands out as in hand (checked against RQ 3.0).
+
+    RQ adds the queue to its set of queues (``rq info``) with every job; here that is
+    done at most once a minute per process, and by every worker's heartbeat. RQ also
+    writes the job's status on its own before the hash that holds it again.
+    """
+
+    announce_every = 60.0
+    _announced_at = -math.inf
+    inhand_key = "sy:rq:inhand"
+    """Set by the adapter to its namespace's key before the worker starts."""
+    _pop_scripts: dict = {}
+
+    @classmethod
+    def lpop(cls, queue_keys, timeout, connection=None):
+        """RQ's pop, recording what it pops in the in-hand set (see the module docstring)."""
+        script = cls._pop_scripts.get(id(connection))
+        if script is None:
+            script = cls._pop_scripts[id(connection)] = connection.register_script(_POP_IN_HAND)
+        popped = script(keys=[*queue_keys, cls.inhand_key], args=[repr(time.time())])
+        if popped or timeout is None:
+            return tuple(popped) if popped else None
+        result = super().lpop(queue_keys, timeout, connection=connection)
+        # The one moment a delivery is in no list: from BLPOP's answer to this write.
+        connection.zadd(cls.inhand_key, {result[1]: time.time()})
+        return result
+
+    def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
+        if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit
+                or not self._is_async):
+            return super().enqueue_job(job, pipeline=pipeline, at_front=at_front, unique=unique)
+        clock = time.monotonic()
+        if clock - self._announced_at >= self.announce_every:
+            pipeline.sadd(self.redis_queues_keys, self.key)
+            self._announced_at = clock
+        job.origin = self.name
+        return self._enqueue_job(job, pipeline=pipeline, at_front=at_front)
+
+    def _persist_job(self, job, pipeline, status=JobStatus.QUEUED):
+        job._status = status  # the hash written by save() carries it
+        job.save(pipeline=pipeline)
+        job.cleanup(ttl=job.ttl, pipeline=pipeline)
+
+
+class LedgerScheduler(Scheduler):
+    """rq-scheduler, firing the schedules Switchyard keeps in Redis as well, in a
+    loop that outlives a Redis restart.
+
+    rq-scheduler's own ``run`` dies on the first Redis error (its heartbeat
+    raises, then its ``register_death`` raises again), and its signal handler
+    writes to Redis too, so a scheduler stopped while Redis is down exits 1.
+    This loop is the same beat -- heartbeat, lock, enqueue, unlock, sleep -- with
+    each beat that cannot reach Redis logged once and tried again.
+    """
+
+    def __init__(self, *args, beat: Callable[[], object], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._beat = beat  # called after each of rq-scheduler's own enqueues
+        self._stop = threading.Event()
+
+    def enqueue_jobs(self):
+        jobs = super().enqueue_jobs()
+        self._beat()
+        return jobs
+
+    def _install_signal_handlers(self):
+        def stop(signum, frame):
+            self.log.info("Shutting down RQ scheduler...")
+            self._stop.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def run(self, burst=False):
+        self._install_signal_handlers()
+        born = False
+        down_since = None
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                if not born:
+                    self.register_birth()
+                    born = True
+                self.heartbeat()
+                if self.acquire_lock():
+                    try:
+                        self.enqueue_jobs()
+                        self.heartbeat()
+                    finally:
+                        self.remove_lock()
+                if down_since is not None:
+                    log.info("Redis answers again after %.1fs; the scheduler carries on",
+                             time.monotonic() - down_since)
+                    down_since = None
+            except _REDIS_DOWN as exc:
+                self._lock_acquired = False  # it lapses on its own
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); the scheduler waits "
+                                "for it", exc)
+            if burst:
+                break
+            self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+        for step in (self.remove_lock, self.register_death):
+            try:
+                step()
+            except _REDIS_DOWN:
+                pass
