@@ -23,7 +23,7 @@ import redis
 from adapters import AdapterSettings
 from adapters.connections import redis_client
 
-from . import config
+from service import config
 
 __all__ = ["FileStore", "RedisFileStore", "DirectoryFileStore", "file_store", "tenant_dir"]
 

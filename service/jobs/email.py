@@ -22,8 +22,7 @@ from pathlib import Path
 from marshmallow import Schema, ValidationError, fields, validate
 
 from adapters import JobContext, job
-
-from . import config
+from service import config
 
 __all__ = ["EmailSchema", "TemporaryMailError", "PermanentMailError", "send_email",
            "build_message", "message_id"]

@@ -29,10 +29,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 from standardwebhooks import Webhook
 
 from adapters import ConfigurationError, JobContext, JobNotFound, job
+from service import config
 from service.ssrf import (Resolver, Target, UnresolvableHost, UnsafeURL, check_url,
                           check_url_without_dns, system_resolve)
 
-from . import _http, config
+from . import _http
 from ._hookstore import HookStore
 from ._runtime import ledger_adapter
 

@@ -72,3 +72,46 @@ def test_gunicorn_stops_instead_of_respawning_on_bad_config(redis_url):
         "switchyard: configuration error: unknown queue backend 'rqq'; did you mean 'rq'? "
         "(choose one of celery, inline, rq or give a dotted path)"]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SMTP_URL": "mail.example.com"}, "SMTP_URL='mail.example.com' is not a smtp:// or smtps://"),
+    ({"HOOK_SECRETS": "acme"}, "HOOK_SECRETS must be 'source:whsec_..."),
+    ({"WEBHOOK_TIMEOUT": "never"}, "WEBHOOK_TIMEOUT='never' is not a number"),
+    ({"SMTP_RETRY_BACKOFF": "0"}, "SMTP_RETRY_BACKOFF='0' must be between 0.01 and 86400"),
+    ({"SWITCHYARD_SCHEDULER_POLL": "often"}, "SWITCHYARD_SCHEDULER_POLL='often' is not a number"),
+])
+def test_the_jobs_and_engine_settings_are_part_of_the_one_check(env, message):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    assert message in str(info.value)
+
+
+def test_the_app_checks_the_job_settings_whatever_job_modules_it_loads(redis_url):
+    from service import create_app
+
+    with pytest.raises(ConfigurationError, match="HOOK_TENANT"):
+        create_app({"REDIS_URL": redis_url, "JOB_MODULES": "tests.api.jobs",
+                    "HOOK_TENANT": "not a tenant"})
+
+
+def test_reading_the_settings_logs_nothing_the_start_up_check_says_where_mail_goes(caplog, tmp_path):
+    from service import config
+
+    env = {"OUTBOX_DIR": str(tmp_path / "check-outbox")}
+    with caplog.at_level("INFO", logger="switchyard.jobs"):
+        Settings.from_env(env)
+        assert not [r for r in caplog.records if "SMTP_URL is not set" in r.getMessage()]
+        assert config.check(env).mail.outbox_dir == tmp_path / "check-outbox"
+    assert [r for r in caplog.records if "SMTP_URL is not set" in r.getMessage()]
+
+
+def test_the_worker_command_stops_on_a_bad_job_setting_with_one_line(redis_url):
+    env = service_env(redis_url, JOB_MODULES="tests.api.jobs", SMTP_URL="smtp://u:s3cret@h:x")
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert _last_lines(done.stderr) == [
+        "switchyard: configuration error: SMTP_URL='smtp://u:***@h:x' cannot be parsed: it has "
+        "a port that is not a number"]
+    assert "s3cret" not in done.stderr
