@@ -67,8 +67,16 @@ class Env:
         return self.raw(name) or default
 
     def number(self, name: str, default: float, minimum: float = -math.inf,
-              maximum: float = math.inf) -> float:
+               maximum: float = math.inf) -> float:
         """A finite number within ``[minimum, maximum]``."""
+        return self._numeric(name, default, minimum, maximum, whole=False)
+
+    def integer(self, name: str, default: int, minimum: float = -math.inf,
+                maximum: float = math.inf) -> int:
+        """A whole number within ``[minimum, maximum]`` (``3600.0`` counts as one)."""
+        return self._numeric(name, default, minimum, maximum, whole=True)
+
+    def _numeric(self, name: str, default, minimum: float, maximum: float, whole: bool):
         raw = self.raw(name)
         if raw is None:
             return default
@@ -76,27 +84,11 @@ class Env:
             value = float(raw)
         except ValueError:
             value = math.nan
-        if not math.isfinite(value):
-            raise ConfigurationError(f"{name}={raw!r} is not a number")
+        if not math.isfinite(value) or (whole and not value.is_integer()):
+            raise ConfigurationError(f"{name}={raw!r} is not a {'whole ' if whole else ''}number")
         if not minimum <= value <= maximum:
             raise ConfigurationError(f"{name}={raw!r} must be {_bounds(minimum, maximum)}")
-        return value
-
-    def integer(self, name: str, default: int, minimum: float = -math.inf,
-            maximum: float = math.inf) -> int:
-        """A whole number within ``[minimum, maximum]`` (``3600.0`` counts as one)."""
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and number.is_integer()):
-            raise ConfigurationError(f"{name}={raw!r} is not a whole number")
-        if not minimum <= number <= maximum:
-            raise ConfigurationError(f"{name}={raw!r} must be {_bounds(minimum, maximum)}")
-        return int(number)
+        return int(value) if whole else value
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self.raw(name)

@@ -58,6 +58,21 @@ def request(port: int, method: str, path: str, key: str, body: dict | None = Non
     return response.status, json.loads(response.read() or b"null")
 
 
+def wait_for_banner_key(devrun: Devrun, port: int) -> str:
+    """The API key the banner prints, once the web process answers ``/healthz``."""
+    def banner_and_answer():
+        assert devrun.alive(), devrun.output()
+        key = re.search(r"API key:\s+(sy_\S+)", devrun.output())
+        if not key:
+            return None
+        try:
+            status, _ = request(port, "GET", "/healthz", key.group(1))
+        except OSError:
+            return None
+        return key.group(1) if status == 200 else None
+    return wait_until(banner_and_answer, 60, 0.1, "devrun's web process to answer")
+
+
 def wait_until_up(devrun: Devrun, port: int, key: str) -> None:
     """Until the worker has run a job and the scheduler's loop is running: both have their
     signal handlers by then. One stopped while it still starts dies of the SIGTERM
@@ -83,17 +98,7 @@ def test_make_run_banner_dev_values_a_job_and_a_clean_ctrl_c(tmp_path):
     port = free_port()
     devrun = Devrun(devrun_env(port), tmp_path / "devrun.log")
     try:
-        def banner_and_answer():
-            assert devrun.proc.poll() is None, devrun.output()
-            key = re.search(r"API key:\s+(sy_\S+)", devrun.output())
-            if not key:
-                return None
-            try:
-                status, _ = request(port, "GET", "/healthz", key.group(1))
-            except OSError:
-                return None
-            return key.group(1) if status == 200 else None
-        key = wait_until(banner_and_answer, 60, 0.1, "devrun's web process to answer")
+        key = wait_for_banner_key(devrun, port)
         out = devrun.output()
         assert "WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost" in out
         assert re.search(r"WEBHOOK_SIGNING_SECRET=whsec_\S+", out), out
