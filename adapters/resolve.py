@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 
 from .engine import Engine
 from .errors import ConfigurationError

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from .connections import check_tls
@@ -20,12 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.scheduler",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--backend", help="engine alias or dotted path (default: $QUEUE_BACKEND)")
-    parser.add_argument("--poll", type=float,
-                        default=float(os.environ.get("SWITCHYARD_SCHEDULER_POLL", "1.0")),
-                        help="seconds between beats (default 1.0)")
-    parser.add_argument("--catch-up", type=int,
-                        default=int(os.environ.get("SWITCHYARD_SCHEDULE_CATCH_UP", "1")),
-                        help="missed runs fired after downtime (default 1)")
+    parser.add_argument("--poll", type=float, default=None,
+                        help="seconds between beats (default $SWITCHYARD_SCHEDULER_POLL, then 1.0)")
+    parser.add_argument("--catch-up", type=int, default=None,
+                        help="missed runs fired after downtime "
+                             "(default $SWITCHYARD_SCHEDULE_CATCH_UP, then 1)")
     parser.add_argument("-n", "--name", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
@@ -37,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except SwitchyardError as exc:
         print(f"switchyard scheduler: {exc}", file=sys.stderr)
         return 3
-    adapter.run_scheduler(max(0.05, args.poll), max(0, args.catch_up), args.name)
+    poll = adapter.settings.scheduler_poll if args.poll is None else args.poll
+    catch_up = adapter.settings.schedule_catch_up if args.catch_up is None else args.catch_up
+    adapter.run_scheduler(max(0.05, poll), max(0, catch_up), args.name)
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
+from typing import Mapping
 from urllib.parse import parse_qs, urlparse
 
+from .env import Env, redact_url
 from .errors import ConfigurationError
 
 __all__ = ["AdapterSettings"]
@@ -17,30 +18,27 @@ _TLS_VERIFY = {"none": "none", "cert_none": "none", "optional": "optional",
                "cert_optional": "optional", "required": "required", "cert_required": "required"}
 
 
-def _float(env: dict, key: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{key}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ConfigurationError(f"{key}={raw!r} must be >= {minimum}")
-    return value
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix")
 
 
-def _int(env: dict, key: str, default: int, minimum: int = 0) -> int:
-    return int(_float(env, key, default, minimum))
+def _redis_url(env: Env, default: str) -> str:
+    """``REDIS_URL``, checked: its scheme, a port that is a number, a host, a numbered database."""
+    parts = env.url("REDIS_URL", default, _REDIS_SCHEMES, "redis://, rediss:// or unix://")
+    db = parts.path.lstrip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ConfigurationError(f"REDIS_URL={redact_url(env.text('REDIS_URL'))!r}: the "
+                                 "database after the '/' must be a number")
+    return env.text("REDIS_URL", default)
 
 
-def _tls(env: dict, urls: dict[str, str]) -> tuple[str, str | None]:
+def _tls(env: Env, urls: dict[str, str]) -> tuple[str, str | None]:
     """``(verify, CA file)`` from ``REDIS_TLS_VERIFY`` / ``REDIS_CA_FILE``, or else from the
     ``?ssl_cert_reqs=`` / ``?ssl_ca_certs=`` of the Redis URLs, which must agree."""
     given: dict[str, tuple[str, str]] = {}
     for source, key in (("REDIS_TLS_VERIFY", "ssl_cert_reqs"), ("REDIS_CA_FILE", "ssl_ca_certs")):
-        if env.get(source):
-            given[key] = (source, env[source])
+        if env.raw(source):
+            given[key] = (source, env.raw(source))
             continue
         for name, url in urls.items():
             values = parse_qs(urlparse(url).query).get(key)
@@ -113,6 +111,10 @@ class AdapterSettings:
     redis_ca_file: str | None = None
     """``REDIS_CA_FILE`` (or a URL's ``?ssl_ca_certs=``): the CA certificates (PEM) that
     ``rediss://`` servers are checked against; the system's when unset."""
+    scheduler_poll: float = 1.0
+    """``SWITCHYARD_SCHEDULER_POLL``: seconds between the scheduler's beats."""
+    schedule_catch_up: int = 1
+    """``SWITCHYARD_SCHEDULE_CATCH_UP``: missed runs a scheduler fires after downtime."""
 
     @property
     def celery_broker_url(self) -> str:
@@ -120,42 +122,37 @@ class AdapterSettings:
         return self.broker_url or self.redis_url
 
     @classmethod
-    def from_env(cls, env: dict | None = None, **overrides) -> "AdapterSettings":
-        """Read and validate the ``SWITCHYARD_*``, ``REDIS_URL`` and ``CELERY_*`` variables."""
-        env = os.environ if env is None else env
-        redis_url = env.get("REDIS_URL") or cls.redis_url
-        if urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(f"REDIS_URL={redis_url!r} is not a redis://, rediss:// "
-                                     "or unix:// URL")
-        broker = env.get("CELERY_BROKER_URL") or None
-        if broker and urlparse(broker).scheme not in ("redis", "rediss", "amqp", "amqps",
-                                                       "pyamqp", "unix"):
-            raise ConfigurationError(f"CELERY_BROKER_URL={broker!r} is not a redis:// or "
-                                     "amqp:// URL")
-        expires = env.get("SWITCHYARD_QUEUE_EXPIRES")
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AdapterSettings":
+        """Read and validate the ``SWITCHYARD_*``, ``REDIS_*`` and ``CELERY_*`` variables."""
+        env = Env(env)
+        redis_url = _redis_url(env, cls.redis_url)
+        broker = env.raw("CELERY_BROKER_URL")
+        env.url("CELERY_BROKER_URL", None, _BROKER_SCHEMES, "redis:// or amqp://", host=False)
         redis_broker = broker and urlparse(broker).scheme in ("redis", "rediss", "unix")
         tls_verify, ca_file = _tls(env, {"REDIS_URL": redis_url,
                                          **({"CELERY_BROKER_URL": broker} if redis_broker else {})})
         values = dict(
             redis_url=redis_url,
             broker_url=broker,
-            namespace=env.get("SWITCHYARD_NAMESPACE") or cls.namespace,
-            queue_prefix=env.get("SWITCHYARD_QUEUE_PREFIX", ""),
-            default_timeout=_float(env, "SWITCHYARD_DEFAULT_TIMEOUT", cls.default_timeout, 0.001),
-            max_timeout=_float(env, "SWITCHYARD_MAX_TIMEOUT", cls.max_timeout, 0.001),
-            timeout_grace=_float(env, "SWITCHYARD_TIMEOUT_GRACE", cls.timeout_grace, 0.0),
-            lease_seconds=_float(env, "SWITCHYARD_LEASE_SECONDS", cls.lease_seconds, 0.5),
-            tick_seconds=_float(env, "SWITCHYARD_TICK_SECONDS", cls.tick_seconds, 0.01),
-            watch_seconds=_float(env, "SWITCHYARD_WATCH_SECONDS", cls.watch_seconds, 0.01),
-            max_lost_deliveries=_int(env, "SWITCHYARD_MAX_LOST_DELIVERIES",
-                                     cls.max_lost_deliveries, 1),
-            job_ttl=_int(env, "SWITCHYARD_JOB_TTL", cls.job_ttl, 1),
-            idempotency_ttl=_int(env, "SWITCHYARD_IDEMPOTENCY_TTL", cls.idempotency_ttl, 1),
-            redis_timeout=_float(env, "SWITCHYARD_REDIS_TIMEOUT", cls.redis_timeout, 0.1),
-            visibility_timeout=_int(env, "CELERY_VISIBILITY_TIMEOUT", cls.visibility_timeout, 1),
-            queue_expires=int(expires) if expires else None,
+            namespace=env.text("SWITCHYARD_NAMESPACE", cls.namespace),
+            queue_prefix=env.text("SWITCHYARD_QUEUE_PREFIX"),
+            default_timeout=env.number("SWITCHYARD_DEFAULT_TIMEOUT", cls.default_timeout, 0.001),
+            max_timeout=env.number("SWITCHYARD_MAX_TIMEOUT", cls.max_timeout, 0.001),
+            timeout_grace=env.number("SWITCHYARD_TIMEOUT_GRACE", cls.timeout_grace, 0.0),
+            lease_seconds=env.number("SWITCHYARD_LEASE_SECONDS", cls.lease_seconds, 0.5),
+            tick_seconds=env.number("SWITCHYARD_TICK_SECONDS", cls.tick_seconds, 0.01),
+            watch_seconds=env.number("SWITCHYARD_WATCH_SECONDS", cls.watch_seconds, 0.01),
+            max_lost_deliveries=env.integer("SWITCHYARD_MAX_LOST_DELIVERIES",
+                                            cls.max_lost_deliveries, 1),
+            job_ttl=env.integer("SWITCHYARD_JOB_TTL", cls.job_ttl, 1),
+            idempotency_ttl=env.integer("SWITCHYARD_IDEMPOTENCY_TTL", cls.idempotency_ttl, 1),
+            redis_timeout=env.number("SWITCHYARD_REDIS_TIMEOUT", cls.redis_timeout, 0.1),
+            visibility_timeout=env.integer("CELERY_VISIBILITY_TIMEOUT", cls.visibility_timeout, 1),
+            queue_expires=env.integer("SWITCHYARD_QUEUE_EXPIRES", None, 1),
             redis_tls_verify=tls_verify,
             redis_ca_file=ca_file,
+            scheduler_poll=env.number("SWITCHYARD_SCHEDULER_POLL", cls.scheduler_poll, 0.0),
+            schedule_catch_up=env.integer("SWITCHYARD_SCHEDULE_CATCH_UP", cls.schedule_catch_up, 0),
         )
         values.update(overrides)
         settings = cls(**values)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Any, Mapping
 
 from flask import Flask
@@ -12,9 +11,8 @@ from flask import Flask
 from adapters import create_adapter, load_job_modules
 from adapters.connections import check_tls
 
-from . import api, auth, body_limit, cli, errors, ratelimit
+from . import api, auth, body_limit, cli, config, errors, ratelimit
 from .api import SPEC_DEFAULTS
-from .config import Settings
 from .extensions import Switchyard
 from .metrics import make_registry
 
@@ -40,15 +38,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     overrides = dict(test_config or {})
     env = {**os.environ, **{k: v for k, v in overrides.items() if isinstance(v, str)}}
-    settings = Settings.from_env(env)
+    settings = config.check(env)  # the service's settings and its jobs', all of them
     check_tls(settings.adapter)  # a certificate that fails now fails for ever: say so at start
     app.config.update(overrides)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
 
     load_job_modules(settings.job_modules)
-    jobs_config = sys.modules.get("service.jobs.config")
-    if jobs_config is not None:  # the service's own jobs are loaded: check their settings too
-        jobs_config.check(env)
     adapter = create_adapter(settings.backend, settings.adapter)
     app.extensions["switchyard"] = Switchyard(settings=settings, adapter=adapter)
     app.extensions["switchyard_metrics"] = make_registry(adapter)

@@ -25,7 +25,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from adapters import BackendUnavailable, JobOptions, Switchyard
 from service import json_body
 from service.errors import ValidationProblem
-from service.jobs import config
+from service import config
 from service.jobs._hookstore import HookStore, public_view
 
 __all__ = ["HookError", "UnknownHookSource", "HookSignatureError", "InvalidHook",

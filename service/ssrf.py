@@ -26,7 +26,6 @@ __all__ = [
     "UnsafeURL",
     "UnresolvableHost",
     "AllowList",
-    "check_url_without_dns",
     "Target",
     "Resolver",
     "check_url",
@@ -274,32 +273,18 @@ def system_resolve(host: str, port: int) -> list[str]:
     return seen
 
 
-def check_url_without_dns(url: str, *, allow: AllowList = AllowList()) -> None:
-    """Refuse what is unsafe whatever the name resolves to, asking no resolver.
-
-    A malformed URL, a scheme other than http(s), credentials, a literal address that
-    is not public and a ``localhost`` name raise ``UnsafeURL``; a name is left for
-    :func:`check_url` at send time, which resolves it and checks every address.
-    """
-    scheme, host, port, request_target = split_url(url)
-    literal = parse_ip_host(host)
-    if literal is not None:
-        if not (allow.allows_name(host) or allow.allows_address(literal)):
-            why = refusal(literal)
-            if why:
-                raise UnsafeURL(f"{literal} is {why}; webhooks go to public addresses only")
-    elif not allow.allows_name(host) and (
-            host == "localhost" or host.endswith((".localhost", ".localhost."))):
-        raise UnsafeURL(f"{host} is a loopback name; webhooks go to public addresses only")
-
-
 def check_url(url: str, *, allow: AllowList = AllowList(),
-              resolve: Resolver = system_resolve) -> Target:
+              resolve: Resolver | None = system_resolve) -> Target:
     """Vet ``url`` for a webhook: resolve its host once and check every address.
 
     Raises ``UnsafeURL`` (never worth retrying) or ``UnresolvableHost`` (the name has
     no address now). Every address the name resolves to must pass, so an answer that
     mixes a public and a private address is refused.
+
+    With ``resolve=None`` no resolver is asked: a malformed URL, a scheme other than
+    http(s), credentials, a literal address that is not public and a ``localhost`` name
+    are refused all the same, but a name is left unchecked (the ``Target`` holds no
+    address) for a call with a resolver at send time.
     """
     scheme, host, port, request_target = split_url(url)
     literal = parse_ip_host(host)
@@ -313,6 +298,8 @@ def check_url(url: str, *, allow: AllowList = AllowList(),
     named = allow.allows_name(host)
     if not named and (host == "localhost" or host.endswith((".localhost", ".localhost."))):
         raise UnsafeURL(f"{host} is a loopback name; webhooks go to public addresses only")
+    if resolve is None:
+        return Target(url, scheme, host, port, request_target, ())
     try:
         answers = list(resolve(host, port))
     except (OSError, UnicodeError) as exc:

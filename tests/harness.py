@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -15,8 +14,8 @@ from typing import Callable, TypeVar
 import redis
 
 from adapters import AdapterSettings, JobInfo, JobState, create_adapter
+from tests.processes import ROOT, Process
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 # Short leases and ticks so lost workers and delays resolve in seconds, not minutes.
@@ -43,67 +42,28 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
-class WorkerProcess:
+class WorkerProcess(Process):
     """One `python -m adapters.worker` subprocess in its own process group."""
 
     def __init__(self, engine: "Engine", args: list[str], log_path: Path,
                  module: str = "adapters.worker", env: dict[str, str | None] | None = None):
         self.engine = engine
         self.name = f"w{uuid.uuid4().hex[:8]}"
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
         worker_env = engine.env()
         for key, value in (env or {}).items():  # None removes a variable
             if value is None:
                 worker_env.pop(key, None)
             else:
                 worker_env[key] = value
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--backend", engine.backend, "-n", self.name, *args],
-            cwd=ROOT, env=worker_env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        super().__init__([sys.executable, "-m", module, "--backend", engine.backend,
+                          "-n", self.name, *args], worker_env, log_path)
 
     def wait_ready(self, timeout: float = 30.0) -> "WorkerProcess":
         def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
-            return any(w.get("pid") == str(self.proc.pid)
-                       for w in self.engine.adapter.ledger.workers(ttl=30))
+            return self.assert_alive("worker") and any(
+                w.get("pid") == str(self.proc.pid) for w in self.engine.adapter.ledger.workers(ttl=30))
         wait_until(ready, timeout, 0.05, f"worker {self.name} to come up")
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker: the engine's main process and every child."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-
-    def terminate(self) -> None:
-        """Send SIGTERM (a warm shutdown, as Heroku sends) without waiting."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (a warm shutdown, as Heroku sends) then SIGKILL at the deadline."""
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-        self._log.close()
 
 
 class Engine:

@@ -12,7 +12,7 @@ from .. import errors
 from ..json_body import LimitedParser
 from ..schemas import ProblemSchema
 
-__all__ = ["Api", "Blueprint", "init_app", "SPEC_DEFAULTS"]
+__all__ = ["Api", "Blueprint", "Resource", "init_app", "SPEC_DEFAULTS"]
 
 SPEC_DEFAULTS = {
     "API_TITLE": "Switchyard",
@@ -69,6 +69,21 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint whose JSON bodies are read within the JSON limits."""
 
     ARGUMENTS_PARSER = LimitedParser()
+
+
+class Resource:
+    """One kind of resource (a job, a workflow, a schedule): the path of one of them and
+    the spec of the ``Location`` header that carries it."""
+
+    def __init__(self, endpoint: str, key: str, noun: str):
+        self.endpoint, self.key = endpoint, key
+        self.location = {"Location": {"description": f"the {noun}'s URL",
+                                      "schema": {"type": "string"}}}
+        """``headers=`` of a response that points at the new resource."""
+
+    def url(self, value: str) -> str:
+        """The resource's path (relative, so it is right behind any proxy)."""
+        return flask.url_for(self.endpoint, **{self.key: value})
 
 
 def problems(blp: flask_smorest.Blueprint, *codes: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import inspect
 
-import flask
 import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
@@ -24,14 +23,15 @@ from ..schemas import (
     CURSOR_PATTERN,
     ListQuerySchema,
 )
-from . import Blueprint, problems
+from . import Blueprint, Resource, problems
 
 __all__ = ["blp", "job_body", "job_spec", "job_url", "document_job_types", "JobIdConverter"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
                 description="Enqueue jobs and follow them to the end.")
 
-_LOCATION = {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
+JOB = Resource("jobs.Job", "job_id", "job")
+job_url = JOB.url
 
 
 class JobIdConverter(BaseConverter):
@@ -42,11 +42,6 @@ class JobIdConverter(BaseConverter):
     """
 
     regex = r"(?!batch(?:/|$))[^/]+"
-
-
-def job_url(job_id: str) -> str:
-    """The job's path (relative, so it is right behind any proxy)."""
-    return flask.url_for("jobs.Job", job_id=job_id)
 
 
 def job_body(info: JobInfo) -> dict:
@@ -172,7 +167,7 @@ class Jobs(MethodView):
     """The tenant's jobs."""
 
     @blp.arguments(JobRequestSchema)
-    @blp.response(202, JobSchema, headers=_LOCATION,
+    @blp.response(202, JobSchema, headers=JOB.location,
                   description="Accepted: the job is queued (or scheduled)")
     @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
@@ -246,7 +241,7 @@ class Cancel(MethodView):
 class Retry(MethodView):
     """Run a failed or canceled job again."""
 
-    @blp.response(202, JobSchema, headers=_LOCATION, description="Accepted: the new job")
+    @blp.response(202, JobSchema, headers=JOB.location, description="Accepted: the new job")
     @problems(blp, 401, 404, 409, 429, 503)
     def post(self, job_id):
         """Replay a failed or canceled job as a new job (its `retry_of` names the old one)."""

@@ -21,7 +21,7 @@ from ..schemas import (
     ScheduleSchema,
     ScheduleUpdateSchema,
 )
-from . import Blueprint, problems
+from . import Blueprint, Resource, problems
 from .jobs import job_url
 
 __all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]
@@ -29,12 +29,8 @@ __all__ = ["blp", "schedule_body", "schedule_url", "document_schedules"]
 blp = Blueprint("schedules", __name__, url_prefix="/v1/schedules",
                 description="Periodic jobs: cron (in a timezone) or every N seconds.")
 
-_LOCATION = {"Location": {"description": "the schedule's URL", "schema": {"type": "string"}}}
-
-
-def schedule_url(name: str) -> str:
-    """The schedule's path (relative, so it is right behind any proxy)."""
-    return flask.url_for("schedules.Schedule", name=name)
+SCHEDULE = Resource("schedules.Schedule", "name", "schedule")
+schedule_url = SCHEDULE.url
 
 
 def schedule_body(info: ScheduleInfo) -> dict:
@@ -107,7 +103,7 @@ class Schedules(MethodView):
     """The tenant's schedules."""
 
     @blp.arguments(ScheduleRequestSchema)
-    @blp.response(201, ScheduleSchema, headers=_LOCATION, description="Created")
+    @blp.response(201, ScheduleSchema, headers=SCHEDULE.location, description="Created")
     @problems(blp, 400, 401, 409, 413, 429, 503)
     def post(self, request):
         """Create a schedule; 409 if the tenant already has one of that name.

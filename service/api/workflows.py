@@ -10,7 +10,7 @@ from adapters import JobNotFound, WorkflowInfo
 from ..auth import current_tenant
 from ..extensions import current
 from ..schemas import WorkflowRequestSchema, WorkflowSchema
-from . import Blueprint, problems
+from . import Blueprint, Resource, problems
 from .jobs import job_body, job_spec
 
 __all__ = ["blp", "workflow_body", "workflow_url", "document_workflows"]
@@ -18,12 +18,8 @@ __all__ = ["blp", "workflow_body", "workflow_url", "document_workflows"]
 blp = Blueprint("workflows", __name__, url_prefix="/v1/workflows",
                 description="Chains, groups and chords of jobs.")
 
-_LOCATION = {"Location": {"description": "the workflow's URL", "schema": {"type": "string"}}}
-
-
-def workflow_url(workflow_id: str) -> str:
-    """The workflow's path (relative, so it is right behind any proxy)."""
-    return flask.url_for("workflows.Workflow", workflow_id=workflow_id)
+WORKFLOW = Resource("workflows.Workflow", "workflow_id", "workflow")
+workflow_url = WORKFLOW.url
 
 
 def workflow_body(info: WorkflowInfo) -> dict:
@@ -52,7 +48,7 @@ class Workflows(MethodView):
     """The tenant's workflows."""
 
     @blp.arguments(WorkflowRequestSchema)
-    @blp.response(202, WorkflowSchema, headers=_LOCATION,
+    @blp.response(202, WorkflowSchema, headers=WORKFLOW.location,
                   description="Accepted: the jobs that wait on nothing are queued")
     @problems(blp, 400, 401, 413, 429, 503)
     def post(self, request):

@@ -23,9 +23,27 @@ import redis
 from adapters import AdapterSettings
 from adapters.connections import redis_client
 
-from . import config
+from service import config
 
-__all__ = ["FileStore", "RedisFileStore", "DirectoryFileStore", "file_store", "tenant_dir"]
+__all__ = ["FileStore", "RedisFileStore", "DirectoryFileStore", "file_store", "tenant_dir",
+           "write_atomically"]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (making its directory) so that a reader sees the old file
+    or the whole new one, never half of it: a hidden temporary file beside it, renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=f"{path.suffix}.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        # as a plain open() would have made it: mkstemp's 0600 would hide it from a
+        # process of another user (a web process reading a report, a mail pick-up)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def tenant_dir(tenant: str) -> str:
@@ -79,17 +97,7 @@ class DirectoryFileStore(FileStore):
         return self.root / tenant_dir(tenant) / name
 
     def put(self, tenant: str, name: str, data: bytes) -> None:
-        path = self.path(tenant, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from a web process of another user
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path(tenant, name), data)
 
     def get(self, tenant: str, name: str) -> bytes | None:
         try:

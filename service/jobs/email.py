@@ -9,11 +9,9 @@ the server's reply. With no ``SMTP_URL`` the message is written to ``OUTBOX_DIR`
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import ssl
-import tempfile
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
@@ -22,8 +20,9 @@ from pathlib import Path
 from marshmallow import Schema, ValidationError, fields, validate
 
 from adapters import JobContext, job
+from service import config
 
-from . import config
+from ._filestore import write_atomically
 
 __all__ = ["EmailSchema", "TemporaryMailError", "PermanentMailError", "send_email",
            "build_message", "message_id"]
@@ -220,17 +219,8 @@ def send_smtp(msg: EmailMessage, recipients: list[str], settings: config.MailSet
 
 def write_outbox(msg: EmailMessage, job_id: str, outbox: Path) -> dict:
     """Write ``msg`` to ``outbox/<job id>.eml`` (a retry overwrites the same file)."""
-    outbox.mkdir(parents=True, exist_ok=True)
     path = outbox / f"{job_id}.eml"
-    fd, tmp = tempfile.mkstemp(dir=outbox, prefix=".", suffix=".eml.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(msg.as_bytes(policy=SMTP_POLICY))
-        os.chmod(tmp, 0o644)  # as a plain open() would have made it, not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, msg.as_bytes(policy=SMTP_POLICY))
     return {"transport": "outbox", "path": path.name, "message_id": msg["Message-ID"]}
 
 

@@ -29,10 +29,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 from standardwebhooks import Webhook
 
 from adapters import ConfigurationError, JobContext, JobNotFound, job
+from service import config
 from service.ssrf import (Resolver, Target, UnresolvableHost, UnsafeURL, check_url,
-                          check_url_without_dns, system_resolve)
+                          system_resolve)
 
-from . import _http, config
+from . import _http
 from ._hookstore import HookStore
 
 __all__ = [
@@ -94,7 +95,7 @@ def _reachable(url: str) -> None:
     # No DNS at enqueue: a name that does not resolve now is a delivery failure to retry,
     # and the send resolves, checks and pins the address anyway.
     try:
-        check_url_without_dns(url, allow=config.webhook_settings().allow)
+        check_url(url, allow=config.webhook_settings().allow, resolve=None)
     except UnsafeURL as exc:
         raise ValidationError(str(exc)) from None
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +11,7 @@ from service import create_app
 from service.embedded_redis import free_port
 from tests.conftest import AMQP_URL
 from tests.harness import ROOT, Engine, wait_until
+from tests.processes import Process
 
 JOB_MODULES = "service.jobs,tests.api.jobs"
 ACME_KEY = "acme-key-0123456789abcdef"
@@ -90,35 +89,6 @@ def engine_client(api_engine):
     app.extensions["switchyard"].adapter.close()
 
 
-class ServerProcess:
-    """A real gunicorn (or flask command) subprocess in its own process group."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path,
-                 cwd: Path | None = None):
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=cwd or ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        import signal
-
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
-
-
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of a service subprocess on ``redis_url``."""
     env = {k: v for k, v in os.environ.items()
@@ -150,14 +120,12 @@ def gunicorn(redis_url, tmp_path):
         import http.client
 
         port = free_port()
-        server = ServerProcess(gunicorn_argv(port), service_env(redis_url, **extra),
-                               tmp_path / f"gunicorn-{port}.log")
+        server = Process(gunicorn_argv(port), service_env(redis_url, **extra),
+                         tmp_path / f"gunicorn-{port}.log")
         servers.append(server)
 
         def answers():
-            if server.proc.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {server.proc.returncode}:\n"
-                                     f"{server.log()}")
+            server.assert_alive("gunicorn")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", "/healthz")

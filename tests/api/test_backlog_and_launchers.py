@@ -12,8 +12,9 @@ import redis
 from adapters import JobState
 from service.cli import new_webhook_secret
 from service.schemas import ProgressSchema
-from tests.api.conftest import ACME, ServerProcess, service_env
+from tests.api.conftest import ACME, service_env
 from tests.harness import ROOT, wait_until
+from tests.processes import Process
 
 ECHO = {"type": "demo.echo", "payload": {"message": "hi"}}
 
@@ -101,12 +102,12 @@ def test_the_worker_listens_to_every_registered_queue_by_default(redis_url, tmp_
                       JOB_MODULES="service.jobs,tests.conformance.jobs")
     wanted = {"default", "alpha"}
     name = f"default-queues-{uuid.uuid4().hex[:8]}"
-    worker = ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "-n", name],
-                           env, tmp_path / "worker.log")
+    worker = Process([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "-n", name],
+                     env, tmp_path / "worker.log")
     ledger = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         def listening():
-            assert worker.proc.poll() is None, worker.log()
+            worker.assert_alive("the worker")
             queues = ledger.hget(f"sy:worker:{name}", "queues")  # the default namespace
             return set(queues.split(",")) if queues else None
         assert wait_until(listening, 30, 0.1, "the worker's heartbeat") == wanted

@@ -24,6 +24,12 @@ from service.embedded_redis import free_port
     ({"API_KEYS": "a:same-key-123,b:same-key-123"}, "the same key is given to tenants 'a' and 'b'"),
     ({"RATE_LIMIT": "lots"}, "RATE_LIMIT='lots' is not like"),
     ({"MAX_CONTENT_LENGTH": "1MB"}, "MAX_CONTENT_LENGTH='1MB' is not a whole number"),
+    # the jobs' settings and every engine setting are part of the one check
+    ({"SMTP_URL": "mail.example.com"}, "SMTP_URL='mail.example.com' is not a smtp:// or smtps://"),
+    ({"HOOK_SECRETS": "acme"}, "HOOK_SECRETS must be 'source:whsec_..."),
+    ({"WEBHOOK_TIMEOUT": "never"}, "WEBHOOK_TIMEOUT='never' is not a number"),
+    ({"SMTP_RETRY_BACKOFF": "0"}, "SMTP_RETRY_BACKOFF='0' must be between 0.01 and 86400"),
+    ({"SWITCHYARD_SCHEDULER_POLL": "often"}, "SWITCHYARD_SCHEDULER_POLL='often' is not a number"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(env, message):
     with pytest.raises(ConfigurationError) as info:
@@ -51,16 +57,24 @@ def _last_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if "switchyard:" in line]
 
 
-@pytest.mark.parametrize("command", ["worker", "scheduler"])
-def test_flask_commands_stop_with_one_line_on_bad_config(redis_url, command):
-    env = service_env(redis_url, API_KEYS="acme")
+_BAD_API_KEYS = ({"API_KEYS": "acme"}, "API_KEYS entry 1 is not 'tenant:key' (tenant: 1-64 "
+                                        "letters, digits, '_', '-' or '.')")
+
+
+@pytest.mark.parametrize("command, env, line", [
+    ("worker", *_BAD_API_KEYS),
+    ("scheduler", *_BAD_API_KEYS),
+    # a job setting stops them too, whatever JOB_MODULES loads, and never shows a password
+    ("worker", {"JOB_MODULES": "tests.api.jobs", "SMTP_URL": "smtp://u:s3cret@h:x"},
+     "SMTP_URL='smtp://u:***@h:x' cannot be parsed: it has a port that is not a number"),
+])
+def test_flask_commands_stop_with_one_line_on_bad_config(redis_url, command, env, line):
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", command], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+                          env=service_env(redis_url, **env), capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 3
-    assert _last_lines(done.stderr) == [
-        "switchyard: configuration error: API_KEYS entry 1 is not 'tenant:key' (tenant: 1-64 "
-        "letters, digits, '_', '-' or '.')"]
-    assert "Traceback" not in done.stderr
+    assert _last_lines(done.stderr) == [f"switchyard: configuration error: {line}"]
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
 
 
 def test_gunicorn_stops_instead_of_respawning_on_bad_config(redis_url):
@@ -72,3 +86,22 @@ def test_gunicorn_stops_instead_of_respawning_on_bad_config(redis_url):
         "switchyard: configuration error: unknown queue backend 'rqq'; did you mean 'rq'? "
         "(choose one of celery, inline, rq or give a dotted path)"]
     assert "Traceback" not in done.stderr
+
+
+def test_the_app_checks_the_job_settings_whatever_job_modules_it_loads(redis_url):
+    from service import create_app
+
+    with pytest.raises(ConfigurationError, match="HOOK_TENANT"):
+        create_app({"REDIS_URL": redis_url, "JOB_MODULES": "tests.api.jobs",
+                    "HOOK_TENANT": "not a tenant"})
+
+
+def test_reading_the_settings_logs_nothing_the_start_up_check_says_where_mail_goes(caplog, tmp_path):
+    from service import config
+
+    env = {"OUTBOX_DIR": str(tmp_path / "check-outbox")}
+    with caplog.at_level("INFO", logger="switchyard.jobs"):
+        Settings.from_env(env)
+        assert not [r for r in caplog.records if "SMTP_URL is not set" in r.getMessage()]
+        assert config.check(env).mail.outbox_dir == tmp_path / "check-outbox"
+    assert [r for r in caplog.records if "SMTP_URL is not set" in r.getMessage()]

@@ -14,7 +14,8 @@ import sys
 
 from service.devrun import dev_command
 from service.embedded_redis import free_port
-from tests.harness import ROOT, wait_until
+from tests.harness import wait_until
+from tests.processes import ROOT, Process
 
 
 def devrun_env(port: int, **extra: str) -> dict[str, str]:
@@ -27,39 +28,25 @@ def devrun_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-class Devrun:
+class Devrun(Process):
     """A devrun subprocess in its own process group, its output in a file."""
 
     def __init__(self, env: dict[str, str], log_path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.devrun"], cwd=ROOT,
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        super().__init__([sys.executable, "-m", "service.devrun"], env, log_path)
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def group_gone(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
+        return self.log(tail=None)
 
     def close(self) -> None:
         """Stop devrun the way a developer does, so it stops its processes: each of them
         runs in a process group of its own, which a kill of devrun's group would miss."""
-        if self.proc.poll() is None:
+        if self.alive():
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 pass
-        if not self.group_gone():
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
+        self.stop(timeout=0)
 
 
 def request(port: int, method: str, path: str, key: str, body: dict | None = None):
@@ -69,6 +56,21 @@ def request(port: int, method: str, path: str, key: str, body: dict | None = Non
                           "Content-Type": "application/json"})
     response = conn.getresponse()
     return response.status, json.loads(response.read() or b"null")
+
+
+def wait_for_banner_key(devrun: Devrun, port: int) -> str:
+    """The API key the banner prints, once the web process answers ``/healthz``."""
+    def banner_and_answer():
+        assert devrun.alive(), devrun.output()
+        key = re.search(r"API key:\s+(sy_\S+)", devrun.output())
+        if not key:
+            return None
+        try:
+            status, _ = request(port, "GET", "/healthz", key.group(1))
+        except OSError:
+            return None
+        return key.group(1) if status == 200 else None
+    return wait_until(banner_and_answer, 60, 0.1, "devrun's web process to answer")
 
 
 def wait_until_up(devrun: Devrun, port: int, key: str) -> None:
@@ -96,17 +98,7 @@ def test_make_run_banner_dev_values_a_job_and_a_clean_ctrl_c(tmp_path):
     port = free_port()
     devrun = Devrun(devrun_env(port), tmp_path / "devrun.log")
     try:
-        def banner_and_answer():
-            assert devrun.proc.poll() is None, devrun.output()
-            key = re.search(r"API key:\s+(sy_\S+)", devrun.output())
-            if not key:
-                return None
-            try:
-                status, _ = request(port, "GET", "/healthz", key.group(1))
-            except OSError:
-                return None
-            return key.group(1) if status == 200 else None
-        key = wait_until(banner_and_answer, 60, 0.1, "devrun's web process to answer")
+        key = wait_for_banner_key(devrun, port)
         out = devrun.output()
         assert "WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost" in out
         assert re.search(r"WEBHOOK_SIGNING_SECRET=whsec_\S+", out), out

@@ -152,7 +152,7 @@ def test_an_email_taken_at_enqueue_can_be_written(fuzz_client, field, value):
     from email import message_from_bytes
     from email.policy import SMTP as SMTP_POLICY
 
-    from service.jobs import config
+    from service import config
     from service.jobs.email import SCHEMA, build_message
 
     client, adapter = fuzz_client

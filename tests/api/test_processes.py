@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -17,8 +15,9 @@ import pytest
 import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this process
 from adapters import JobState, create_adapter
 from service.embedded_redis import free_port
-from tests.api.conftest import ACME, ServerProcess, gunicorn_argv, service_env
+from tests.api.conftest import ACME, gunicorn_argv, service_env
 from tests.harness import ROOT, FAST_SETTINGS, wait_until
+from tests.processes import Process
 
 
 def _chunked_post(port: int, body: bytes, chunk: int = 256) -> tuple[int, dict, dict]:
@@ -51,8 +50,8 @@ def test_chunked_body_over_the_limit_is_413_on_gunicorn(gunicorn):
     assert [i["payload"] for i in items] == [{"message": "chunked"}]
 
 
-def _flask(command: list[str], env: dict, log_path) -> ServerProcess:
-    return ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", *command], env, log_path)
+def _flask(command: list[str], env: dict, log_path) -> Process:
+    return Process([sys.executable, "-m", "flask", "--app", "wsgi", *command], env, log_path)
 
 
 @pytest.mark.parametrize("backend", ["rq", "celery"])
@@ -63,14 +62,13 @@ def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path
     adapter = create_adapter(backend, _settings(env))
     worker = _flask(["worker", "-c", "1", "-n", "sigterm-test"], env, tmp_path / "worker.log")
     try:
-        wait_until(lambda: _alive(worker) and adapter.ledger.workers(30), 30, 0.05,
+        wait_until(lambda: worker.assert_alive() and adapter.ledger.workers(30), 30, 0.05,
                    "the worker to come up")
         job = adapter.enqueue("demo.sleep", {"seconds": 2, "steps": 20})
-        wait_until(lambda: _alive(worker) and adapter.get(job.id).progress, 30, 0.05,
+        wait_until(lambda: worker.assert_alive() and adapter.get(job.id).progress, 30, 0.05,
                    "the job to report progress")
         # Heroku and honcho signal the whole process group, children included
-        os.killpg(worker.proc.pid, signal.SIGTERM)
-        assert worker.proc.wait(30) == 0, worker.log()
+        assert worker.terminate(30) == 0, worker.log()
         done = adapter.get(job.id)
         assert done.state is JobState.SUCCEEDED, (done, worker.log())
         assert done.attempts == 1 and done.lost_deliveries == 0
@@ -87,10 +85,9 @@ def test_idle_worker_stops_at_once_on_sigterm(backend, redis_url, tmp_path):
     worker = _flask(["worker", "-c", "2"], env, tmp_path / "worker.log")
     try:
         job = adapter.enqueue("demo.echo", {"message": "warm-up"})
-        wait_until(lambda: _alive(worker) and adapter.get(job.id).state.ended, 30, 0.05,
+        wait_until(lambda: worker.assert_alive() and adapter.get(job.id).state.ended, 30, 0.05,
                    "the worker to run a job")  # so it is up and idle, not still starting
-        os.killpg(worker.proc.pid, signal.SIGTERM)
-        assert worker.proc.wait(10) == 0, worker.log()
+        assert worker.terminate(10) == 0, worker.log()
     finally:
         worker.stop()
         adapter.close()
@@ -102,17 +99,16 @@ def test_scheduler_fires_schedules_and_stops_on_sigterm(backend, redis_url, tmp_
     adapter = create_adapter(backend, _settings(env))
     scheduler = _flask(["scheduler", "--poll", "0.1"], env, tmp_path / "scheduler.log")
     try:
-        beat = wait_until(lambda: _alive(scheduler) and adapter.ledger.workers(30), 30, 0.05,
+        beat = wait_until(lambda: scheduler.assert_alive() and adapter.ledger.workers(30), 30, 0.05,
                           "the scheduler's heartbeat")
         assert beat[0]["role"] == "scheduler"
         adapter.schedules().create("acme", "tick", "demo.echo", {"message": "tick"}, every=1)
-        fired = wait_until(lambda: _alive(scheduler) and adapter.list(tenant="acme")[0], 15, 0.05,
-                           "the schedule to fire")
+        fired = wait_until(lambda: scheduler.assert_alive() and adapter.list(tenant="acme")[0],
+                           15, 0.05, "the schedule to fire")
         assert fired[0].type == "demo.echo" and fired[0].payload == {"message": "tick"}
         wait_until(lambda: adapter.schedules().get("acme", "tick").last_job_id, 15, 0.05,
                    "the beat that fired it to finish")
-        os.killpg(scheduler.proc.pid, signal.SIGTERM)
-        assert scheduler.proc.wait(15) == 0, scheduler.log()
+        assert scheduler.terminate(15) == 0, scheduler.log()
         assert adapter.ledger.workers(30) == []
     finally:
         scheduler.stop()
@@ -126,12 +122,6 @@ def test_keys_prints_a_fresh_key(redis_url):
                            check=True).stdout.strip() for extra in ([], ["--tenant", "acme"])]
     assert re.fullmatch(r"sy_[A-Za-z0-9_-]{43}", keys[0])
     assert re.fullmatch(r"acme:sy_[A-Za-z0-9_-]{43}", keys[1])
-
-
-def _alive(process: ServerProcess) -> bool:
-    if process.proc.poll() is not None:
-        raise AssertionError(f"exited with {process.proc.returncode}:\n{process.log()}")
-    return True
 
 
 def _settings(env: dict):
@@ -155,9 +145,9 @@ def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_u
     env = service_env(redis_url, QUEUE_BACKEND=backend, RATE_LIMIT="6000/minute")
     env.pop("STORAGE_DIR", None)
     port = free_port()
-    web = ServerProcess(gunicorn_argv(port), env, tmp_path / "web.log", cwd=_app_dir(tmp_path / "web"))
-    worker = ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
-                           tmp_path / "worker.log", cwd=_app_dir(tmp_path / "worker"))
+    web = Process(gunicorn_argv(port), env, tmp_path / "web.log", cwd=_app_dir(tmp_path / "web"))
+    worker = Process([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
+                     tmp_path / "worker.log", cwd=_app_dir(tmp_path / "worker"))
     try:
         def call(method, path, body=None):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -167,7 +157,7 @@ def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_u
             return response.status, response.getheader("Content-Type"), response.read()
 
         def up():
-            _alive(web) and _alive(worker)
+            web.assert_alive("web") and worker.assert_alive("the worker")
             try:
                 return call("GET", "/healthz")[0] == 200
             except OSError:
@@ -179,7 +169,7 @@ def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_u
         job_id = json.loads(body)["id"]
 
         def ended():
-            _alive(worker)
+            worker.assert_alive("the worker")
             state = json.loads(call("GET", f"/v1/jobs/{job_id}")[2])["state"]
             return state if state in ("succeeded", "failed") else None
         assert wait_until(ended, 60, 0.1, "the report to be made") == "succeeded"

@@ -11,7 +11,7 @@ import signal
 from urllib.parse import urlsplit
 
 from service.embedded_redis import free_port
-from tests.api.test_devrun import Devrun, devrun_env, wait_until_up
+from tests.api.test_devrun import Devrun, devrun_env, wait_for_banner_key, wait_until_up
 from tests.harness import ROOT, wait_until
 
 ID_PLACEHOLDERS = ("<id from above>", "<job id>", "<id>", "219098191f134902accc6c527b7cb95e")
@@ -71,18 +71,7 @@ def test_every_safe_readme_curl_answers_2xx_or_what_the_readme_documents(tmp_pat
     port = free_port()
     devrun = Devrun(devrun_env(port), tmp_path / "devrun.log")
     try:
-        def key():
-            assert devrun.proc.poll() is None, devrun.output()
-            found = re.search(r"API key:\s+(sy_\S+)", devrun.output())
-            if not found:
-                return None
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/healthz")
-                return found.group(1) if conn.getresponse().status == 200 else None
-            except OSError:
-                return None
-        api_key = wait_until(key, 60, 0.1, "make run to answer")
+        api_key = wait_for_banner_key(devrun, port)
         last = {"jobs": None, "workflows": None}
         ran = []
         for command, documented in readme_curls():

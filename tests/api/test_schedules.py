@@ -6,8 +6,9 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tests.api.conftest import ACME, GLOBEX, ServerProcess, app_config
+from tests.api.conftest import ACME, GLOBEX, app_config
 from tests.harness import wait_until
+from tests.processes import Process
 
 NIGHTLY = {"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
            "job": {"type": "demo.echo", "payload": {"message": "nightly"},
@@ -125,8 +126,8 @@ def test_every_second_fires_through_a_real_scheduler_into_linked_jobs(api_engine
     api_engine.start_worker(concurrency=2)
     env = {**api_engine.env(), **{k: v for k, v in app_config(
         api_engine.env(), QUEUE_BACKEND=api_engine.backend).items() if isinstance(v, str)}}
-    scheduler = ServerProcess([sys.executable, "-m", "flask", "--app", "wsgi", "scheduler",
-                               "--poll", "0.1"], env, tmp_path / "scheduler.log")
+    scheduler = Process([sys.executable, "-m", "flask", "--app", "wsgi", "scheduler",
+                         "--poll", "0.1"], env, tmp_path / "scheduler.log")
     try:
         created = client.post("/v1/schedules", headers=ACME, json={
             "name": "heartbeat", "every": 1,
@@ -134,7 +135,7 @@ def test_every_second_fires_through_a_real_scheduler_into_linked_jobs(api_engine
         assert created.status_code == 201, created.json
 
         def fired(at_least: int):
-            assert scheduler.proc.poll() is None, scheduler.log()
+            scheduler.assert_alive("the scheduler")
             items = client.get("/v1/jobs?type=demo.echo&limit=200", headers=ACME).json["items"]
             items = [j for j in items if j["links"].get("schedule") == "heartbeat"]
             return items if len(items) >= at_least else None

@@ -26,8 +26,8 @@ import pytest
 from honcho.environ import parse_procfile
 
 from service.embedded_redis import free_port
-from tests.api.conftest import ServerProcess
 from tests.harness import ROOT, wait_until
+from tests.processes import Process
 
 API_KEY = "deploy-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
@@ -111,12 +111,12 @@ def test_a_buildpack_build_runs_the_procfile_and_a_job_succeeds(redis_url, tmp_p
     port = free_port()
     platform = {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin", "HOME": str(app),
                 "PORT": str(port), "REDIS_URL": redis_url, "API_KEYS": f"deploy:{API_KEY}"}
-    started = [ServerProcess(["/bin/sh", "-c", processes[name]], platform,
-                             tmp_path / f"{name}.log", cwd=app) for name in ("web", "worker")]
+    started = [Process(["/bin/sh", "-c", processes[name]], platform,
+                       tmp_path / f"{name}.log", cwd=app) for name in ("web", "worker")]
     web, worker = started
     try:
         def web_answers():
-            assert web.proc.poll() is None, f"web exited with {web.proc.returncode}:\n{web.log()}"
+            web.assert_alive("web")
             try:
                 return call(port, "GET", "/readyz")[0] == 200
             except OSError:
@@ -128,7 +128,7 @@ def test_a_buildpack_build_runs_the_procfile_and_a_job_succeeds(redis_url, tmp_p
         assert status == 202, created
 
         def finished():
-            assert worker.proc.poll() is None, f"worker exited:\n{worker.log()}"
+            worker.assert_alive("worker")
             job = call(port, "GET", f"/v1/jobs/{created['id']}")[1]
             return job if job["state"] in ("succeeded", "failed", "canceled") else None
         job = wait_until(finished, 60, 0.1, "the job to end")

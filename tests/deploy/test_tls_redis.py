@@ -27,8 +27,9 @@ import pytest
 from adapters import AdapterSettings, ConfigurationError
 from adapters.connections import check_tls, redis_client
 from service.embedded_redis import find_redis_server, free_port
-from tests.api.conftest import API_KEYS, ACME, ServerProcess, gunicorn_argv, service_env
+from tests.api.conftest import API_KEYS, ACME, gunicorn_argv, service_env
 from tests.harness import ROOT, Engine, wait_until
+from tests.processes import Process
 
 trustme = pytest.importorskip("trustme")
 
@@ -160,10 +161,10 @@ def test_worker_and_web_run_jobs_over_tls(backend, mode, servers, flushed, tmp_p
         web_env = service_env(env["REDIS_URL"], **env, QUEUE_BACKEND=backend,
                               JOB_MODULES="service.jobs", API_KEYS=API_KEYS,
                               SWITCHYARD_QUEUE_PREFIX=engine.prefix)
-        web = ServerProcess(gunicorn_argv(port), web_env, tmp_path / "web.log")
+        web = Process(gunicorn_argv(port), web_env, tmp_path / "web.log")
 
         def ready():
-            assert web.proc.poll() is None, f"web exited:\n{web.log()}"
+            web.assert_alive("web")
             try:
                 return call(port, "GET", "/readyz")[0] == 200
             except OSError:

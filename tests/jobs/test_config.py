@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from adapters import ConfigurationError
-from service.jobs import config
+from service import config
 from service.jobs.webhooks import parse_retry_after
 from tests.jobs.conftest import HOOK_SECRET, OTHER_HOOK_SECRET, SIGNING_SECRET
 

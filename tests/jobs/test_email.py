@@ -9,7 +9,7 @@ import pytest
 from marshmallow import ValidationError
 
 from adapters import JobOptions, JobState
-from service.jobs import config
+from service import config
 from service.jobs.email import SCHEMA, PermanentMailError, TemporaryMailError, build_message, send_smtp
 from service.embedded_redis import free_port
 from tests.jobs.conftest import MAIL_DOMAIN

@@ -11,7 +11,7 @@ from standardwebhooks import Webhook
 
 from adapters import JobState
 from service.hooks import HookSignatureError, InvalidHook, UnknownHookSource, accept_hook
-from service.jobs import config
+from service import config
 from service.jobs._hookstore import HookStore
 from tests.jobs.conftest import HOOK_SECRET, OTHER_HOOK_SECRET
 

@@ -207,6 +207,19 @@ def test_the_allow_list_admits_named_hosts_and_networks_only():
         AllowList.parse("bad host name!")
 
 
+def test_without_a_resolver_names_are_left_for_the_send_and_the_rest_is_checked():
+    target = check_url("https://hooks.example.com/x", resolve=None)
+    assert (target.host, target.port, target.addresses) == ("hooks.example.com", 443, ())
+    assert check_url("http://93.184.216.34/", resolve=None).addresses == ("93.184.216.34",)
+    for url in ("http://127.0.0.1/", "http://localhost/", "http://api.localhost/",
+                "http://[::ffff:10.0.0.1]/", "ftp://example.com/", "http://u:p@example.com/"):
+        with pytest.raises(UnsafeURL):
+            check_url(url, resolve=None)
+    allow = AllowList.parse("localhost, 127.0.0.1")
+    assert check_url("http://localhost:5000/", allow=allow, resolve=None).addresses == ()
+    assert check_url("http://127.0.0.1:5000/", allow=allow, resolve=None).addresses == ("127.0.0.1",)
+
+
 def test_split_url_defaults_ports_and_paths():
     assert split_url("http://example.com") == ("http", "example.com", 80, "/")
     assert split_url("https://example.com:8443/a/b?c=d#frag") == ("https", "example.com", 8443,

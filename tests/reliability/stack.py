@@ -26,6 +26,7 @@ from honcho.environ import parse_procfile
 
 from service.embedded_redis import find_redis_server, free_port
 from tests.harness import ROOT, wait_until
+from tests.processes import Process
 
 API_KEY = "chaos-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -172,47 +173,30 @@ class PrivateRabbit:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Process:
+class Dyno(Process):
     """One Procfile process, as a platform's dyno: its command, its own directory."""
 
     def __init__(self, kind: str, home: Path, env: dict[str, str]):
-        self.kind, self.home, self.env = kind, home, env
+        self.kind, self.home = kind, home
         self.starts = 0
         self.exits: list[int | None] = []
-        self.proc: subprocess.Popen | None = None
-        self.start()
+        # as a platform runs a Procfile line: a shell expands $PORT and execs the command
+        super().__init__(["/bin/sh", "-c", f"exec {PROCFILE[kind]}"], env,
+                         home / f"{kind}.log", cwd=home)
 
     def start(self) -> None:
         self.starts += 1
-        self._log = open(self.home / f"{self.kind}.log", "ab")
-        # as a platform runs a Procfile line: a shell expands $PORT and execs the command
-        self.proc = subprocess.Popen(["/bin/sh", "-c", f"exec {PROCFILE[self.kind]}"],
-                                     cwd=self.home, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        super().start()
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.proc.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def kill(self) -> None:
+    def kill(self) -> int | None:
         """SIGKILL the whole process group, as an OOM kill or a lost machine."""
-        self.signal(signal.SIGKILL)
-        self.exits.append(self.proc.wait(15))
+        code = super().kill()
+        self.exits.append(code)
+        return code
 
     def terminate(self, timeout: float = 30) -> int | None:
         """SIGTERM to the group, as a platform restart; SIGKILL after ``timeout``."""
-        self.signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(10)
-            code = None
+        code = super().terminate(timeout)
         self.exits.append(code)
         return code
 
@@ -220,8 +204,8 @@ class Process:
         self.kill()
         self.start()
 
-    def log(self) -> str:
-        return (self.home / f"{self.kind}.log").read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        return super().log(tail)
 
     def story(self) -> str:
         """What the process did, for the report."""
@@ -253,19 +237,19 @@ class Stack:
         }
         if broker_url:
             self.env["CELERY_BROKER_URL"] = broker_url
-        self.processes: dict[str, Process] = {}
+        self.processes: dict[str, Dyno] = {}
         for kind in kinds:
             home = base / kind
             home.mkdir(parents=True)
             for name in ("wsgi.py", "gunicorn.conf.py"):  # what a deploy puts beside the code
                 shutil.copy(ROOT / name, home / name)
             (home / "chaosjobs.py").write_text(CHAOS_JOBS)
-            self.processes[kind] = Process(kind, home, self.env)
+            self.processes[kind] = Dyno(kind, home, self.env)
         if "web" in kinds:
             wait_until(lambda: self._check() and self.get("/healthz")[0] == 200, 60, 0.1,
                        "web to answer")
 
-    def __getitem__(self, kind: str) -> Process:
+    def __getitem__(self, kind: str) -> Dyno:
         return self.processes[kind]
 
     def _check(self) -> bool:
@@ -309,17 +293,11 @@ class Stack:
         return [p.story() for p in self.processes.values()]
 
     def close(self) -> None:
-        for process in self.processes.values():
+        for process in self.processes.values():  # all at once, then wait for each
             if process.alive():
                 process.signal(signal.SIGTERM)
         for process in self.processes.values():
-            if process.alive():
-                try:
-                    process.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.signal(signal.SIGKILL)
-                    process.proc.wait(10)
-            process._log.close()
+            process.stop(timeout=20, signalled=True)
 
 
 def time_of(fn, timeout: float, message: str) -> float:
