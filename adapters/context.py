@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .client import KeySpace, Switchyard
-    from .ledger import Ledger
-    from .options import JobOptions
-    from .types import JobInfo
+from .options import JobOptions
+from .types import JobInfo
 
 __all__ = ["JobContext"]
 
@@ -34,10 +31,10 @@ class JobContext:
     upstream: Any = None
     """In a chain, the previous job's result; in a chord's body, the header's results
     in order; otherwise ``None``."""
-    adapter: "Switchyard | None" = None
-    """The client of the worker running the job (its engine, whatever ``QUEUE_BACKEND``
+    adapter: Any = None
+    """The :class:`~adapters.client.Switchyard` client of the worker running the job (its engine, whatever ``QUEUE_BACKEND``
     says): read or enqueue other jobs through it."""
-    _ledger: "Ledger | None" = None
+    _ledger: Any = None
     _token: str = ""
     _canceled: threading.Event = dataclasses.field(default_factory=threading.Event)
 
@@ -48,7 +45,7 @@ class JobContext:
                                   {"current": current, "total": total, "message": message})
 
     def enqueue(self, job_type: str, payload: dict | None = None,
-                options: "JobOptions | None" = None) -> "JobInfo":
+                options: JobOptions | None = None) -> JobInfo:
         """Enqueue another job on this job's own adapter and tenant; its ``links`` name
         this job as ``parent``."""
         if self.adapter is None:
@@ -56,7 +53,7 @@ class JobContext:
         return self.adapter.enqueue(job_type, payload, options, tenant=self.tenant,
                                     links={"parent": self.job_id})
 
-    def keyspace(self) -> "KeySpace":
+    def keyspace(self):
         """The ledger's Redis and namespace for the job module's own records
         (:meth:`Switchyard.keyspace`)."""
         if self.adapter is None:

@@ -58,18 +58,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 from .errors import UnsupportedFeature
 from .ledger import Dispatch
 from .maintenance import Maintenance, run_beat
 from .runner import execute
 from .types import Capability
-
-if TYPE_CHECKING:
-    import redis
-
-    from .client import Switchyard
 
 __all__ = ["Engine", "Dispatch"]
 
@@ -85,12 +80,13 @@ class Engine(abc.ABC):
     runs_at_publish: ClassVar[bool] = False
     """True if :meth:`publish` runs the jobs before it returns (the inline engine)."""
 
-    def __init__(self, client: "Switchyard"):
+    def __init__(self, client: Any):
+        """``client`` is the :class:`~adapters.client.Switchyard` this engine serves."""
         self.client = client
         self.settings = client.settings
 
     @abc.abstractmethod
-    def publish(self, deliveries: list[Dispatch], pipeline: "redis.client.Pipeline | None" = None
+    def publish(self, deliveries: list[Dispatch], pipeline: Any = None
                 ) -> None:
         """Hand the deliveries to the engine (in ``pipeline`` if given); raise on failure."""
 
@@ -122,7 +118,7 @@ class Engine(abc.ABC):
         """The engine's own hard time limit for a delivery: the job's, plus the grace."""
         return math.ceil(delivery.timeout + self.settings.timeout_grace)
 
-    def transaction(self) -> "redis.client.Pipeline":
+    def transaction(self) -> Any:
         """A MULTI on the ledger's Redis (for ``shares_ledger_redis`` engines)."""
         return self.client.redis.pipeline(transaction=True)
 

@@ -13,15 +13,12 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import redis
 
 from .errors import BackendUnavailable
 from .runner import worker_name
-
-if TYPE_CHECKING:
-    from .client import Switchyard
 
 log = logging.getLogger("switchyard.runner")
 
@@ -38,7 +35,7 @@ class Maintenance:
     pool's, a stream's) waits on that lock for ever.
     """
 
-    def __init__(self, adapter: "Switchyard", queues: list[str], concurrency: int,
+    def __init__(self, adapter: Any, queues: list[str], concurrency: int,
                  name: str | None = None):
         self.adapter = adapter
         self.worker_id = name or worker_name()
@@ -128,7 +125,7 @@ class Maintenance:
 class SchedulerBeat:
     """What an engine's scheduler does on each beat: fire due schedules, say it is alive."""
 
-    def __init__(self, adapter: "Switchyard", poll: float, catch_up: int,
+    def __init__(self, adapter: Any, poll: float, catch_up: int,
                  name: str | None = None):
         self.adapter = adapter
         self.poll = poll
@@ -171,7 +168,7 @@ class SchedulerBeat:
             pass
 
 
-def run_beat(client: "Switchyard", poll: float, catch_up: int, name: str | None = None) -> None:
+def run_beat(client: Any, poll: float, catch_up: int, name: str | None = None) -> None:
     """The engine-neutral scheduler process: a :class:`SchedulerBeat` in a loop of its
     own until SIGTERM or SIGINT (for an engine that has no scheduler of its own)."""
     stop = threading.Event()

@@ -100,7 +100,7 @@ import logging
 import signal
 import time
 from multiprocessing.context import ForkProcess
-from typing import TYPE_CHECKING
+from typing import Any
 from uuid import uuid4
 
 import redis
@@ -117,17 +117,14 @@ from .connections import redis_client
 from .rq_queue import _REDIS_DOWN, LedgerScheduler, _Queue  # noqa: F401 - the seam's names
 from .settings import AdapterSettings
 
-if TYPE_CHECKING:
-    from .rq import RQEngine
-
 log = logging.getLogger("switchyard.rq")
 
 #: the function every Switchyard job names in RQ (``adapters.rq`` re-exports :func:`perform`)
 _ENTRY = "adapters.rq.perform"
-_worker_engine: "RQEngine | None" = None
+_worker_engine: Any = None
 
 
-def bind_worker_engine(engine: "RQEngine") -> None:
+def bind_worker_engine(engine: Any) -> None:
     """Make ``engine`` the one :func:`perform` runs jobs with, in this worker process."""
     global _worker_engine
     _worker_engine = engine

@@ -21,16 +21,13 @@ import socket
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import redis
 
 from .context import JobContext
 from .errors import BackendUnavailable, JobCanceled, JobTimeout, UnknownJobType
 from .registry import get_definition
-
-if TYPE_CHECKING:
-    from .client import Switchyard
 
 log = logging.getLogger("switchyard.runner")
 
@@ -259,7 +256,7 @@ def ride_out(what: str, call: Callable[[], T], patience: float) -> T:
         return result
 
 
-def execute(adapter: "Switchyard", job_id: str, token: str) -> Outcome:
+def execute(adapter: Any, job_id: str, token: str) -> Outcome:
     """Run one delivery of a job under Switchyard's rules; never raises for job errors."""
     ledger = adapter.process_ledger()
     settings = adapter.settings

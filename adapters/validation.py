@@ -19,7 +19,7 @@ import re
 import uuid
 from datetime import datetime
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from . import record
 from .errors import InvalidJob, UnknownJobType
@@ -27,9 +27,6 @@ from .jsonlimits import json_problems, lone_surrogate
 from .options import JobOptions, Priority
 from .registry import JobDefinition, definitions, get_definition
 from .types import Capability, JobState
-
-if TYPE_CHECKING:
-    from .client import Switchyard
 
 __all__ = ["QUEUE_NAME", "SCHEDULE_NAME", "PRIORITIES", "MAX_KEY_LENGTH", "MAX_BATCH", "WORKFLOW_KINDS",
            "build_record", "build_records", "build_workflow", "prefixed", "check_payload",
@@ -46,7 +43,7 @@ MAX_BATCH = 500
 """The most jobs one batch or one workflow holds."""
 WORKFLOW_KINDS = ("chain", "group", "chord")
 
-Spec = tuple[str, "dict | None", "JobOptions | None"]
+Spec = tuple[str, "dict | None", Any]
 
 
 def prefixed(prefix: str, exc: InvalidJob) -> InvalidJob:
@@ -124,7 +121,7 @@ def _refuse(option: str, message: str, why: str) -> InvalidJob:
     return InvalidJob(message, {f"options.{option}": [why]})
 
 
-def build_record(client: "Switchyard", job_type: str, payload: dict | None,
+def build_record(client: Any, job_type: str, payload: dict | None,
                  options: JobOptions | None, tenant: str, now: float,
                  links: dict | None = None, retry_of: str | None = None) -> dict:
     """The ledger record of one job, or ``InvalidJob`` / ``UnsupportedFeature``."""
@@ -223,7 +220,7 @@ def build_record(client: "Switchyard", job_type: str, payload: dict | None,
     return rec
 
 
-def build_records(client: "Switchyard", jobs: Iterable[Spec], tenant: str, now: float,
+def build_records(client: Any, jobs: Iterable[Spec], tenant: str, now: float,
                   links: dict | None = None, retry_of: str | None = None) -> list[dict]:
     """The records of a batch, every one checked before any is written; a job's errors
     are named ``jobs.<index>.<field>``, as ``POST /v1/jobs/batch`` shows them."""
@@ -252,7 +249,7 @@ def _place(kind: str, index: int, header: int) -> str:
     return f"{kind}.{index}"
 
 
-def build_workflow(client: "Switchyard", kind: str, jobs: list[Spec], body: Spec | None,
+def build_workflow(client: Any, kind: str, jobs: list[Spec], body: Spec | None,
                    tenant: str, now: float) -> tuple[dict, list[dict]]:
     """The workflow's record and its jobs' records, in order (a chord's body last)."""
     if kind not in WORKFLOW_KINDS:
