@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from urllib.parse import parse_qsl, urlparse
 
 
 from celery import Celery, beat, signals
@@ -77,6 +78,44 @@ def _delivery_of(raw: bytes | None) -> tuple[str, str] | None:
         return None
 
 
+try:  # kombu's Redis publish batch (kombu 5.7): the seam the one-transaction path uses
+    from kombu.messaging import _ProducerBatchState
+    from kombu.transport.redis import PublishBatch
+    _BATCHES = True
+except ImportError:  # pragma: no cover - an older kombu: the guarded route
+    _BATCHES = False
+    PublishBatch = object
+
+
+class _IntoTransaction(PublishBatch):
+    """kombu's Redis publish batch, its commands queued in the client's MULTI; flushing
+    is the client's ``EXEC``."""
+
+    def __init__(self, channel, pipeline):
+        super().__init__(channel, _PUBLISH_BATCH)
+        self.pipeline = pipeline
+
+    def flush(self):
+        self._buffered = 0
+
+    def discard(self):
+        self._aborted = True
+        self._buffered = 0
+
+
+def _same_redis(a: str, b: str) -> bool:
+    """True if two Redis URLs name the same server and database."""
+    def where(url: str):
+        parsed = urlparse(strip_tls_query(url))
+        query = dict(parse_qsl(parsed.query))
+        if parsed.scheme == "unix":
+            return ("unix", parsed.path, query.get("db", "0"))
+        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
+                (parsed.path or "/0").strip("/") or query.get("db", "0"))
+
+    return where(a) == where(b)
+
+
 def _mark_pool_child(**_) -> None:
     _pool_child.update(pid=os.getpid(), guarded=False, previous=None)
 
@@ -104,6 +143,10 @@ class CeleryEngine(Engine):
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
+        # One transaction for a job and its message when the broker is the ledger's Redis
+        # and this kombu routes publishes through batch sessions (kombu 5.7).
+        self.shares_ledger_redis = (self.redis_broker and _BATCHES
+                                    and _same_redis(broker, self.settings.redis_url))
         self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
         self.app.conf.update(
             task_serializer="json",
@@ -176,7 +219,13 @@ class CeleryEngine(Engine):
 
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
         """Publish through one producer; on Redis, kombu's publish batch sends every
-        message of the call in one pipeline (one round trip) instead of one each."""
+        message of the call in one pipeline (one round trip) instead of one each. When
+        the broker is the ledger's own Redis, ``pipeline`` is the client's MULTI and
+        kombu's writes (its LPUSH, and the queue's PEXPIRE) go into it, so the job's
+        record and its message commit together."""
+        if pipeline is not None:
+            self._publish_into(deliveries, pipeline)
+            return
         if len(deliveries) == 1:
             self._send(deliveries[0])
             return
@@ -185,6 +234,22 @@ class CeleryEngine(Engine):
                     else contextlib.nullcontext():
                 for dispatch in deliveries:
                     self._send(dispatch, producer)
+
+    def _publish_into(self, deliveries: list[Dispatch], pipeline) -> None:
+        # kombu routes each message as usual (its binding lookup runs at once, on its own
+        # connection) and hands the final commands to the producer's batch session: here
+        # a session whose pipeline is the client's transaction, which the client runs.
+        with self.app.producer_or_acquire() as producer:
+            session = _IntoTransaction(producer.channel, pipeline)
+            state = _ProducerBatchState(_PUBLISH_BATCH)
+            state.session = session
+            producer._batch_local.current = state
+            try:
+                for dispatch in deliveries:
+                    self._send(dispatch, producer)
+            finally:
+                producer._batch_local.current = None
+                session.close()
 
     def recover_stranded(self) -> int:
         """On a Redis broker, kombu keeps a message a worker took in its ``unacked`` hash

@@ -14,7 +14,7 @@ import pytest
 from marshmallow import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from adapters import JobOptions, JobState
+from adapters import InvalidJob, JobOptions, JobState
 from service.jobs.webhooks import DELIVERY_SCHEMA
 from service.ssrf import AllowList, check_url
 from tests.jobs.conftest import SIGNING_SECRET
@@ -158,15 +158,18 @@ REFUSED = [
 ]
 
 
-def test_refused_addresses_fail_at_send_and_the_canary_gets_nothing(jobs, canary):
-    """Enqueued straight to the adapter, past the API's check: the job checks again."""
+def test_refused_addresses_are_refused_at_enqueue_from_python_too(jobs, canary):
+    """The Python API validates a payload as the REST API does (one validation path):
+    a refused address never becomes a job, and the canary gets nothing. The job's own
+    check at send time is what the DNS cases below reach."""
     for template in REFUSED:
         url = template.format(port=canary.port)
         with pytest.raises(ValidationError):
             DELIVERY_SCHEMA.load({"url": url, "event": "e", "data": None})
-        info, done = deliver(jobs, url)
-        assert done.state is JobState.FAILED and done.attempts == 1, url
-        assert done.error["type"] == "UnsafeURL", (url, done.error)
+        with pytest.raises(InvalidJob) as err:
+            deliver(jobs, url)
+        assert "payload.url" in err.value.errors, (url, err.value.errors)
+    assert jobs.adapter.list(tenant=jobs.tenant())[0] == []
 
 
 def test_dns_rebinding_cannot_move_the_request_after_the_check(jobs, receiver, path):
