@@ -14,20 +14,22 @@ NOT_MEASURED = "not measured"
 DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2"}
 
 
-# What the ledger's commands per job buy, as adapters/ledger.py writes them on a no-op job
+# What the ledger's commands per job buy, as adapters/lua/ writes them on a no-op job
 # that succeeds at once. Keep in step with the scripts there.
 LEDGER_ACCOUNT = [
     "",
-    "Where Switchyard's own commands go, per no-op job (`adapters/ledger.py`): 17 on Celery, "
-    "15 on RQ.",
+    "Where Switchyard's own commands go, per no-op job (the scripts in `adapters/lua/`): "
+    "15 where the record and the message commit in one MULTI/EXEC (RQ; Celery when its "
+    "broker is the ledger's own Redis, as in this bench), 17 on the guarded route (Celery "
+    "on RabbitMQ or on another Redis).",
     "",
     "| step | commands | what they buy |",
     "|---|---|---|",
-    "| create | EVALSHA, HSET, ZADD, HINCRBY, and on Celery a second ZADD | the job record "
-    "with its history (one HSET), the tenant's index for `GET /v1/jobs`, the `enqueued` "
-    "counter; on Celery the dispatch guard |",
-    "| after publish (Celery) | ZREM | lifts the dispatch guard. On RQ the record and RQ's "
-    "job commit in one MULTI/EXEC, so there is no guard to set or lift |",
+    "| create | EVALSHA, HSET, ZADD, HINCRBY, and on the guarded route a second ZADD | the "
+    "job record with its history (one HSET), the tenant's index for `GET /v1/jobs`, the "
+    "`enqueued` counter; on the guarded route the dispatch guard |",
+    "| after publish (guarded route) | ZREM | lifts the dispatch guard. On the "
+    "one-transaction route there is no guard to set or lift |",
     "| claim | EVALSHA, HMGET, HSET, ZADD | state and token check, `started`, the crash-recovery "
     "lease |",
     "| finish | EVALSHA, HMGET, ZREM, HINCRBY, HINCRBYFLOAT, HSET, EXPIRE | token check, lease "
