@@ -1,4 +1,4 @@
-"""``make run`` (``python -m service.devrun``) as a developer meets it: a real devrun
+"""``make run`` (``python service/devrun.py``) as a developer meets it: a real devrun
 with its embedded Redis, its banner, a job through the API, and Ctrl-C."""
 
 from __future__ import annotations
@@ -27,13 +27,17 @@ def devrun_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+DEVRUN = [sys.executable, "service/devrun.py"]
+"""What ``make run`` runs (the Makefile's run target), from the repository's root."""
+
+
 class Devrun:
     """A devrun subprocess in its own process group, its output in a file."""
 
     def __init__(self, env: dict[str, str], log_path):
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.devrun"], cwd=ROOT,
+        self.proc = subprocess.Popen(DEVRUN, cwd=ROOT,
                                      env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
