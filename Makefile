@@ -54,7 +54,7 @@ bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every fig
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
 run: $(STAMP)  ## web + worker + scheduler from the Procfile; embedded Redis and a dev API key if unset
-	$(BIN)/python -m service.devrun
+	$(BIN)/python service/devrun.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

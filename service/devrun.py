@@ -1,38 +1,71 @@
 """``make run``: the whole service on this machine, from the Procfile, with what it lacks.
 
-    python -m service.devrun [--procfile Procfile]
+    python service/devrun.py [--procfile Procfile]      (what make run runs)
+    python -m service.devrun [--procfile Procfile]      (the same)
 
 Starts an embedded Redis when ``REDIS_URL`` is unset (on a free loopback port, never
 6379), makes a dev API key when ``API_KEYS`` is unset and dev webhook values when
 ``WEBHOOK_ALLOWED_HOSTS``, ``WEBHOOK_SIGNING_SECRET`` or ``HOOK_SECRETS`` are unset,
-prints where everything is, then runs every Procfile process with honcho, the web
-process bound to loopback. Ctrl-C or SIGTERM stops them all, then the embedded Redis;
-the exit status is 0 when every process stopped cleanly, 3 on a configuration error.
+prints where everything is, then runs every Procfile process, the web process bound to
+loopback. Ctrl-C, SIGTERM or SIGHUP, at any moment, stops them all, then the embedded
+Redis; the exit status is 0 when every process stopped cleanly, 3 on a configuration
+error.
+
+How a stop works, and why it is the same whenever it comes:
+
+* Each Procfile process runs in a session of its own, so the terminal's Ctrl-C (a
+  SIGINT to its whole foreground process group) and its hang-up reach devrun alone,
+  never a process that is still importing and has no signal handling yet.
+* devrun notes SIGINT, SIGTERM and SIGHUP from its first line on, before its heavy
+  imports (as a file it runs before the ``service`` package is imported too); the
+  handler only notes the signal, so no start-up step is cut off half-way.
+* Asked to stop, devrun starts nothing more, sends SIGTERM to each process group in the
+  Procfile's order, and waits up to ``SHUTDOWN_GRACE`` seconds; what is left is killed
+  (SIGKILL), the group and every descendant, then the embedded Redis is stopped.
+* A process that dies of that SIGTERM before it installed its handler stopped because
+  devrun asked it to, while it was starting: it had taken no job yet, so that is a clean
+  stop too. Killed at the deadline, or ended by anything else, is not.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import os
-import queue
-import signal
-import socket
 import sys
-import time
-from pathlib import Path
 
-import honcho.manager
-from honcho.environ import parse_procfile
-from honcho.manager import Manager
-from honcho.printer import Printer
+if __name__ == "__main__" and not __package__:
+    # run as a file: the repository's root on sys.path, not service/ (whose modules
+    # would shadow others)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from adapters import ConfigurationError
+import signal  # noqa: E402
 
-from .cli import new_api_key, new_webhook_secret
-from .config import Settings
-from .embedded_redis import EmbeddedRedis
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stop_requests: list[int] = []
+"""The stop signals devrun received, in order; the first one is the answer."""
+
+
+def _note_stop(signum, frame) -> None:
+    _stop_requests.append(signum)
+
+
+if __name__ == "__main__":
+    # before anything else: from here on a stop signal is never fatal to devrun
+    for _signum in STOP_SIGNALS:
+        signal.signal(_signum, _note_stop)
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from honcho.environ import parse_procfile  # noqa: E402
+
+from adapters import ConfigurationError  # noqa: E402
+from service.cli import new_api_key, new_webhook_secret  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.embedded_redis import EmbeddedRedis  # noqa: E402
+from service.supervisor import Proc, Supervisor  # noqa: E402
 
 __all__ = ["main"]
 
@@ -41,8 +74,6 @@ SHUTDOWN_GRACE = 30
 """Seconds a process may take to stop before it is killed (Heroku gives 30 too)."""
 CONFIG_ERROR = 3
 """The exit status of a configuration error, the same as the processes' own."""
-SIGNAL_RETURNCODES = (130, 143)
-"""What honcho's loop reports when Ctrl-C (SIGINT) or SIGTERM stopped it."""
 
 
 class _SafeOutput:
@@ -82,47 +113,6 @@ def _say(text: str = "") -> None:
     _out.write(text + "\n")
 
 
-def _gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _stop_everything(manager: Manager, grace: float = SHUTDOWN_GRACE) -> None:
-    """Make sure no process of the Procfile outlives us, whatever ended the loop.
-
-    Normally honcho's loop has stopped them all already and this returns at once.
-    Each process runs in a process group of its own: SIGTERM the groups still there
-    (a worker first finishes the job in hand), SIGKILL what is left after ``grace``.
-    """
-    groups = [p["pid"] for p in manager._processes.values() if p.get("pid")]
-    for pgid in groups:
-        if not _gone(pgid):
-            try:
-                os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    relays = [p["process"] for p in manager._processes.values() if p.get("process")]
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and not (all(_gone(g) for g in groups)
-                                               and not any(r.is_alive() for r in relays)):
-        try:  # honcho's relay processes exit only once their output is read
-            manager.events.get(timeout=0.1)
-        except queue.Empty:
-            pass
-    for pgid in groups:
-        if not _gone(pgid):
-            os.killpg(pgid, signal.SIGKILL)
-    for relay in relays:
-        if relay.is_alive():
-            relay.kill()
-        relay.join(5)
-
-
 def _port_taken(port: int) -> bool:
     """Whether something already listens on loopback ``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -136,9 +126,9 @@ def _port_taken(port: int) -> bool:
 
 
 def dev_command(name: str, command: str) -> str:
-    """A Procfile command as ``make run`` hands it to honcho.
+    """A Procfile command as ``make run`` runs it.
 
-    ``exec``: the shell honcho starts becomes the process itself, so honcho's SIGTERM
+    ``exec``: the shell devrun starts becomes the process itself, so devrun's SIGTERM
     reaches gunicorn or the worker (a warm shutdown, rc 0) instead of the shell (-15).
     The web process binds loopback: a dev key must not be reachable from the network.
     """
@@ -194,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.devrun", description=__doc__.split("\n")[0])
     parser.add_argument("--procfile", default=str(ROOT / "Procfile"))
     args = parser.parse_args(argv)
+    for signum in STOP_SIGNALS:  # already so when run as a program; not when called
+        signal.signal(signum, _note_stop)
 
     env = dict(os.environ)
     env.setdefault("PORT", "5000")
@@ -223,38 +215,44 @@ def main(argv: list[str] | None = None) -> int:
         Settings.from_env(env)
     except ConfigurationError as exc:
         print(f"switchyard: configuration error: {exc}", file=sys.stderr)
+        if embedded:
+            embedded.stop()  # never started: this removes its directory
         return CONFIG_ERROR
     procfile = parse_procfile(Path(args.procfile).read_text())
 
+    supervisor = Supervisor(_out, env, str(ROOT))
+    for name, command in procfile.processes.items():
+        supervisor.add(name, dev_command(name, command))
+    ended_first: Proc | None = None
     try:
-        if embedded:
+        if embedded and not _stop_requests:
             embedded.start()
-        _banner(env, key, embedded, made)
-        honcho.manager.KILL_WAIT = SHUTDOWN_GRACE  # honcho's own is 5 s: too short for a job
-        manager = Manager(Printer(_out))
-        for name, command in procfile.processes.items():
-            manager.add_process(name, dev_command(name, command), env=env, cwd=str(ROOT))
-        # a closed terminal (SIGHUP) stops everything as Ctrl-C does, instead of killing
-        # this process alone and leaving the others behind
-        signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
-        try:
-            manager.loop()  # returns once every process has stopped
-        finally:
-            # a second Ctrl-C must not cut the clean-up short
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_IGN)
-            _stop_everything(manager)
-        stopped = [p.get("returncode") for p in manager._processes.values()]
-        if manager.returncode in SIGNAL_RETURNCODES and all(rc == 0 for rc in stopped):
-            # asked to stop and everything stopped cleanly: a success, not `Error 130`
-            return 0
-        return manager.returncode or 0
+        if not _stop_requests:
+            _banner(env, key, embedded, made)
+        for process in supervisor.processes:
+            if _stop_requests:
+                break
+            supervisor.start(process)
+        while not _stop_requests:
+            ended = supervisor.pump()
+            if ended:  # one process ended by itself: the others stop too, as on Heroku
+                ended_first = ended[0]
+                break
+        if _stop_requests:
+            supervisor.say(f"{signal.Signals(_stop_requests[0]).name} received")
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
+        # a second Ctrl-C is only noted: it must not cut the clean-up short
+        supervisor.stop(SHUTDOWN_GRACE)
         if embedded:
             embedded.stop()
             _say("embedded Redis stopped")
+    if ended_first is not None and not _stop_requests:
+        rc = ended_first.returncode
+        return rc if rc >= 0 else 128 - rc
+    if all(p.stopped_cleanly() for p in supervisor.processes):
+        # asked to stop and everything stopped cleanly: a success, not `Error 130`
+        return 0
+    return 128 + _stop_requests[0]
 
 
 if __name__ == "__main__":

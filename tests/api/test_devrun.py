@@ -1,4 +1,4 @@
-"""``make run`` (``python -m service.devrun``) as a developer meets it: a real devrun
+"""``make run`` (``python service/devrun.py``) as a developer meets it: a real devrun
 with its embedded Redis, its banner, a job through the API, and Ctrl-C."""
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ def devrun_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+DEVRUN = [sys.executable, "service/devrun.py"]
+"""What ``make run`` runs (the Makefile's run target), from the repository's root."""
+
+
 class Devrun(Process):
     """A devrun subprocess in its own process group, its output in a file."""
 
     def __init__(self, env: dict[str, str], log_path):
-        super().__init__([sys.executable, "-m", "service.devrun"], env, log_path)
+        super().__init__(DEVRUN, env, log_path)
 
     def output(self) -> str:
         return self.log(tail=None)
