@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __all__ = ["FIELDS", "Field", "encode", "decode", "CLAIM_FIELDS", "DISPATCH_FIELDS",
            "DURATION_BUCKETS"]
@@ -145,6 +145,10 @@ DURATION_BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
 one it is ``+Inf``)."""
 
 
+_DECODE = {f.name: f.codec.decode for f in _DECLARED}
+_EMPTY = {f.name: f.default for f in _DECLARED}
+
+
 def encode(fields: dict[str, Any]) -> dict[str, str]:
     """The hash strings of ``fields`` (typed values; ``None`` is stored as ``""``).
 
@@ -159,16 +163,22 @@ def encode(fields: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def decode(stored: dict[str, str]) -> dict[str, Any]:
-    """Typed values of a job hash: every declared field (an absent or empty one as its
-    default: ``None``, ``0``, ``{}``, ...), then any undeclared one as stored."""
+def decode(stored: dict[str, str], names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Typed values of a job hash: every declared field, or only ``names`` (an absent or
+    empty one as its default: ``None``, ``0``, ``{}``, ...); with every field, any
+    undeclared one follows as stored."""
     out: dict[str, Any] = {}
-    for name, field in FIELDS.items():
+    for name in FIELDS if names is None else names:
         raw = stored.get(name)
-        out[name] = field.empty() if raw is None or raw == "" else field.codec.decode(raw)
-    for name, raw in stored.items():
-        if name not in FIELDS:
-            out[name] = raw
+        if raw:
+            out[name] = _DECODE[name](raw)
+        else:
+            empty = _EMPTY[name]
+            out[name] = empty() if callable(empty) else empty
+    if names is None:
+        for name, raw in stored.items():
+            if name not in FIELDS:
+                out[name] = raw
     return out
 
 

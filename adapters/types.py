@@ -141,7 +141,7 @@ class JobInfo:
     @classmethod
     def from_record(cls, rec: dict[str, str]) -> "JobInfo":
         """Build from the ledger hash, read through the record schema (:mod:`adapters.record`)."""
-        f = record.decode(rec)
+        f = record.decode(rec, _JOB_FIELDS)
         return cls(
             id=f["id"], type=f["type"], state=JobState(f["state"]), tenant=f["tenant"],
             backend=f["backend"], queue=f["queue"], priority=f["priority"],
@@ -154,6 +154,13 @@ class JobInfo:
             retry_of=f["retry_of"] or None, idempotency_key=f["idempotency_key"] or None,
             links=f["links"] or {},
         )
+
+
+_JOB_FIELDS = ("id", "type", "state", "tenant", "backend", "queue", "priority", "payload",
+               "attempts", "max_retries", "timeout", "progress", "result", "error",
+               "cancel_reason", "created_at", "run_at", "expires_at", "started_at",
+               "finished_at", "worker", "lost", "retry_of", "idempotency_key", "links")
+"""The record's fields a JobInfo shows (not its history, which ``history()`` reads)."""
 
 
 class WorkflowState(str, enum.Enum):

@@ -11,6 +11,7 @@ here once; the HTTP schemas import them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -69,6 +70,11 @@ def timestamp(value: datetime | float | None, field: str) -> float | None:
                      {f"options.{field}": ["must be a datetime or a Unix timestamp"]})
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(func) -> inspect.Signature:
+    return inspect.signature(func)
+
+
 def check_payload(definition: JobDefinition, payload: dict) -> dict[str, list[str]]:
     """Field errors of ``payload`` for this job type, named ``payload.<field>``."""
     if definition.schema is not None:
@@ -80,7 +86,7 @@ def check_payload(definition: JobDefinition, payload: dict) -> dict[str, list[st
             return flatten_errors(exc.messages, "payload")
         return {}
     try:
-        inspect.signature(definition.func).bind(None, **payload)
+        _signature(definition.func).bind(None, **payload)
     except TypeError as exc:
         return {"payload": [str(exc)]}
     return {}
