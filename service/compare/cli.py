@@ -29,12 +29,15 @@ __all__ = ["compare_command"]
               help="Read these bench results instead of running the bench.")
 @click.option("--faults", type=click.Path(path_type=Path), default=None,
               help="The fault suite's report (default: RELIABILITY.md).")
+@click.option("--no-conformance", is_flag=True,
+              help="Run no conformance suite: read the JUnit files already in --out (e.g. "
+                   "one per leg from parallel CI jobs); job examples and bench still run.")
 @click.option("--report-only", is_flag=True,
               help="Run nothing: build the report from the JUnit files already in --out.")
 @click.option("--redis-url", default=None,
               help="The Redis for the job examples (default: a private one, started and stopped).")
 def compare_command(jobs, no_jobs, engine, engine_hooks, out, pytest_args, no_bench,
-                    bench_results, faults, report_only, redis_url) -> None:
+                    bench_results, faults, no_conformance, report_only, redis_url) -> None:
     """Every engine side by side: conformance matrix, parity breaks, job examples, bench and
     fault figures, in var/compare/COMPARISON.md and .html; exits 1 on a parity break."""
     from .run import Options, compare
@@ -43,7 +46,7 @@ def compare_command(jobs, no_jobs, engine, engine_hooks, out, pytest_args, no_be
         jobs = _app_job_modules()
     opts = Options(out=out, jobs=None if no_jobs or report_only else jobs, engine=engine,
                    engine_hooks=engine_hooks, pytest_args=shlex.split(pytest_args),
-                   conformance=not report_only, bench=not (no_bench or report_only),
+                   conformance=not (report_only or no_conformance), bench=not (no_bench or report_only),
                    bench_results=bench_results, faults=faults, redis_url=redis_url,
                    command=_command())
     try:
