@@ -169,6 +169,12 @@ def _examples(report: Report) -> list[tuple]:
         rows.append([run["type"], _short(run["payload"], 40), *cells,
                      "equal" if run["results_equal"] else "**differs**"])
     out.append(("table", ["job type", "example", *legs, "result"], rows))
+    differ = [f"`{run['type']}` example {run['index']}: " + "; ".join(
+        f"{leg} `{_short(got.get('result'), 50)}`" for leg, got in run["legs"].items())
+        for run in report.examples if not run["results_equal"]]
+    if differ:
+        out.append(("p", "Results that differ:"))
+        out.append(("list", differ))
     return out
 
 
