@@ -53,6 +53,13 @@ bench: $(BENCH_STAMP)  ## Switchyard beside raw Celery and RQ (~10 min): BENCHMA
 bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every figure is produced, in var/bench/
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
+.PHONY: compare
+
+# JOBS=myapp.jobs runs that module's job examples (default: JOB_MODULES, the service's jobs);
+# COMPARE_ARGS: e.g. --engine pkg.mod:Engine, --no-bench (see flask --app wsgi compare --help)
+compare: $(BENCH_STAMP)  ## every engine side by side (~10 min): var/compare/COMPARISON.md, .html; exit 1 on a parity break
+	$(BIN)/flask --app wsgi compare $(if $(JOBS),--jobs $(JOBS)) $(COMPARE_ARGS)
+
 run: $(STAMP)  ## web + worker + scheduler from the Procfile; embedded Redis and a dev API key if unset
 	$(BIN)/python service/devrun.py
 

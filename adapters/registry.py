@@ -10,6 +10,7 @@ import re
 from typing import Any, Callable
 
 from .errors import ConfigurationError, UnknownJobType
+from .payloads import check_payload
 
 __all__ = ["job", "JobDefinition", "get_definition", "definitions", "load_job_modules",
            "parse_rate"]
@@ -61,6 +62,9 @@ class JobDefinition:
     ``Schema`` instance); the service validates payloads with it before enqueue."""
     description: str = ""
     """One line for the API docs; defaults to the function's docstring's first line."""
+    examples: tuple[dict, ...] = ()
+    """Example payloads, each valid for the job type (checked at registration):
+    ``flask --app wsgi compare --jobs <module>`` runs each one on every engine."""
 
     def retry_delay(self, retry_number: int, rand: Callable[[float, float], float]) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
@@ -75,7 +79,8 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
         max_retries: int = 0, retry_on: tuple[type[BaseException], ...] | None = None,
         retry_backoff: float = 1.0, retry_backoff_max: float = 600.0,
         retry_jitter: bool = True, timeout: float | None = None,
-        rate_limit: str | None = None, schema: Any = None):
+        rate_limit: str | None = None, schema: Any = None,
+        examples: list[dict] | tuple[dict, ...] = ()):
     """Register ``func(ctx, **payload)`` as the job ``name``; returns the function unchanged."""
     if not _NAME.match(name):
         raise ConfigurationError(f"job name {name!r} must be letters, digits, '.', '_' or '-'")
@@ -91,19 +96,36 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
                 func.__module__, func.__qualname__):
             raise ConfigurationError(f"job {name!r} is already registered by "
                                      f"{existing.func.__module__}.{existing.func.__qualname__}")
+        _check_examples(name, func, schema, examples)
         _registry[name] = JobDefinition(
             name=name, func=func, queue=queue, priority=priority, max_retries=max_retries,
             retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
             retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max,
             retry_jitter=retry_jitter, timeout=timeout,
             rate_limit=parse_rate(rate_limit) if rate_limit else None,
-            schema=schema,
+            schema=schema, examples=tuple(dict(e) for e in examples),
             description=(inspect.getdoc(func) or "").split("\n")[0],
         )
         func.job_name = name
         return func
 
     return register
+
+
+def _check_examples(name: str, func: Callable, schema: Any, examples: Any) -> None:
+    """Each example must be a payload the job type accepts: ``ConfigurationError`` if not."""
+    if isinstance(examples, (str, bytes, dict)) or not hasattr(examples, "__iter__"):
+        raise ConfigurationError(f"job {name!r}: examples must be a list of payload dicts")
+    probe = JobDefinition(name=name, func=func, schema=schema)
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise ConfigurationError(f"job {name!r}: example {index} is not a dict of payload "
+                                     f"fields: {example!r}")
+        problems = check_payload(probe, example)
+        if problems:
+            detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in problems.items())
+            raise ConfigurationError(f"job {name!r}: example {index} is not a valid payload "
+                                     f"({detail})")
 
 
 def get_definition(name: str) -> JobDefinition:

@@ -11,21 +11,19 @@ here once; the HTTP schemas import them.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import json
 import math
 import re
 import uuid
 from datetime import datetime
-from collections.abc import Mapping
 from typing import Any, Iterable
 
 from . import record
 from .errors import InvalidJob, UnknownJobType
 from .jsonlimits import json_problems, lone_surrogate
 from .options import JobOptions, Priority
+from .payloads import check_payload, flatten_errors
 from .registry import JobDefinition, definitions, get_definition
 from .types import Capability, JobState
 
@@ -68,50 +66,6 @@ def timestamp(value: datetime | float | None, field: str) -> float | None:
         return float(value)
     raise InvalidJob(f"{field} is not a time",
                      {f"options.{field}": ["must be a datetime or a Unix timestamp"]})
-
-
-@functools.lru_cache(maxsize=None)
-def _signature(func) -> inspect.Signature:
-    return inspect.signature(func)
-
-
-def check_payload(definition: JobDefinition, payload: dict) -> dict[str, list[str]]:
-    """Field errors of ``payload`` for this job type, named ``payload.<field>``."""
-    if definition.schema is not None:
-        import marshmallow as ma
-
-        try:
-            definition.schema.load(payload)
-        except ma.ValidationError as exc:
-            return flatten_errors(exc.messages, "payload")
-        return {}
-    try:
-        _signature(definition.func).bind(None, **payload)
-    except TypeError as exc:
-        return {"payload": [str(exc)]}
-    return {}
-
-
-def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested errors -> ``{"options.delay": ["..."], "payload.0.to": [...]}``."""
-    flat: dict[str, list[str]] = {}
-    if isinstance(errors, Mapping):
-        for key, value in errors.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key == "_schema":
-                name = prefix or "_schema"
-            for field, messages in flatten_errors(value, name).items():
-                flat.setdefault(field, []).extend(messages)
-    elif isinstance(errors, (list, tuple)):
-        if all(isinstance(m, str) for m in errors):
-            flat[prefix or "_schema"] = [str(m) for m in errors]
-        else:
-            for item in errors:
-                for field, messages in flatten_errors(item, prefix).items():
-                    flat.setdefault(field, []).extend(messages)
-    elif errors is not None:
-        flat[prefix or "_schema"] = [str(errors)]
-    return flat
 
 
 def _definition(job_type: str) -> JobDefinition:

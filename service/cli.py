@@ -1,4 +1,5 @@
-"""``flask --app wsgi worker | scheduler | keys``: the Procfile's processes and a key maker.
+"""``flask --app wsgi worker | scheduler | keys | compare``: the Procfile's processes, a key
+maker and the engine comparison (:mod:`service.compare`).
 
 ``worker`` and ``scheduler`` run the same launchers as ``python -m adapters.worker`` and
 ``python -m adapters.scheduler``, for the engine and job modules the app was configured
@@ -17,6 +18,8 @@ from flask.cli import with_appcontext
 
 from adapters import scheduler as scheduler_launcher
 from adapters import worker as worker_launcher
+
+from .compare.cli import compare_command
 
 __all__ = ["init_app", "keys_only_app", "new_api_key", "new_webhook_secret"]
 
@@ -91,3 +94,4 @@ def init_app(app: flask.Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(keys_command)
+    app.cli.add_command(compare_command)

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from service.embedded_redis import EmbeddedRedis
+from tests.harness import CUSTOM_BACKENDS, HOOKS_OVERRIDE
 
 AMQP_URL = os.environ.get("CELERY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 LEGS_RAN: collections.Counter = collections.Counter()
@@ -40,10 +41,11 @@ def selected_legs() -> list[str] | None:
     names = [name.strip() for name in raw.split(",") if name.strip()]
     if not names:
         return None
-    unknown = [name for name in names if name not in ALL_LEGS]
+    known = (*ALL_LEGS, *CUSTOM_BACKENDS)
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise pytest.UsageError(f"SWITCHYARD_LEGS names {', '.join(unknown)}: "
-                                f"the legs are {', '.join(ALL_LEGS)}")
+                                f"the legs are {', '.join(known)}")
     return names
 
 
@@ -51,7 +53,7 @@ def engine_legs() -> list[str]:
     """The engine legs to run: those ``SWITCHYARD_LEGS`` names, else every one that can."""
     selected = selected_legs()
     if selected is not None:
-        legs = [leg for leg in ENGINE_LEGS if leg in selected]
+        legs = [leg for leg in (*ENGINE_LEGS, *CUSTOM_BACKENDS) if leg in selected]
         if "celery+amqp" in legs and (why := amqp_reachable()) is not None:
             raise pytest.UsageError(f"SWITCHYARD_LEGS names celery+amqp but RabbitMQ at "
                                     f"{AMQP_URL} is unreachable: {why}")
@@ -62,7 +64,17 @@ def engine_legs() -> list[str]:
         legs.append("celery+amqp")
     elif os.environ.get("REQUIRE_AMQP") == "1":
         raise pytest.UsageError(f"REQUIRE_AMQP=1 but RabbitMQ at {AMQP_URL} is unreachable: {why}")
-    return legs
+    return legs + list(CUSTOM_BACKENDS)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("switchyard")
+    group.addoption("--engine", default=None, metavar="pkg.mod:Engine",
+                    help="add the leg 'custom': every case on this adapters.Engine subclass, "
+                         "Redis as its broker (SWITCHYARD_LEGS=custom runs it alone)")
+    group.addoption("--engine-hooks", default=None, metavar="pkg.mod:Hooks",
+                    help="the custom leg's conformance hooks (tests.conformance.hooks."
+                         "EngineHooks subclass; default: found from the engine class)")
 
 
 def inline_leg(config) -> list[str]:
@@ -71,6 +83,18 @@ def inline_leg(config) -> list[str]:
 
 
 def pytest_configure(config):
+    CUSTOM_BACKENDS.clear()
+    HOOKS_OVERRIDE.clear()
+    if config.getoption("engine", None):
+        from adapters import ConfigurationError, resolve_engine
+
+        try:
+            resolve_engine(config.getoption("engine"))
+        except ConfigurationError as exc:
+            raise pytest.UsageError(f"--engine: {exc}") from None
+        CUSTOM_BACKENDS["custom"] = config.getoption("engine")
+        if config.getoption("engine_hooks", None):
+            HOOKS_OVERRIDE["custom"] = config.getoption("engine_hooks")
     config._switchyard_legs = engine_legs()
     selected = selected_legs()
     config._switchyard_inline = selected is None or "inline" in selected
@@ -122,7 +146,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                            if l == leg)
         terminalreporter.write_line(f"{leg}: {counts}")
     if selected_legs() is not None:
-        left_out = [leg for leg in ALL_LEGS if leg not in config._switchyard_legs + inline_leg(config)]
+        left_out = [leg for leg in (*ALL_LEGS, *CUSTOM_BACKENDS) if leg not in config._switchyard_legs + inline_leg(config)]
         if left_out:
             terminalreporter.write_line(f"{', '.join(left_out)}: not run (not in SWITCHYARD_LEGS)")
     elif "celery+amqp" not in config._switchyard_legs:

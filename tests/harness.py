@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +12,15 @@ from typing import Callable, TypeVar
 import redis
 
 from adapters import AdapterSettings, JobInfo, JobState, create_adapter
+from tests.conformance.hooks import hooks_for
 from tests.processes import ROOT, Process
 
 T = TypeVar("T")
+
+CUSTOM_BACKENDS: dict[str, str] = {}
+"""Legs whose engine is given by dotted path (``pytest --engine``): leg -> path."""
+HOOKS_OVERRIDE: dict[str, str] = {}
+"""Legs whose conformance hooks are given by dotted path (``pytest --engine-hooks``)."""
 
 # Short leases and ticks so lost workers and delays resolve in seconds, not minutes.
 FAST_SETTINGS = {
@@ -55,8 +59,8 @@ class WorkerProcess(Process):
                 worker_env.pop(key, None)
             else:
                 worker_env[key] = value
-        super().__init__([sys.executable, "-m", module, "--backend", engine.backend,
-                          "-n", self.name, *args], worker_env, log_path)
+        super().__init__(engine.hooks.worker_argv(engine, module, ["-n", self.name, *args]),
+                         worker_env, log_path)
 
     def wait_ready(self, timeout: float = 30.0) -> "WorkerProcess":
         def ready():
@@ -75,7 +79,7 @@ class Engine:
         self.leg = leg
         self.job_modules = job_modules
         self.extra_env = dict(extra_env or {})
-        self.backend = leg.split("+")[0]
+        self.backend = CUSTOM_BACKENDS.get(leg) or leg.split("+")[0]
         self.redis_url = redis_url
         self.broker_url = amqp_url if leg.endswith("+amqp") else None
         self.log_dir = log_dir
@@ -84,6 +88,7 @@ class Engine:
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.settings = AdapterSettings.from_env(self.env())
         self.adapter = create_adapter(self.backend, self.settings)
+        self.hooks = hooks_for(type(self.adapter.engine), HOOKS_OVERRIDE.get(leg))
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CELERY_"))}
@@ -146,90 +151,20 @@ class Engine:
     def states(self, job_id: str) -> list[str]:
         return [e["state"] for e in self.adapter.history(job_id)]
 
-    # -- raw broker access for the JSON-only case -------------------------------------
+    # -- the engine-specific hooks (tests/conformance/hooks.py) ------------------------
     def inject_pickled(self, queue: str, marker: str) -> None:
         """Push a pickled message straight into the broker; unpickling it would create ``marker``."""
-        evil = _Evil(marker)
-        if self.backend == "celery":
-            kq = self.adapter.engine._queue(queue)
-            task_id = str(uuid.uuid4())
-            body = ((evil, "token"), {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                         "chord": None})
-            headers = {"lang": "py", "task": "switchyard.run", "id": task_id,
-                       "root_id": task_id, "parent_id": None, "group": None,
-                       "argsrepr": "(evil)", "kwargsrepr": "{}", "origin": "test",
-                       "retries": 0, "timelimit": [None, None], "eta": None, "expires": None}
-            with self.adapter.engine.app.connection_for_write() as conn:
-                conn.Producer().publish(body, exchange=kq.exchange, routing_key=kq.routing_key,
-                                        serializer="pickle", headers=headers, declare=[kq],
-                                        priority=self.adapter.engine._priorities["default"])
-        elif self.backend == "rq":
-            from rq import Queue
-            from rq.job import Job
+        self.hooks.inject_pickled(self, queue, _Evil(marker))
 
-            queue_name = self.adapter.engine._engine_name(queue, "default")
-            job = Job.create("adapters.rq.perform", args=[evil, "token"],
-                             connection=self.adapter.engine.rq_redis)  # RQ's default: pickle
-            job.save()
-            Queue(queue_name, connection=self.adapter.engine.rq_redis).push_job_id(job.id)
-        else:
-            raise NotImplementedError(self.backend)
-
-    # -- a worker that dies between taking a delivery and claiming it -----------------
     def take_delivery_and_die(self, enqueue: Callable[[], JobInfo]) -> JobInfo:
-        """``enqueue()`` a job and leave its delivery taken from the engine by a worker that died before it
-        claimed the job, as a SIGKILL at that moment would.
-
-        Celery: a real worker whose pool children are stopped (SIGSTOP) takes the message
-        from the broker -- it is handed over (kombu's ``unacked`` on Redis, an unacked
-        delivery on RabbitMQ) but no child runs it -- and is then SIGKILLed. RQ: a worker
-        pops and runs in one process, so the pop is done here with the worker's own
-        dequeue (which notes the delivery as in hand), and nothing claims it.
-        """
-        if self.backend == "celery":
-            import psutil
-
-            worker = self.start_worker()
-            main = psutil.Process(worker.proc.pid)
-            # the first child is the maintenance process, forked before the engine starts
-            children = wait_until(
-                lambda: sorted(main.children(), key=lambda p: p.create_time())[1:], 30, 0.05,
-                "the Celery worker's pool children")
-            for child in children:
-                child.send_signal(signal.SIGSTOP)
-            job = enqueue()
-            if self.adapter.engine.redis_broker:
-                wait_until(lambda: self.redis.zcard("unacked_index"), 15, 0.02,
-                           "the worker to take the message")
-            else:
-                wait_until(lambda: _amqp_unacked(self, job.queue), 15, 0.05,
-                           "the worker to take the message")
-            worker.kill()
-            self.workers.remove(worker)
-            return job
-        if self.backend == "rq":
-            from adapters.rq import _Queue
-
-            job = enqueue()
-            _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
-            keys = [f"rq:queue:{n}" for n in self.adapter.engine.worker_queue_names([job.queue])]
-            popped = _Queue.lpop(keys, None, connection=self.adapter.engine.rq_redis)
-            assert popped and popped[1].decode().startswith(job.id), popped
-            return job
-        raise NotImplementedError(self.backend)
+        """``enqueue()`` a job and leave its delivery taken from the engine by a worker that
+        died before it claimed the job, as a SIGKILL at that moment would."""
+        return self.hooks.take_delivery_and_die(self, enqueue)
 
     def close(self) -> None:
         self.stop_workers()
         self.adapter.close()
         self.redis.close()
-
-
-def _amqp_unacked(engine: "Engine", queue: str) -> bool:
-    """True once RabbitMQ counts no ready message in ``queue`` (a consumer holds it)."""
-    kq = engine.adapter.engine._queue(queue)
-    with engine.adapter.engine.app.connection_for_write() as conn:
-        _, ready, _ = conn.default_channel.queue_declare(kq.name, passive=True)
-    return ready == 0
 
 
 class _Evil:

@@ -23,7 +23,8 @@ class SleepPayload(Schema):
     steps = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
 
 
-@job("demo.echo", schema=EchoPayload())
+@job("demo.echo", schema=EchoPayload(),
+     examples=[{"message": "hello"}, {"message": "héllo", "data": {"n": 1, "tags": ["a", "b"]}}])
 def echo(ctx: JobContext, message: str, data: dict | None = None) -> dict:
     """Return the payload it was given."""
     result = {"message": message}
@@ -32,7 +33,7 @@ def echo(ctx: JobContext, message: str, data: dict | None = None) -> dict:
     return result
 
 
-@job("demo.sleep", schema=SleepPayload())
+@job("demo.sleep", schema=SleepPayload(), examples=[{"seconds": 0.2, "steps": 2}])
 def sleep(ctx: JobContext, seconds: float, steps: int = 10) -> dict:
     """Sleep ``seconds`` in ``steps`` steps, reporting progress after each; a cancel interrupts it."""
     started = time.monotonic()
