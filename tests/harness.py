@@ -82,11 +82,21 @@ class Engine:
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.workers: list[WorkerProcess] = []
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._saved_environ = None
+        if self.backend == "dramatiq":
+            # AdapterSettings carries no engine's own variable: the engine in this process
+            # reads DRAMATIQ_BROKER_URL from os.environ, so it is set there for this leg
+            self._saved_environ = os.environ.get("DRAMATIQ_BROKER_URL")
+            if self.broker_url:
+                os.environ["DRAMATIQ_BROKER_URL"] = self.broker_url
+            else:
+                os.environ.pop("DRAMATIQ_BROKER_URL", None)
         self.settings = AdapterSettings.from_env(self.env())
         self.adapter = create_adapter(self.backend, self.settings)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CELERY_"))}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SWITCHYARD_", "CELERY_", "DRAMATIQ_"))}
         env.update(FAST_SETTINGS)
         env.update({
             "REDIS_URL": self.redis_url,
@@ -96,7 +106,8 @@ class Engine:
             "PYTHONUNBUFFERED": "1",
         })
         if self.broker_url:
-            env["CELERY_BROKER_URL"] = self.broker_url
+            env["DRAMATIQ_BROKER_URL" if self.backend == "dramatiq" else "CELERY_BROKER_URL"] = \
+                self.broker_url
         env.update(self.extra_env)
         return env
 
@@ -172,6 +183,21 @@ class Engine:
                              connection=self.adapter.engine.rq_redis)  # RQ's default: pickle
             job.save()
             Queue(queue_name, connection=self.adapter.engine.rq_redis).push_job_id(job.id)
+        elif self.backend == "dramatiq":
+            engine = self.adapter.engine
+            name = engine.engine_name(queue)
+            body = pickle.dumps({"queue_name": name, "actor_name": "switchyard.run",
+                                 "args": (evil, "token"), "kwargs": {}, "options": {},
+                                 "message_id": str(uuid.uuid4()),
+                                 "message_timestamp": int(time.time() * 1000)})
+            if engine.redis_broker:
+                message_id = str(uuid.uuid4())
+                client = engine.broker.client
+                client.hset(f"{engine.broker.namespace}:{name}.msgs", message_id, body)
+                client.rpush(f"{engine.broker.namespace}:{name}", message_id)
+            else:
+                engine.broker.declare_queue(name, ensure=True)
+                engine.broker.channel.basic_publish(exchange="", routing_key=name, body=body)
         else:
             raise NotImplementedError(self.backend)
 
@@ -216,12 +242,40 @@ class Engine:
             popped = _Queue.lpop(keys, None, connection=self.adapter.engine.rq_redis)
             assert popped and popped[1].decode().startswith(job.id), popped
             return job
+        if self.backend == "dramatiq":
+            engine = self.adapter.engine
+            job = enqueue()
+            name = engine.engine_name(job.queue)
+            if engine.redis_broker:
+                # a broker of its own (its own worker id) fetches the message with
+                # Dramatiq's fetch, which holds it in that worker's acks set, and then
+                # never beats again, as a worker SIGKILLed at that moment
+                from dramatiq.brokers.redis import RedisBroker
+
+                taker = RedisBroker(client=engine.broker.client, middleware=[],
+                                    namespace=engine.broker.namespace, maintenance_chance=0)
+                fetched = taker.do_fetch(name, 1)
+                assert fetched and job.id.encode() in fetched[0], fetched
+            else:
+                # a consumer takes it unacknowledged and its connection dies
+                import pika
+
+                conn = pika.BlockingConnection(pika.URLParameters(self.broker_url))
+                method, _, body = conn.channel().basic_get(name, auto_ack=False)
+                assert method is not None and job.id.encode() in body, body
+                conn.close()
+            return job
         raise NotImplementedError(self.backend)
 
     def close(self) -> None:
         self.stop_workers()
         self.adapter.close()
         self.redis.close()
+        if self.backend == "dramatiq":
+            if self._saved_environ is None:
+                os.environ.pop("DRAMATIQ_BROKER_URL", None)
+            else:
+                os.environ["DRAMATIQ_BROKER_URL"] = self._saved_environ
 
 
 def _amqp_unacked(engine: "Engine", queue: str) -> bool:

@@ -237,6 +237,7 @@ class Stack:
         }
         if broker_url:
             self.env["CELERY_BROKER_URL"] = broker_url
+            self.env["DRAMATIQ_BROKER_URL"] = broker_url
         self.processes: dict[str, Dyno] = {}
         for kind in kinds:
             home = base / kind
