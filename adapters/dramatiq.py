@@ -39,6 +39,7 @@ import queue
 import signal
 import threading
 import time
+from urllib.parse import urlunsplit
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
@@ -86,10 +87,13 @@ class _Rabbitmq(RabbitmqBroker):
 
 
 def broker_url(settings, env: Env | None = None) -> str:
-    """``DRAMATIQ_BROKER_URL`` (checked), else the ledger's ``REDIS_URL``."""
+    """``DRAMATIQ_BROKER_URL`` (checked), else the ledger's ``REDIS_URL``. An AMQP URL
+    ending in ``//`` (kombu's way of naming the vhost ``/``) is given to pika as ``/%2F``."""
     env = env or Env()
-    env.url("DRAMATIQ_BROKER_URL", None, (*_REDIS_SCHEMES, "amqp", "amqps"),
-            "redis:// or amqp://", host=False)
+    parts = env.url("DRAMATIQ_BROKER_URL", None, (*_REDIS_SCHEMES, "amqp", "amqps"),
+                    "redis:// or amqp://", host=False)
+    if parts is not None and parts.scheme.startswith("amqp") and parts.path == "//":
+        return urlunsplit(parts._replace(path="/%2F"))
     return env.text("DRAMATIQ_BROKER_URL", settings.redis_url)
 
 

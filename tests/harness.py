@@ -260,7 +260,7 @@ class Engine:
                 # a consumer takes it unacknowledged and its connection dies
                 import pika
 
-                conn = pika.BlockingConnection(pika.URLParameters(self.broker_url))
+                conn = pika.BlockingConnection(engine.broker.parameters)
                 method, _, body = conn.channel().basic_get(name, auto_ack=False)
                 assert method is not None and job.id.encode() in body, body
                 conn.close()
