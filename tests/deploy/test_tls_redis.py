@@ -148,7 +148,7 @@ def flushed(servers):
 
 
 @pytest.mark.parametrize("mode", ["ca", "none"])
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", ["rq", "celery", "dramatiq"])
 def test_worker_and_web_run_jobs_over_tls(backend, mode, servers, flushed, tmp_path):
     env = tls_env(servers, mode)
     engine = Engine(f"{backend}+redis", env["REDIS_URL"], None, tmp_path,
