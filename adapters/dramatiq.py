@@ -120,6 +120,7 @@ class DramatiqEngine(Engine):
                                         confirm_delivery=True)
                 self.broker.expires_ms = (self.settings.queue_expires or 0) * 1000 or None
                 self.capabilities = type(self).capabilities | {Capability.PRIORITIES}
+                logging.getLogger("pika").setLevel(logging.WARNING)  # INFO: every connection
         except ValueError as exc:
             raise ConfigurationError(f"DRAMATIQ_BROKER_URL={redact_url(url)!r} cannot be "
                                      f"used: {exc}") from None
