@@ -234,6 +234,8 @@ class Stack:
             # documented knobs: a lost worker's job comes back in 5 s, not 30 s
             "SWITCHYARD_LEASE_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
+            # the code under test, also from a checkout other than the one installed
+            "PYTHONPATH": str(ROOT),
         }
         if broker_url:
             self.env["CELERY_BROKER_URL"] = broker_url
