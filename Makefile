@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dramatiq]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create the venv and install everything
@@ -44,7 +44,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 .PHONY: bench bench-smoke
 
 $(BENCH_STAMP): $(STAMP) setup.cfg
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dramatiq,bench]'
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## Switchyard beside raw Celery and RQ (~10 min): BENCHMARKS.md, bench/benchmarks.png

@@ -135,6 +135,11 @@ class CeleryEngine(Engine):
 
     name = "celery"
     capabilities = frozenset(Capability)
+    brokers = ("redis", "amqp")
+    broker_variable = "CELERY_BROKER_URL"
+    # Celery's WorkerShutdown/WorkerTerminate; billiard's pool replaces sys.exit with a
+    # wrapper of its own, so a job's sys.exit() ends in billiard's code: no handler list
+    stop_exception_modules = ("celery.", "billiard.")
 
     def __init__(self, client):
         super().__init__(client)

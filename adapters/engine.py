@@ -43,6 +43,15 @@ That is the whole of it:
 - The task calls :meth:`run` and nothing else: claim, timeout, cancel, progress,
   retries and the ledger writes are shared. Give the engine's own time limit
   :meth:`time_limit` as a backstop, and turn its own retries off.
+- Jobs run in the main thread of their process: the runner stops a job at its timeout
+  or on cancel with SIGALRM, which only a main thread receives. A worker that takes
+  messages on threads hands each delivery to its process's main thread (the Dramatiq
+  engine shows how).
+- Declared as data: ``name``; ``capabilities`` (a class attribute; set
+  ``self.capabilities`` in ``__init__`` when it depends on the broker); ``brokers``
+  (``("redis",)``, or ``("redis", "amqp")``); ``broker_variable`` (its own broker URL
+  variable, read through ``self.env`` -- never ``os.environ`` -- and defaulting to
+  ``REDIS_URL``); ``shares_ledger_redis``.
 - Optional: ``run_scheduler`` (the default runs the engine-neutral beat, which fires
   the schedules kept in the ledger), ``recover_stranded`` (deliveries a dead worker took
   from the broker but never claimed; a broker that hands them back, as RabbitMQ does,
@@ -60,6 +69,7 @@ import contextlib
 import math
 from typing import Any, ClassVar, Iterator
 
+from .env import Env
 from .errors import UnsupportedFeature
 from .ledger import Dispatch
 from .maintenance import Maintenance, run_beat
@@ -79,11 +89,28 @@ class Engine(abc.ABC):
     queue them in the ledger's transaction."""
     runs_at_publish: ClassVar[bool] = False
     """True if :meth:`publish` runs the jobs before it returns (the inline engine)."""
+    brokers: ClassVar[tuple[str, ...]] = ("redis",)
+    """The brokers it runs on (``redis``, ``amqp``): the test legs are made from them."""
+    stop_exception_modules: ClassVar[tuple[str, ...]] = ()
+    """Modules (``"celery."``) whose ``SystemExit``/``KeyboardInterrupt`` subclasses mean
+    the worker itself is stopping (a cold shutdown): the job is left to its lease, not
+    failed. Anything else a job raises, ``sys.exit()`` included, fails the attempt."""
+    stop_handler_modules: ClassVar[tuple[str, ...]] = ()
+    """Modules (``"rq."``) whose signal handlers raise a plain ``SystemExit`` or
+    ``KeyboardInterrupt`` to stop the worker: one raised there is the engine's."""
+    broker_variable: ClassVar[str | None] = None
+    """The variable naming its broker when that is not the ledger's ``REDIS_URL``
+    (``CELERY_BROKER_URL``); tests, the fault suite and ``compare`` set it for an
+    ``amqp`` leg."""
 
     def __init__(self, client: Any):
         """``client`` is the :class:`~adapters.client.Switchyard` this engine serves."""
         self.client = client
         self.settings = client.settings
+        self.env = Env(self.settings.env)
+        """The reader of the variables the settings came from, for the engine's own
+        (``self.env.url("MY_BROKER_URL", ...)``): the same checks and messages as every
+        other setting; a bad one raises ``ConfigurationError`` (launchers exit 3)."""
 
     @abc.abstractmethod
     def publish(self, deliveries: list[Dispatch], pipeline: Any = None

@@ -13,6 +13,7 @@ __all__ = ["ALIASES", "resolve_engine"]
 ALIASES: dict[str, str] = {
     "rq": "adapters.rq:RQEngine",
     "celery": "adapters.celery:CeleryEngine",
+    "dramatiq": "adapters.dramatiq:DramatiqEngine",
     "inline": "adapters.inline:InlineEngine",
 }
 

@@ -47,6 +47,7 @@ class RQEngine(Engine):
     name = "rq"
     capabilities = frozenset(Capability)
     shares_ledger_redis = True
+    stop_handler_modules = ("rq.", "rq_scheduler.")  # RQ's cold shutdown raises SystemExit
 
     def __init__(self, client):
         super().__init__(client)

@@ -33,12 +33,6 @@ log = logging.getLogger("switchyard.runner")
 
 T = TypeVar("T")
 
-_ENGINE_STOPS = ("celery.", "billiard.", "dramatiq.")
-"""Modules whose ``SystemExit`` subclasses stop a worker (Celery's ``WorkerShutdown``)."""
-_ENGINE_SIGNAL_HANDLERS = ("rq.", "rq_scheduler.", "dramatiq.")
-"""Modules whose signal handlers raise a plain ``SystemExit`` to stop a worker (RQ's
-cold shutdown). billiard's pool replaces ``sys.exit`` with a wrapper of its own, so a
-job's ``sys.exit()`` ends in billiard's code: that one is the job's."""
 
 __all__ = ["execute", "Outcome", "worker_name", "retry_after_hint", "ride_out"]
 
@@ -215,16 +209,17 @@ def retry_after_hint(error: BaseException) -> float | None:
     return float(value) if math.isfinite(value) and value >= 0 else None
 
 
-def _raised_by_engine(exc: BaseException) -> bool:
+def _raised_by_engine(exc: BaseException, engine: Any) -> bool:
     """True if ``exc`` was raised by the engine's own code (a signal handler stopping the
-    worker), False if the job raised it."""
-    if type(exc).__module__.startswith(_ENGINE_STOPS):
+    worker), False if the job raised it; what counts is the engine's declaration
+    (``Engine.stop_exception_modules``, ``Engine.stop_handler_modules``)."""
+    if type(exc).__module__.startswith(tuple(engine.stop_exception_modules)):
         return True
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
-    return f"{module}.".startswith(_ENGINE_SIGNAL_HANDLERS)
+    return f"{module}.".startswith(tuple(engine.stop_handler_modules))
 
 
 def ride_out(what: str, call: Callable[[], T], patience: float) -> T:
@@ -295,7 +290,7 @@ def execute(adapter: Any, job_id: str, token: str) -> Outcome:
             _watcher.unwatch(interrupter)
     except BaseException as exc:  # noqa: BLE001 - the job's own errors are data here
         if (isinstance(exc, (KeyboardInterrupt, SystemExit)) and interrupter.reason is None
-                and _raised_by_engine(exc)):
+                and _raised_by_engine(exc, adapter.engine)):
             # The worker itself is stopping (a cold shutdown): the lease brings the job
             # back on another worker, so nothing is written here.
             raise

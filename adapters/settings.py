@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from typing import Mapping
 from urllib.parse import parse_qs, urlparse
@@ -74,6 +75,9 @@ class AdapterSettings:
     """``REDIS_URL``: the ledger, and RQ's queues."""
     broker_url: str | None = None
     """``CELERY_BROKER_URL``: Celery's broker; defaults to ``redis_url``."""
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    """The variables these settings were read from: an engine reads its own there
+    (:attr:`adapters.engine.Engine.env`), never from ``os.environ``."""
     namespace: str = "sy:"
     """``SWITCHYARD_NAMESPACE``: prefix of every ledger key."""
     queue_prefix: str = ""
@@ -124,7 +128,8 @@ class AdapterSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AdapterSettings":
         """Read and validate the ``SWITCHYARD_*``, ``REDIS_*`` and ``CELERY_*`` variables."""
-        env = Env(env)
+        variables = dict(os.environ if env is None else env)
+        env = Env(variables)
         redis_url = _redis_url(env, cls.redis_url)
         broker = env.raw("CELERY_BROKER_URL")
         env.url("CELERY_BROKER_URL", None, _BROKER_SCHEMES, "redis:// or amqp://", host=False)
@@ -132,6 +137,7 @@ class AdapterSettings:
         tls_verify, ca_file = _tls(env, {"REDIS_URL": redis_url,
                                          **({"CELERY_BROKER_URL": broker} if redis_broker else {})})
         values = dict(
+            env=variables,
             redis_url=redis_url,
             broker_url=broker,
             namespace=env.text("SWITCHYARD_NAMESPACE", cls.namespace),

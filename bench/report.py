@@ -6,12 +6,12 @@ import os
 import re
 from pathlib import Path
 
-from bench.subjects import SETTINGS, SLEEP_SECONDS
+from bench.subjects import ENGINES, SETTINGS, SLEEP_SECONDS
 
 __all__ = ["markdown", "chart", "missing_figures", "targets"]
 
 NOT_MEASURED = "not measured"
-DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2"}
+DEFAULT_SETTING = {"celery": "prefork-c2", "rq": "pool-simple-c2", "dramatiq": "procs-c2"}
 
 
 # What the ledger's commands per job buy, as adapters/lua/ writes them on a no-op job
@@ -104,7 +104,7 @@ def targets(results: dict) -> list[dict]:
                                f"throughput_{kind}"))
             if r is not None and (setting.engine not in worst or r < worst[setting.engine][0]):
                 worst[setting.engine] = (r, f"{setting.key} {kind}")
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         if engine in worst:
             r, where = worst[engine]
             out.append({"target": f"Switchyard throughput >= 0.90x raw {engine}, same settings",
@@ -134,7 +134,7 @@ def targets(results: dict) -> list[dict]:
         out.append(target)
 
     http = results.get("http", {})
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         raw_p50 = _median(_row(results, engine, DEFAULT_SETTING[engine], "raw"), "latency", "p50")
         rest = http.get("engines", {}).get(engine, {})
         rest_p50 = _median(rest, "latency", "p50")
@@ -155,7 +155,7 @@ def targets(results: dict) -> list[dict]:
                 target["measured"] += f", above the {_fmt(1.5 * raw_p50, 2)} ms target"
         out.append(target)
 
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         setting = DEFAULT_SETTING[engine]
         raw = _row(results, engine, setting, "raw")
         sy = _row(results, engine, setting, "switchyard")
@@ -181,7 +181,7 @@ def targets(results: dict) -> list[dict]:
                                 "measured": f"{a:.1f} vs {b:.1f} ({a - b:+.1f})",
                                 "met": a <= b + 4.05})
 
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         rest = http.get("engines", {}).get(engine, {})
         r = _ratio(_median(rest, "batch"), _median(rest, "single"))
         out.append({"target": f"HTTP batch enqueue >= 3x single-call HTTP enqueue ({engine})",
@@ -238,13 +238,13 @@ def comparison(results: dict, earlier: list[tuple[str, dict]]) -> list[str]:
                 f"Redis commands/job {setting.engine} {setting.key}, {kind}",
                 lambda res: _median(_row(res, setting.engine, setting.key, "switchyard"),
                                     "commands", kind), 1, ""))
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         for method in ("single", "batch"):
             def ratio(res):
                 sy, raw = _enqueue(res, engine, "switchyard", method), _enqueue(res, engine, "raw", method)
                 return _ratio(sy and sy["median"], raw and raw["median"])
             lines.append(row(f"enqueue {engine} {method}, in-process", ratio))
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         def http_ratio(res):
             e = res.get("http", {}).get("engines", {}).get(engine, {})
             return _ratio(_median(e, "batch"), _median(e, "single"))
@@ -325,7 +325,7 @@ def markdown(results: dict, command: str, chart_name: str | None,
               "Switchyard: `enqueue_many`).", "",
               "| engine | call | raw | raw, no result backend | Switchyard | Switchyard / raw |",
               "|---|---|---|---|---|---|"]
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         for method in ("single", "batch"):
             raw = _enqueue(results, engine, "raw", method)
             bare = _enqueue(results, engine, "raw-bare", method)
@@ -389,7 +389,7 @@ def markdown(results: dict, command: str, chart_name: str | None,
                 f"{_fmt(_median(sy, 'commands', 'idle_total_per_s'))} |")
     lines += LEDGER_ACCOUNT
     lines += ["", "Per command, per job (median run; `bench/` JSON has every run):", ""]
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         for flavour in ("raw", "raw-bare", "switchyard"):
             row = _row(results, engine, DEFAULT_SETTING[engine], flavour)
             if row and "commands" in row:
@@ -424,7 +424,10 @@ def markdown(results: dict, command: str, chart_name: str | None,
               "Redis-priority settings as Switchyard's Celery app, plus Celery's Redis result "
               "backend so results can be read back (its callers subscribe to each result's "
               "channel, as Celery does). Raw RQ is `rq worker` / `rq worker-pool` with the JSON "
-              "serializer and RQ's default result keeping. Each subject has its own database "
+              "serializer and RQ's default result keeping. Raw Dramatiq is `bench/raw_dramatiq.py` "
+              "under Dramatiq's own CLI (`dramatiq -p N -t 1`): its RedisBroker with its default "
+              "middleware and a Redis result backend, one message in hand per queue and a 100 ms "
+              "idle poll, as Switchyard's Dramatiq worker has. Each subject has its own database "
               "on one private redis-server; the raw engine and Switchyard alternate run by run, "
               "the one not measured paused with SIGSTOP.", ""]
     if earlier:
@@ -505,14 +508,14 @@ def missing_figures(results: dict, rest_expected: bool) -> list[str]:
                     missing.append(f"{where}: {'.'.join(path)}")
             if not row.get("peak_rss_mib"):
                 missing.append(f"{where}: peak RSS")
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         for flavour in ("raw", "switchyard"):
             for method in ("single", "batch"):
                 if not _enqueue(results, engine, flavour, method):
                     missing.append(f"enqueue {engine} {flavour} {method}")
     http = results.get("http", {})
     if rest_expected:
-        for engine in ("celery", "rq"):
+        for engine in ENGINES:
             e = http.get("engines", {}).get(engine, {})
             for path in (("single",), ("batch",), ("latency", "p50")):
                 if _median(e, *path) is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import measure
 from bench.plan import Plan
-from bench.subjects import ROOT, Switchyard, SETTINGS, worker_name
+from bench.subjects import ENGINES, ROOT, SETTINGS, Switchyard, blocked_pops, worker_name
 from bench.workers import WorkerProcess, wait_until
 from service.embedded_redis import free_port
 
@@ -103,8 +103,7 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
             except OSError:
                 return False
         wait_until(up, 60, "gunicorn to answer /healthz", 0.1, web)
-        # Celery's consumer pops for the whole worker on one connection; RQ's each process
-        measure.wait_ready(subject, worker, 1 if engine == "celery" else setting.processes, DB)
+        measure.wait_ready(subject, worker, blocked_pops(engine, setting.processes), DB)
 
         status, job = client.call("POST", "/v1/jobs", NOOP)
         if status != 202 or "id" not in job:
@@ -169,7 +168,7 @@ def bench_http(redis_url: str, plan: Plan, log_dir: Path, rest_env: dict) -> dic
     if why_not:
         return {"status": why_not}
     engines = {}
-    for engine in ("celery", "rq"):
+    for engine in ENGINES:
         try:
             engines[engine] = _engine(engine, redis_url, plan, log_dir, rest_env)
         except (TimeoutError, RuntimeError) as exc:

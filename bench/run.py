@@ -11,7 +11,8 @@ import redis
 from bench import measure
 from bench.plan import Plan
 from bench.redisstats import CommandCounter
-from bench.subjects import ROOT, SETTINGS, SLEEP_SECONDS, WorkerSetting, make_subject, worker_name
+from bench.subjects import (ROOT, SETTINGS, SLEEP_SECONDS, WorkerSetting, blocked_pops, make_subject,
+                            worker_name)
 from bench.workers import WorkerProcess
 
 __all__ = ["bench_workers", "bench_enqueue"]
@@ -51,7 +52,7 @@ def bench_setting(setting: WorkerSetting, redis_url: str, port: int, plan: Plan,
                 "flavour": f, "processes": setting.processes,
                 "switchyard_default": setting.switchyard_default and f == "switchyard",
                 "argv": None} for f in flavours}
-    blocked = 1 if setting.engine == "celery" else setting.processes
+    blocked = blocked_pops(setting.engine, setting.processes)
     try:
         for f, subject in subjects.items():
             argv = subject.worker_argv(setting, worker_name(f.replace("-", "")))
@@ -150,7 +151,7 @@ def bench_workers(redis_url: str, port: int, plan: Plan, log_dir: Path,
 def bench_enqueue(redis_url: str, plan: Plan) -> list[dict]:
     """In-process enqueue rates, single calls and batches, with no worker running."""
     pairs = [("raw", "celery"), ("raw-bare", "celery"), ("switchyard", "celery"),
-             ("raw", "rq"), ("switchyard", "rq")]
+             ("raw", "rq"), ("switchyard", "rq"), ("raw", "dramatiq"), ("switchyard", "dramatiq")]
     subjects = {(f, e): make_subject(f, e, _url(redis_url, 4 + i))
                 for i, (f, e) in enumerate(pairs)}
     rates: dict = {(key, method): [] for key in subjects for method in ("single", "batch")}

@@ -18,8 +18,10 @@ SLEEP_SECONDS = 0.05
 # kombu's Redis lists of the raw Celery queue, one per priority step.
 BARE_CELERY_LISTS = ("bench", "bench:3", "bench:9")
 
-__all__ = ["WorkerSetting", "SETTINGS", "Subject", "RawCelery", "RawRQ", "Switchyard",
-           "make_subject", "worker_env"]
+__all__ = ["WorkerSetting", "SETTINGS", "ENGINES", "Subject", "RawCelery", "RawRQ",
+           "RawDramatiq", "Switchyard", "make_subject", "worker_env", "blocked_pops"]
+
+ENGINES = ("celery", "rq", "dramatiq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +58,27 @@ SETTINGS = [
     WorkerSetting("rq", "pool-simple-c2", "`rq worker-pool -n 2` of SimpleWorkers", 2,
                   ("worker-pool", "-n", "2", "--worker-class", "rq.worker.SimpleWorker"),
                   ("-c", "2"), switchyard_default=True),
+    # Switchyard's -c N is N Dramatiq worker processes of one thread each
+    WorkerSetting("dramatiq", "procs-c1", "`dramatiq -p 1 -t 1`", 1,
+                  ("--processes", "1", "--threads", "1"), ("-c", "1"), switchyard_default=True),
+    WorkerSetting("dramatiq", "procs-c2", "`dramatiq -p 2 -t 1`", 2,
+                  ("--processes", "2", "--threads", "1"), ("-c", "2"), switchyard_default=True),
 ]
+
+
+def blocked_pops(engine: str, processes: int) -> int:
+    """Connections of a ready, idle worker that wait in a blocking pop: Celery's consumer
+    pops for the whole worker on one, RQ's each process on its own; Dramatiq's Redis
+    broker polls with a script and blocks on none."""
+    return {"celery": 1, "dramatiq": 0}.get(engine, processes)
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of a worker under test: only this bench's Redis, nothing inherited
     that could point an engine elsewhere."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SWITCHYARD_", "CELERY_", "RQ_", "QUEUE_BACKEND", "JOB_MODULES"))}
+           if not k.startswith(("SWITCHYARD_", "CELERY_", "RQ_", "DRAMATIQ_", "dramatiq_",
+                                "QUEUE_BACKEND", "JOB_MODULES"))}
     env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")})
     env.update(extra)
@@ -237,6 +252,64 @@ class RawRQ(Subject):
         super().close()
 
 
+class RawDramatiq(Subject):
+    """Plain Dramatiq with its Redis result backend (see :mod:`bench.raw_dramatiq`)."""
+
+    flavour = "raw"
+    engine = "dramatiq"
+
+    def __init__(self, redis_url: str):
+        super().__init__(redis_url)
+        from bench.raw_dramatiq import make_app
+
+        self.broker, self.actors = make_app(redis_url)
+        self.backend = next(m.backend for m in self.broker.middleware if hasattr(m, "backend"))
+        self.messages_key = f"{self.broker.namespace}:bench.msgs"
+        self._enqueued = 0
+
+    def _args(self, kind):
+        return (SLEEP_SECONDS,) if kind == "sleep" else ()
+
+    def enqueue(self, kind: str):
+        self._enqueued += 1
+        return self.actors[kind].send(*self._args(kind))
+
+    def enqueue_batch(self, kind: str, count: int) -> None:
+        import dramatiq
+
+        self._enqueued += count
+        dramatiq.group(self.actors[kind].message(*self._args(kind)) for _ in range(count)).run()
+
+    def done_count(self) -> int:
+        # A message leaves the queue's hash when it is acknowledged, after its result
+        # was stored (Dramatiq acknowledges once the actor and its middleware are done).
+        self.poll_commands["hlen"] += 1
+        return self._enqueued - self.poller.hlen(self.messages_key)
+
+    def finished(self, handle) -> bool:
+        from dramatiq.results import ResultMissing
+
+        self.poll_commands["lindex"] += 1
+        try:
+            self.backend.get_result(handle)
+        except ResultMissing:
+            return False
+        return True
+
+    def worker_argv(self, setting, name):
+        return [sys.executable, "-m", "dramatiq", "bench.raw_dramatiq_worker:broker", *setting.raw,
+                "--queues", "bench"]
+
+    def worker_env(self):
+        from bench.raw_dramatiq import WORKER_ENV
+
+        return worker_env(self.redis_url, **WORKER_ENV)
+
+    def close(self):
+        self.broker.client.close()
+        super().close()
+
+
 class Switchyard(Subject):
     """Switchyard's adapter for one engine, and its worker launcher."""
 
@@ -302,6 +375,8 @@ def make_subject(flavour: str, engine: str, redis_url: str) -> Subject:
         return Switchyard(redis_url, engine)
     if engine == "celery":
         return RawCelery(redis_url, results=flavour != "raw-bare")
+    if engine == "dramatiq":
+        return RawDramatiq(redis_url)
     return RawRQ(redis_url)
 
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from service.embedded_redis import EmbeddedRedis
-from tests.harness import CUSTOM_BACKENDS, HOOKS_OVERRIDE
+from tests.harness import CUSTOM_BACKENDS, ENGINE_LEGS, HOOKS_OVERRIDE
 
 AMQP_URL = os.environ.get("CELERY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 LEGS_RAN: collections.Counter = collections.Counter()
@@ -31,7 +31,7 @@ def amqp_reachable(url: str = AMQP_URL) -> str | None:
     return None
 
 
-ENGINE_LEGS = ("rq+redis", "celery+redis", "celery+amqp")
+AMQP_LEGS = tuple(leg for leg in ENGINE_LEGS if leg.endswith("+amqp"))
 ALL_LEGS = (*ENGINE_LEGS, "inline")
 
 
@@ -54,14 +54,15 @@ def engine_legs() -> list[str]:
     selected = selected_legs()
     if selected is not None:
         legs = [leg for leg in (*ENGINE_LEGS, *CUSTOM_BACKENDS) if leg in selected]
-        if "celery+amqp" in legs and (why := amqp_reachable()) is not None:
-            raise pytest.UsageError(f"SWITCHYARD_LEGS names celery+amqp but RabbitMQ at "
+        amqp = [leg for leg in legs if leg in AMQP_LEGS]
+        if amqp and (why := amqp_reachable()) is not None:
+            raise pytest.UsageError(f"SWITCHYARD_LEGS names {', '.join(amqp)} but RabbitMQ at "
                                     f"{AMQP_URL} is unreachable: {why}")
         return legs
-    legs = ["rq+redis", "celery+redis"]
+    legs = [leg for leg in ENGINE_LEGS if leg not in AMQP_LEGS]
     why = amqp_reachable()
     if why is None:
-        legs.append("celery+amqp")
+        legs += AMQP_LEGS
     elif os.environ.get("REQUIRE_AMQP") == "1":
         raise pytest.UsageError(f"REQUIRE_AMQP=1 but RabbitMQ at {AMQP_URL} is unreachable: {why}")
     return legs + list(CUSTOM_BACKENDS)
@@ -104,10 +105,10 @@ def pytest_report_header(config):
     legs = config._switchyard_legs + inline_leg(config)
     if selected_legs() is not None:
         missing = " (chosen by SWITCHYARD_LEGS)"
-    elif "celery+amqp" in legs:
+    elif any(leg in AMQP_LEGS for leg in legs):
         missing = ""
     else:
-        missing = f" (celery+amqp: RabbitMQ unreachable at {AMQP_URL})"
+        missing = f" ({', '.join(AMQP_LEGS)}: RabbitMQ unreachable at {AMQP_URL})"
     return f"switchyard engine legs: {', '.join(legs)}{missing}"
 
 
@@ -149,6 +150,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         left_out = [leg for leg in (*ALL_LEGS, *CUSTOM_BACKENDS) if leg not in config._switchyard_legs + inline_leg(config)]
         if left_out:
             terminalreporter.write_line(f"{', '.join(left_out)}: not run (not in SWITCHYARD_LEGS)")
-    elif "celery+amqp" not in config._switchyard_legs:
-        terminalreporter.write_line(f"celery+amqp: not run (RabbitMQ unreachable at {AMQP_URL}; "
-                                    "REQUIRE_AMQP=1 makes that an error)")
+    elif not any(leg in AMQP_LEGS for leg in config._switchyard_legs):
+        terminalreporter.write_line(f"{', '.join(AMQP_LEGS)}: not run (RabbitMQ unreachable at "
+                                    f"{AMQP_URL}; REQUIRE_AMQP=1 makes that an error)")

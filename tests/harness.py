@@ -11,11 +11,19 @@ from typing import Callable, TypeVar
 
 import redis
 
-from adapters import AdapterSettings, JobInfo, JobState, create_adapter
+from adapters import ALIASES, AdapterSettings, JobInfo, JobState, create_adapter, resolve_engine
 from tests.conformance.hooks import hooks_for
 from tests.processes import ROOT, Process
 
 T = TypeVar("T")
+
+WORKER_ENGINES = tuple(alias for alias in ALIASES if not resolve_engine(alias).runs_at_publish)
+"""The engines with worker processes (not ``inline``), from ``adapters.resolve.ALIASES``."""
+BROKER_ENGINES = tuple(alias for alias in WORKER_ENGINES if resolve_engine(alias).broker_variable)
+"""The engines whose broker has a variable of its own (it may be another server)."""
+ENGINE_LEGS = tuple(f"{alias}+{broker}" for alias in WORKER_ENGINES
+                    for broker in resolve_engine(alias).brokers)
+"""Every engine x broker leg the engines declare (``Engine.brokers``)."""
 
 CUSTOM_BACKENDS: dict[str, str] = {}
 """Legs whose engine is given by dotted path (``pytest --engine``): leg -> path."""
@@ -86,12 +94,17 @@ class Engine:
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.workers: list[WorkerProcess] = []
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.engine_class = resolve_engine(self.backend)
         self.settings = AdapterSettings.from_env(self.env())
         self.adapter = create_adapter(self.backend, self.settings)
         self.hooks = hooks_for(type(self.adapter.engine), HOOKS_OVERRIDE.get(leg))
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CELERY_"))}
+        # the engines' own variables come from the leg alone, never from the caller
+        own = tuple(cls.broker_variable for cls in map(resolve_engine, ALIASES)
+                    if cls.broker_variable)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SWITCHYARD_", "CELERY_")) and k not in own}
         env.update(FAST_SETTINGS)
         env.update({
             "REDIS_URL": self.redis_url,
@@ -101,7 +114,7 @@ class Engine:
             "PYTHONUNBUFFERED": "1",
         })
         if self.broker_url:
-            env["CELERY_BROKER_URL"] = self.broker_url
+            env[self.engine_class.broker_variable] = self.broker_url
         env.update(self.extra_env)
         return env
 

@@ -20,26 +20,26 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from adapters import AdapterSettings, create_adapter, definitions, load_job_modules
+from adapters import (ALIASES, AdapterSettings, create_adapter, definitions, load_job_modules,
+                      resolve_engine)
 
 __all__ = ["run_examples", "example_breaks", "leg_env"]
 
-BROKER_ENV = {"amqp": "CELERY_BROKER_URL"}
-"""The variable that points a leg's engine at its broker, by the leg's broker part
-(``celery+amqp``): the Redis legs need none, REDIS_URL is their broker."""
 
 
 def leg_env(leg: str, backend: str, redis_url: str, amqp_url: str | None,
             job_modules: str, prefix: str) -> dict[str, str]:
     """A worker's environment for ``leg``: this process's, less any engine setting."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHYARD_", "CELERY_"))}
+    own = {cls.broker_variable for cls in map(resolve_engine, ALIASES) if cls.broker_variable}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SWITCHYARD_", "CELERY_")) and k not in own}
     here = os.getcwd()  # flask puts it on sys.path; a job module found there must be found too
     env.update({"REDIS_URL": redis_url, "QUEUE_BACKEND": backend, "JOB_MODULES": job_modules,
                 "SWITCHYARD_QUEUE_PREFIX": prefix, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)})
-    broker = leg.partition("+")[2]
-    if broker in BROKER_ENV and amqp_url:
-        env[BROKER_ENV[broker]] = amqp_url
+    variable = resolve_engine(backend).broker_variable
+    if leg.partition("+")[2] == "amqp" and amqp_url and variable:
+        env[variable] = amqp_url
     return env
 
 

@@ -7,14 +7,16 @@ import redis
 
 from service import create_app
 from service.embedded_redis import free_port
+from adapters import resolve_engine
 from tests.api.conftest import ACME, API_KEYS, JOB_MODULES
+from tests.harness import BROKER_ENGINES, WORKER_ENGINES
 from tests.api.test_errors import assert_problem
 
 JOB = {"type": "demo.echo", "payload": {"message": "x"},
        "options": {"idempotency_key": "once"}}
 
 
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_dead_redis_answers_503_everywhere_it_is_needed(backend):
     dead = f"redis://127.0.0.1:{free_port()}/0"
     app = create_app({"REDIS_URL": dead, "QUEUE_BACKEND": backend, "API_KEYS": API_KEYS,
@@ -36,10 +38,12 @@ def test_dead_redis_answers_503_everywhere_it_is_needed(backend):
     assert metrics.status_code == 200 and b"switchyard_ledger_up 0.0" in metrics.data
 
 
-def test_dead_celery_broker_answers_503_and_leaves_no_record(redis_url):
+@pytest.mark.parametrize("backend", BROKER_ENGINES)
+def test_dead_broker_answers_503_and_leaves_no_record(backend, redis_url):
     dead_broker = f"redis://127.0.0.1:{free_port()}/0"
-    app = create_app({"REDIS_URL": redis_url, "CELERY_BROKER_URL": dead_broker,
-                      "QUEUE_BACKEND": "celery", "API_KEYS": API_KEYS,
+    variable = resolve_engine(backend).broker_variable
+    app = create_app({"REDIS_URL": redis_url, variable: dead_broker,
+                      "QUEUE_BACKEND": backend, "API_KEYS": API_KEYS,
                       "JOB_MODULES": JOB_MODULES, "RATELIMIT_ENABLED": False})
     client = app.test_client()
     ledger = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -84,7 +84,7 @@ def test_gunicorn_stops_instead_of_respawning_on_bad_config(redis_url):
     assert done.returncode != 0
     assert _last_lines(done.stderr) == [
         "switchyard: configuration error: unknown queue backend 'rqq'; did you mean 'rq'? "
-        "(choose one of celery, inline, rq or give a dotted path)"]
+        "(choose one of celery, dramatiq, inline, rq or give a dotted path)"]
     assert "Traceback" not in done.stderr
 
 

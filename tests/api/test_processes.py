@@ -16,7 +16,7 @@ import service.jobs  # noqa: F401 - the tests enqueue demo jobs from this proces
 from adapters import JobState, create_adapter
 from service.embedded_redis import free_port
 from tests.api.conftest import ACME, gunicorn_argv, service_env
-from tests.harness import ROOT, FAST_SETTINGS, wait_until
+from tests.harness import FAST_SETTINGS, ROOT, WORKER_ENGINES, wait_until
 from tests.processes import Process
 
 
@@ -54,7 +54,7 @@ def _flask(command: list[str], env: dict, log_path) -> Process:
     return Process([sys.executable, "-m", "flask", "--app", "wsgi", *command], env, log_path)
 
 
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path):
     prefix = f"t{uuid.uuid4().hex[:8]}."
     env = service_env(redis_url, QUEUE_BACKEND=backend, SWITCHYARD_QUEUE_PREFIX=prefix,
@@ -78,7 +78,7 @@ def test_worker_finishes_the_job_in_hand_on_sigterm(backend, redis_url, tmp_path
         adapter.close()
 
 
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_idle_worker_stops_at_once_on_sigterm(backend, redis_url, tmp_path):
     env = service_env(redis_url, QUEUE_BACKEND=backend, **FAST_SETTINGS)
     adapter = create_adapter(backend, _settings(env))
@@ -93,7 +93,7 @@ def test_idle_worker_stops_at_once_on_sigterm(backend, redis_url, tmp_path):
         adapter.close()
 
 
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_scheduler_fires_schedules_and_stops_on_sigterm(backend, redis_url, tmp_path):
     env = service_env(redis_url, QUEUE_BACKEND=backend, **FAST_SETTINGS)
     adapter = create_adapter(backend, _settings(env))
@@ -139,7 +139,7 @@ def _app_dir(path) -> str:
     return path
 
 
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_a_report_made_by_a_worker_elsewhere_downloads_from_web(backend, redis_url, tmp_path):
     """web and worker share only Redis: no directory, no STORAGE_DIR."""
     env = service_env(redis_url, QUEUE_BACKEND=backend, RATE_LIMIT="6000/minute")

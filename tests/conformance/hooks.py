@@ -36,7 +36,7 @@ from adapters import JobInfo
 if TYPE_CHECKING:  # pragma: no cover
     from tests.harness import Engine
 
-__all__ = ["EngineHooks", "RQHooks", "CeleryHooks", "BUILT_IN", "hooks_for"]
+__all__ = ["EngineHooks", "RQHooks", "CeleryHooks", "DramatiqHooks", "BUILT_IN", "hooks_for"]
 
 
 class EngineHooks:
@@ -133,9 +133,55 @@ def _amqp_unacked(engine: "Engine", queue: str) -> bool:
     return ready == 0
 
 
+class DramatiqHooks(EngineHooks):
+    def inject_pickled(self, engine, queue, evil):
+        import pickle
+        import time
+
+        dq = engine.adapter.engine
+        name = dq.engine_name(queue)
+        body = pickle.dumps({"queue_name": name, "actor_name": "switchyard.run",
+                             "args": (evil, "token"), "kwargs": {}, "options": {},
+                             "message_id": str(uuid.uuid4()),
+                             "message_timestamp": int(time.time() * 1000)})
+        if dq.redis_broker:
+            message_id = str(uuid.uuid4())
+            client = dq.broker.client
+            client.hset(f"{dq.broker.namespace}:{name}.msgs", message_id, body)
+            client.rpush(f"{dq.broker.namespace}:{name}", message_id)
+        else:
+            dq.broker.declare_queue(name, ensure=True)
+            dq.broker.channel.basic_publish(exchange="", routing_key=name, body=body)
+
+    def take_delivery_and_die(self, engine, enqueue):
+        """Redis: a broker of its own (its own worker id) fetches the message with
+        Dramatiq's fetch, which holds it in that worker's acks set, and never beats again,
+        as a worker SIGKILLed at that moment. RabbitMQ: a consumer takes it unacknowledged
+        and its connection dies."""
+        dq = engine.adapter.engine
+        job = enqueue()
+        name = dq.engine_name(job.queue)
+        if dq.redis_broker:
+            from dramatiq.brokers.redis import RedisBroker
+
+            taker = RedisBroker(client=dq.broker.client, middleware=[],
+                                namespace=dq.broker.namespace, maintenance_chance=0)
+            fetched = taker.do_fetch(name, 1)
+            assert fetched and job.id.encode() in fetched[0], fetched
+        else:
+            import pika
+
+            conn = pika.BlockingConnection(dq.broker.parameters)
+            method, _, body = conn.channel().basic_get(name, auto_ack=False)
+            assert method is not None and job.id.encode() in body, body
+            conn.close()
+        return job
+
+
 BUILT_IN: dict[str, type[EngineHooks]] = {
     "adapters.rq:RQEngine": RQHooks,
     "adapters.celery:CeleryEngine": CeleryHooks,
+    "adapters.dramatiq:DramatiqEngine": DramatiqHooks,
 }
 """The hooks of the engines in this repository, by engine class (``module:Class``)."""
 

@@ -28,7 +28,7 @@ from adapters import AdapterSettings, ConfigurationError
 from adapters.connections import check_tls, redis_client
 from service.embedded_redis import find_redis_server, free_port
 from tests.api.conftest import API_KEYS, ACME, gunicorn_argv, service_env
-from tests.harness import ROOT, Engine, wait_until
+from tests.harness import ROOT, WORKER_ENGINES, Engine, wait_until
 from tests.processes import Process
 
 trustme = pytest.importorskip("trustme")
@@ -148,7 +148,7 @@ def flushed(servers):
 
 
 @pytest.mark.parametrize("mode", ["ca", "none"])
-@pytest.mark.parametrize("backend", ["rq", "celery"])
+@pytest.mark.parametrize("backend", WORKER_ENGINES)
 def test_worker_and_web_run_jobs_over_tls(backend, mode, servers, flushed, tmp_path):
     env = tls_env(servers, mode)
     engine = Engine(f"{backend}+redis", env["REDIS_URL"], None, tmp_path,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from honcho.environ import parse_procfile
 
+from adapters import resolve_engine
 from service.embedded_redis import find_redis_server, free_port
 from tests.harness import ROOT, wait_until
 from tests.processes import Process
@@ -37,6 +38,8 @@ CHAOS_JOBS = '''
 """Short jobs for the fault suite; every run is logged in Redis (keys chaos:*)."""
 import os, sys, time
 import redis
+
+from adapters import resolve_engine
 from adapters import job
 
 _r = None
@@ -234,9 +237,11 @@ class Stack:
             # documented knobs: a lost worker's job comes back in 5 s, not 30 s
             "SWITCHYARD_LEASE_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
+            # the code under test, also from a checkout other than the one installed
+            "PYTHONPATH": str(ROOT),
         }
         if broker_url:
-            self.env["CELERY_BROKER_URL"] = broker_url
+            self.env[resolve_engine(backend).broker_variable] = broker_url
         self.processes: dict[str, Dyno] = {}
         for kind in kinds:
             home = base / kind
