@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from adapters import ALIASES, resolve_engine
 from service import create_app
 from service.embedded_redis import free_port
 from tests.conftest import AMQP_URL
@@ -23,7 +24,9 @@ GLOBEX = {"Authorization": f"Bearer {GLOBEX_KEY}"}
 
 def app_config(env: dict[str, str], **overrides) -> dict:
     """A test_config for create_app from an engine's environment."""
-    keys = ("REDIS_URL", "CELERY_BROKER_URL", "JOB_MODULES") + tuple(
+    brokers = tuple(cls.broker_variable for cls in map(resolve_engine, ALIASES)
+                    if cls.broker_variable)  # each engine's own broker variable
+    keys = ("REDIS_URL", "JOB_MODULES", *brokers) + tuple(
         k for k in env if k.startswith("SWITCHYARD_"))
     config = {k: env[k] for k in keys if k in env}
     config.update({"API_KEYS": API_KEYS, "JOB_MODULES": JOB_MODULES, "TESTING": True})
