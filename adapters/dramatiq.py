@@ -52,6 +52,7 @@ from .engine import Engine
 from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
 from .ledger import Dispatch
+from .maintenance import fork_child
 from .types import Capability
 
 __all__ = ["DramatiqEngine", "ACTOR_NAME"]
@@ -248,17 +249,7 @@ class DramatiqEngine(Engine):
         self.close()
 
     def _fork(self) -> int:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                self._child()
-                code = 0
-            except BaseException:  # noqa: BLE001
-                log.exception("Dramatiq worker process crashed")
-            finally:
-                os._exit(code)
-        return pid
+        return fork_child(self._child, "Dramatiq worker process")
 
     def _child(self) -> None:
         """Dramatiq's Worker (one thread) hands each job to this process's main thread,

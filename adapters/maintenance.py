@@ -22,7 +22,23 @@ from .runner import worker_name
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["Maintenance", "SchedulerBeat", "run_beat"]
+__all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child"]
+
+
+def fork_child(run, what: str) -> int:
+    """Fork a process that runs ``run()`` and exits: 0 when it returns, 1 (logged) when it
+    raises; never back into the parent's code. Returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            run()
+        except BaseException:  # noqa: BLE001
+            log.exception("%s crashed", what)
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
 
 
 class Maintenance:
@@ -47,17 +63,7 @@ class Maintenance:
 
     def start(self) -> None:
         """Fork the maintenance process; it ends with its parent."""
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                self._child()
-            except BaseException:  # noqa: BLE001
-                log.exception("worker maintenance crashed")
-                code = 1
-            finally:
-                os._exit(code)
-        self._pid = pid
+        self._pid = fork_child(self._child, "worker maintenance")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the maintenance process and take the worker off the live list."""
