@@ -109,30 +109,35 @@ class Switchyard(Workflows):
                 options: JobOptions | None = None, *, tenant: str = "default",
                 links: dict | None = None, retry_of: str | None = None) -> JobInfo:
         """Record a job in the ledger and hand it to the engine (or hold it until due)."""
-        return self.enqueue_many([(job_type, payload, options)], tenant=tenant,
-                                 links=links, retry_of=retry_of)[0]
+        return self._enqueue([(job_type, payload, options)], tenant, links, retry_of,
+                             batch=False)[0]
 
     def enqueue_many(self, jobs: Iterable[tuple[str, dict | None, JobOptions | None]], *,
                      tenant: str = "default", links: dict | None = None,
                      retry_of: str | None = None) -> list[JobInfo]:
-        """Validate every job first, then write them all at once: all or none."""
+        """Validate every job first, then write them all at once: all or none. Errors
+        name each job by its place (``jobs.3.options.delay``), even in a batch of one."""
+        return self._enqueue(list(jobs), tenant, links, retry_of, batch=True)
+
+    def _enqueue(self, jobs: list, tenant: str, links: dict | None, retry_of: str | None,
+                 batch: bool) -> list[JobInfo]:
         now = time.time()
-        records = build_records(self, jobs, tenant, now, links, retry_of)
-        outcomes = self._write(records, now)
+        records = build_records(self, jobs, tenant, now, links, retry_of, batch=batch)
+        outcomes = self._write(records, now, batch=batch)
         if self.engine.runs_at_publish:
             return [self.get(job_id) for _, job_id in outcomes]
         # A job just created is what was written; only an idempotent hit is read back.
         return [JobInfo.from_record(rec) if created else self.get(job_id, tenant=tenant)
                 for rec, (created, job_id) in zip(records, outcomes)]
 
-    def _write(self, records: list[dict], now: float,
-               workflow: dict | None = None) -> list[tuple[bool, str]]:
+    def _write(self, records: list[dict], now: float, workflow: dict | None = None,
+               batch: bool = True) -> list[tuple[bool, str]]:
         """The records (and the workflow holding them) and their deliveries; ``(created,
         job id)`` per record, ``created=False`` for an idempotent hit."""
         if self.engine.shares_ledger_redis:
-            return self._write_in_transaction(records, now, workflow)
+            return self._write_in_transaction(records, now, workflow, batch)
         with unavailable(_WRITE):
-            outcomes = self.ledger.create_many(records, now, workflow)
+            outcomes = self.ledger.create_many(records, now, workflow, batch=batch)
         created = [rec for rec, (fresh, _) in zip(records, outcomes) if fresh]
         deliveries = [Dispatch.from_record(r) for r in created if r["state"] == "queued"]
         if deliveries:
@@ -149,8 +154,8 @@ class Switchyard(Workflows):
                 log.warning("could not clear the dispatch guard of %d job(s)", len(deliveries))
         return outcomes
 
-    def _write_in_transaction(self, records: list[dict], now: float,
-                              workflow: dict | None) -> list[tuple[bool, str]]:
+    def _write_in_transaction(self, records: list[dict], now: float, workflow: dict | None,
+                              batch: bool) -> list[tuple[bool, str]]:
         """Records and deliveries in one MULTI. Idempotency keys are read first under
         WATCH: a hit is answered without writing; a key taken meanwhile retries."""
         keyed = [i for i, rec in enumerate(records) if rec.get("idempotency_key")]
@@ -159,7 +164,8 @@ class Switchyard(Workflows):
                 with self.engine.transaction() as pipe:
                     outcomes = [(True, rec["id"]) for rec in records]
                     if keyed:
-                        outcomes = self._idempotent_hits(pipe, records, keyed, outcomes)
+                        outcomes = self._idempotent_hits(pipe, records, keyed, outcomes,
+                                                         batch)
                     pipe.multi()
                     fresh = [rec for rec, (new, _) in zip(records, outcomes) if new]
                     deliveries = [Dispatch.from_record(r) for r in fresh if r["state"] == "queued"]
@@ -184,7 +190,7 @@ class Switchyard(Workflows):
                 raise BackendUnavailable(f"{_WRITE}: {exc}") from exc
         raise BackendUnavailable(f"{_WRITE}: its idempotency keys kept changing")
 
-    def _idempotent_hits(self, pipe, records, keyed, outcomes):
+    def _idempotent_hits(self, pipe, records, keyed, outcomes, batch):
         keys = [self.ledger.idempotency_key(records[i]["tenant"], records[i]["idempotency_key"])
                 for i in keyed]
         pipe.watch(*keys)
@@ -197,7 +203,7 @@ class Switchyard(Workflows):
                 raise IdempotencyKeyReused(
                     f"idempotency_key was used for job {job_id} with other parameters; send "
                     "the same request to get that job, or use a new key", job_id=job_id,
-                    index=index, batch=len(records) > 1)
+                    index=index, batch=batch)
             outcomes[index] = (False, job_id)
         return outcomes
 

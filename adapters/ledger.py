@@ -101,8 +101,8 @@ class Ledger(LedgerQueries):
         return f"{self.ns}idem:{tenant}:{key}"
 
     # -- writes from the API side ---------------------------------------------------
-    def create_many(self, records: list[dict], now: float,
-                    workflow: dict | None = None) -> list[tuple[bool, str]]:
+    def create_many(self, records: list[dict], now: float, workflow: dict | None = None,
+                    batch: bool = True) -> list[tuple[bool, str]]:
         """Write the records (and the ``workflow`` holding them), all or none, in one
         round trip; ``(created, id)`` each (an idempotent hit returns the first job's id
         and ``created=False``), every record under a dispatch guard.
@@ -110,24 +110,24 @@ class Ledger(LedgerQueries):
         Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
         a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
         if workflow is None:
-            return self._outcomes(self._create(args=self._create_argv(records, now)))
+            return self._outcomes(self._create(args=self._create_argv(records, now)), batch)
         pipe = self.r.pipeline(transaction=True)
         self._write_workflow(pipe, workflow, now)
         self._create(args=self._create_argv(records, now), client=pipe)
-        return self._outcomes(pipe.execute()[-1])
+        return self._outcomes(pipe.execute()[-1], batch)
 
     def _write_workflow(self, pipe, workflow: dict, now: float) -> None:
         pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
         pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
 
     @staticmethod
-    def _outcomes(flat: list) -> list[tuple[bool, str]]:
+    def _outcomes(flat: list, batch: bool = True) -> list[tuple[bool, str]]:
         if flat and int(flat[0]) == -1:
             index, job_id = int(flat[1]), flat[2]
             raise IdempotencyKeyReused(
                 f"idempotency_key was used for job {job_id} with other parameters; send "
                 "the same request to get that job, or use a new key", job_id=job_id,
-                index=index)
+                index=index, batch=batch)
         return [(bool(int(flat[i])), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float,

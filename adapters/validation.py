@@ -181,14 +181,15 @@ def build_record(client: Any, job_type: str, payload: dict | None,
 
 
 def build_records(client: Any, jobs: Iterable[Spec], tenant: str, now: float,
-                  links: dict | None = None, retry_of: str | None = None) -> list[dict]:
+                  links: dict | None = None, retry_of: str | None = None,
+                  batch: bool = True) -> list[dict]:
     """The records of a batch, every one checked before any is written; a job's errors
     are named ``jobs.<index>.<field>``, as ``POST /v1/jobs/batch`` shows them."""
     jobs = list(jobs)
     if len(jobs) > MAX_BATCH:
         raise InvalidJob(f"a batch holds at most {MAX_BATCH} jobs",
                          {"jobs": [f"at most {MAX_BATCH} jobs"]})
-    if len(jobs) == 1:
+    if not batch:
         return [build_record(client, *jobs[0], tenant, now, links, retry_of)]
     records, errors = [], {}
     for index, (job_type, payload, options) in enumerate(jobs):

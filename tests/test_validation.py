@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import InvalidJob, JobOptions, Priority
+from adapters import Capability, IdempotencyKeyReused, InvalidJob, JobOptions, Priority
 from tests.conftest import AMQP_URL, inline_leg
 from tests.harness import Engine
 import tests.conformance.jobs  # noqa: F401 - registers t.*
@@ -117,3 +117,27 @@ def test_a_tick_fired_before_a_schedule_changed_is_not_an_error(engine):
         idempotency_key=f"schedule:s:{due:.3f}"), tenant="acme")
     assert schedules.tick(now=due + 0.01) == [first.id]
     assert schedules.get("acme", "s").last_job_id == first.id
+
+
+def test_a_batch_of_one_names_its_errors_by_place_like_any_batch(engine):
+    """``enqueue_many`` with one job is still a batch: ``jobs.0.<field>``, as HTTP shows it."""
+    with pytest.raises(InvalidJob) as err:
+        engine.adapter.enqueue_many([("t.echo", {}, JobOptions(queue="bad name!"))])
+    assert list(err.value.errors) == ["jobs.0.options.queue"], err.value.errors
+    with pytest.raises(InvalidJob) as err:
+        engine.adapter.enqueue("t.echo", {}, JobOptions(queue="bad name!"))
+    assert list(err.value.errors) == ["options.queue"], err.value.errors
+
+
+def test_a_reused_key_in_a_batch_is_named_by_its_place_on_every_route(engine):
+    """The key check runs in the ledger's script (guarded route) or under WATCH (one
+    transaction): either way a batch names ``jobs.<i>.options.idempotency_key``."""
+    if not engine.supports(Capability.IDEMPOTENCY):
+        pytest.skip(f"{engine.adapter.name} does not declare idempotency")
+    engine.adapter.enqueue("t.echo", {}, JobOptions(idempotency_key="k", timeout=5))
+    with pytest.raises(IdempotencyKeyReused) as err:
+        engine.adapter.enqueue_many([("t.echo", {}, JobOptions(idempotency_key="k", timeout=6))])
+    assert list(err.value.errors) == ["jobs.0.options.idempotency_key"], err.value.errors
+    with pytest.raises(IdempotencyKeyReused) as err:
+        engine.adapter.enqueue("t.echo", {}, JobOptions(idempotency_key="k", timeout=6))
+    assert list(err.value.errors) == ["options.idempotency_key"], err.value.errors
