@@ -6,11 +6,15 @@ import hashlib
 import hmac
 
 import flask
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import Forbidden, Unauthorized
 
 from .config import ApiKey
 
-__all__ = ["authenticate", "current_tenant", "rate_limit_key", "needs_key", "init_app"]
+__all__ = ["authenticate", "current_tenant", "owning_tenant", "rate_limit_key", "needs_key",
+           "init_app", "READ_METHODS"]
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""What a read-only key may send."""
 
 PROTECTED_PREFIX = "/v1/"
 SIGNED_PREFIXES = ("/v1/hooks/",)
@@ -49,11 +53,25 @@ def authenticate() -> None:
     if key is None:
         raise Unauthorized("the API key is not valid")
     flask.g.api_key = key
+    if key.read_only and flask.request.method not in READ_METHODS:
+        raise Forbidden("this API key is read-only: it reads jobs and changes nothing")
 
 
-def current_tenant() -> str:
-    """The tenant of the request's API key (only inside ``/v1`` views)."""
-    return flask.g.api_key.tenant
+def current_tenant() -> str | None:
+    """The tenant of the request's API key (only inside ``/v1`` views); ``None`` for an
+    operator's key, whose reads and actions by job id reach every tenant's jobs."""
+    key: ApiKey = flask.g.api_key
+    return None if key.operator else key.tenant
+
+
+def owning_tenant() -> str:
+    """The tenant that new jobs, workflows and schedules of this request belong to, and
+    whose lists it reads; an operator's key has none and answers 403 here."""
+    key: ApiKey = flask.g.api_key
+    if key.operator:
+        raise Forbidden("an operator's key reads and acts on any tenant's job by its id; "
+                        "creating and listing use a tenant's key")
+    return key.tenant
 
 
 def rate_limit_key() -> str:

@@ -11,7 +11,7 @@ from werkzeug.routing import BaseConverter
 
 from adapters import JobInfo, JobOptions, definitions
 
-from ..auth import current_tenant
+from ..auth import current_tenant, owning_tenant
 from ..errors import ValidationProblem
 from ..extensions import current
 from ..schemas import (
@@ -169,7 +169,7 @@ class Jobs(MethodView):
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=JOB.location,
                   description="Accepted: the job is queued (or scheduled)")
-    @problems(blp, 400, 401, 409, 413, 429, 503)
+    @problems(blp, 400, 401, 403, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue a job.
 
@@ -177,12 +177,12 @@ class Jobs(MethodView):
         `payload.<field>`. With `idempotency_key`, a repeat returns the first job; the
         same key with a different type, payload or options is a 409.
         """
-        info = current().adapter.enqueue(*job_spec(request), tenant=current_tenant())
+        info = current().adapter.enqueue(*job_spec(request), tenant=owning_tenant())
         return job_body(info), 202, {"Location": job_url(info.id)}
 
     @blp.arguments(ListQuerySchema, location="query", unknown=ma.RAISE)  # a typo is an error
     @blp.response(200, JobListSchema)
-    @problems(blp, 401, 429, 503)
+    @problems(blp, 401, 403, 429, 503)
     def get(self, query):
         """List the tenant's jobs, newest first.
 
@@ -190,7 +190,7 @@ class Jobs(MethodView):
         previous page (null on the last page).
         """
         items, next_cursor = current().adapter.list(
-            tenant=current_tenant(), state=query.get("state") and query["state"].value,
+            tenant=owning_tenant(), state=query.get("state") and query["state"].value,
             job_type=query.get("type"), limit=query["limit"],
             cursor=_decode_cursor(query.get("cursor")))
         return {"items": [job_body(i) for i in items], "next_cursor": _encode_cursor(next_cursor)}
@@ -202,7 +202,7 @@ class Batch(MethodView):
 
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchResponseSchema, description="Accepted: every job is queued")
-    @problems(blp, 400, 401, 409, 413, 429, 503)
+    @problems(blp, 400, 401, 403, 409, 413, 429, 503)
     def post(self, request):
         """Enqueue up to 500 jobs at once, all or nothing.
 
@@ -210,7 +210,7 @@ class Batch(MethodView):
         they are written in one pipelined round trip.
         """
         infos = current().adapter.enqueue_many([job_spec(item) for item in request["jobs"]],
-                                               tenant=current_tenant())
+                                               tenant=owning_tenant())
         return {"items": [job_body(i) for i in infos]}, 202
 
 
@@ -219,7 +219,7 @@ class Job(MethodView):
     """One job."""
 
     @blp.response(200, JobSchema)
-    @problems(blp, 401, 404, 429, 503)
+    @problems(blp, 401, 403, 404, 429, 503)
     def get(self, job_id):
         """Read a job: its state, progress, result or error."""
         return job_body(current().adapter.get(job_id, tenant=current_tenant()))
@@ -231,7 +231,7 @@ class Cancel(MethodView):
 
     @blp.response(202, JobSchema, description="Accepted: canceled, or (if it is running) "
                                               "asked to stop")
-    @problems(blp, 401, 404, 409, 429, 503)
+    @problems(blp, 401, 403, 404, 409, 429, 503)
     def post(self, job_id):
         """Cancel a scheduled, queued or running job; 409 if it already ended."""
         return job_body(current().adapter.cancel(job_id, tenant=current_tenant()))
@@ -242,7 +242,7 @@ class Retry(MethodView):
     """Run a failed or canceled job again."""
 
     @blp.response(202, JobSchema, headers=JOB.location, description="Accepted: the new job")
-    @problems(blp, 401, 404, 409, 429, 503)
+    @problems(blp, 401, 403, 404, 409, 429, 503)
     def post(self, job_id):
         """Replay a failed or canceled job as a new job (its `retry_of` names the old one)."""
         info = current().adapter.retry(job_id, tenant=current_tenant())

@@ -23,7 +23,7 @@ class ReportFile(MethodView):
     """The report's file."""
 
     @blp.response(200, description="The report", content_type="application/pdf")
-    @problems(blp, 401, 404, 409, 429, 503)
+    @problems(blp, 401, 403, 404, 409, 429, 503)
     def get(self, job_id):
         """Download a succeeded report job's PDF; 409 while the job has not succeeded."""
         data = report_file(current().adapter, current_tenant(), job_id)

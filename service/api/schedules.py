@@ -12,7 +12,7 @@ from flask.views import MethodView
 from adapters import InvalidJob, InvalidState, JobNotFound, definitions
 from adapters.schedules import ScheduleInfo, next_cron_time, validate_cron, validate_timezone
 
-from ..auth import current_tenant
+from ..auth import owning_tenant
 from ..errors import ValidationProblem, problem
 from ..extensions import current
 from ..schemas import (
@@ -104,7 +104,7 @@ class Schedules(MethodView):
 
     @blp.arguments(ScheduleRequestSchema)
     @blp.response(201, ScheduleSchema, headers=SCHEDULE.location, description="Created")
-    @problems(blp, 400, 401, 409, 413, 429, 503)
+    @problems(blp, 400, 401, 403, 409, 413, 429, 503)
     def post(self, request):
         """Create a schedule; 409 if the tenant already has one of that name.
 
@@ -115,7 +115,7 @@ class Schedules(MethodView):
         job = request["job"]
         try:
             info = current().adapter.schedules().create(
-                current_tenant(), request["name"], job["type"], job["payload"], job["options"],
+                owning_tenant(), request["name"], job["type"], job["payload"], job["options"],
                 cron=request.get("cron"), every=request.get("every"),
                 timezone_name=request["timezone"], enabled=request["enabled"])
         except InvalidState:
@@ -124,10 +124,10 @@ class Schedules(MethodView):
         return schedule_body(info), 201, {"Location": schedule_url(info.name)}
 
     @blp.response(200, ScheduleListSchema)
-    @problems(blp, 401, 429, 503)
+    @problems(blp, 401, 403, 429, 503)
     def get(self):
         """List the tenant's schedules by name."""
-        infos = current().adapter.schedules().list(current_tenant())
+        infos = current().adapter.schedules().list(owning_tenant())
         return {"items": [schedule_body(i) for i in infos]}
 
 
@@ -136,17 +136,17 @@ class Schedule(MethodView):
     """One schedule."""
 
     @blp.response(200, ScheduleSchema)
-    @problems(blp, 401, 404, 429, 503)
+    @problems(blp, 401, 403, 404, 429, 503)
     def get(self, name):
         """Read a schedule: its timing, its job, when it runs next and ran last."""
         try:
-            return schedule_body(current().adapter.schedules().get(current_tenant(), name))
+            return schedule_body(current().adapter.schedules().get(owning_tenant(), name))
         except JobNotFound:
             _not_found(name)
 
     @blp.arguments(ScheduleUpdateSchema)
     @blp.response(200, ScheduleSchema)
-    @problems(blp, 400, 401, 404, 413, 429, 503)
+    @problems(blp, 400, 401, 403, 404, 413, 429, 503)
     def patch(self, changes, name):
         """Change a schedule: `enabled: false` pauses it, `true` resumes it.
 
@@ -158,22 +158,22 @@ class Schedule(MethodView):
             flask.abort(400, "the request needs a JSON body")
         schedules = current().adapter.schedules()
         try:
-            schedules.get(current_tenant(), name)  # an unknown name is a 404 before any 422
+            schedules.get(owning_tenant(), name)  # an unknown name is a 404 before any 422
         except JobNotFound:
             _not_found(name)
         _check_timing(changes.get("cron"), changes.get("timezone"))
         try:
-            info = schedules.update(current_tenant(), name, **changes)
+            info = schedules.update(owning_tenant(), name, **changes)
         except JobNotFound:
             _not_found(name)
         return schedule_body(info)
 
     @blp.response(204, description="Removed; jobs it already made stay")
-    @problems(blp, 401, 404, 429, 503)
+    @problems(blp, 401, 403, 404, 429, 503)
     def delete(self, name):
         """Remove a schedule; the jobs it already created stay."""
         try:
-            current().adapter.schedules().delete(current_tenant(), name)
+            current().adapter.schedules().delete(owning_tenant(), name)
         except JobNotFound:
             _not_found(name)
         return None

@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from adapters import JobNotFound, WorkflowInfo
 
-from ..auth import current_tenant
+from ..auth import current_tenant, owning_tenant
 from ..extensions import current
 from ..schemas import WorkflowRequestSchema, WorkflowSchema
 from . import Blueprint, Resource, problems
@@ -50,7 +50,7 @@ class Workflows(MethodView):
     @blp.arguments(WorkflowRequestSchema)
     @blp.response(202, WorkflowSchema, headers=WORKFLOW.location,
                   description="Accepted: the jobs that wait on nothing are queued")
-    @problems(blp, 400, 401, 413, 429, 503)
+    @problems(blp, 400, 401, 403, 413, 429, 503)
     def post(self, request):
         """Enqueue a chain, a group or a chord.
 
@@ -64,7 +64,7 @@ class Workflows(MethodView):
             if kind == "chord" else request[kind]
         specs = [job_spec(item) for item in requests]
         body = specs.pop() if kind == "chord" else None
-        info = current().adapter.enqueue_workflow(kind, specs, body, tenant=current_tenant())
+        info = current().adapter.enqueue_workflow(kind, specs, body, tenant=owning_tenant())
         return workflow_body(info), 202, {"Location": workflow_url(info.id)}
 
 
@@ -83,7 +83,7 @@ class Workflow(MethodView):
     """One workflow."""
 
     @blp.response(200, WorkflowSchema)
-    @problems(blp, 401, 404, 429, 503)
+    @problems(blp, 401, 403, 404, 429, 503)
     def get(self, workflow_id):
         """Read a workflow: its state and each of its jobs."""
         return workflow_body(_load(workflow_id))
@@ -95,7 +95,7 @@ class Cancel(MethodView):
 
     @blp.response(202, WorkflowSchema, description="Accepted: every job that had not ended "
                                                    "is canceled (a running one asked to stop)")
-    @problems(blp, 401, 404, 409, 429, 503)
+    @problems(blp, 401, 403, 404, 409, 429, 503)
     def post(self, workflow_id):
         """Cancel every job of the workflow that has not ended; 409 if it already ended."""
         return workflow_body(_load(workflow_id, cancel=True))

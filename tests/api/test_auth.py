@@ -113,3 +113,55 @@ def test_key_lookup_finds_the_keys_tenant():
     assert _match("second-key-of-a", keys).tenant == "a"
     assert _match("key-of-tenant-", keys) is None
     assert _match("", keys) is None
+
+
+OPS_KEY = "ops-key-0123456789"
+ACME_READ_KEY = "acme-read-0123456789"
+ROLES_KEYS = (f"acme:{ACME_KEY},globex:{GLOBEX['Authorization'].split()[1]},"
+              f"*:{OPS_KEY},acme+read:{ACME_READ_KEY},*+read:ops-read-0123456789")
+
+
+def test_roles_are_given_in_api_keys():
+    keys = {k.label.split("/")[0] + ("+read" if k.read_only else ""): k
+            for k in parse_api_keys(ROLES_KEYS)}
+    assert keys["operator"].operator and not keys["operator"].read_only
+    assert keys["operator+read"].operator and keys["operator+read"].read_only
+    assert keys["acme+read"].tenant == "acme" and keys["acme+read"].role == "tenant-read"
+    assert keys["acme"].role == "tenant" and keys["operator"].role == "operator"
+
+
+@pytest.mark.parametrize("raw", ["**:abcdefghij", "*+write:abcdefghij", "acme+read+read:abcdefghij",
+                                 "acme:abcdefghij,acme+read:abcdefghij"])
+def test_malformed_roles_are_refused(raw):
+    from service.config import ConfigurationError
+    with pytest.raises(ConfigurationError):
+        parse_api_keys(raw)
+
+
+def test_a_read_only_key_reads_and_changes_nothing(make_app):
+    client = make_app(API_KEYS=ROLES_KEYS).test_client()
+    job = _job(client)
+    read = {"Authorization": f"Bearer {ACME_READ_KEY}"}
+    assert client.get(f"/v1/jobs/{job['id']}", headers=read).json["id"] == job["id"]
+    assert [j["id"] for j in client.get("/v1/jobs", headers=read).json["items"]] == [job["id"]]
+    for path in ("/v1/jobs", f"/v1/jobs/{job['id']}/cancel", "/v1/jobs/batch", "/v1/schedules"):
+        response = client.post(path, headers=read, json={"type": "demo.echo", "payload": {}})
+        assert response.status_code == 403, path
+        assert response.content_type == "application/problem+json"
+        assert "read-only" in response.json["detail"]
+    assert client.get(f"/v1/jobs/{job['id']}", headers=ACME).json["state"] == "queued"
+    assert len(client.get("/v1/jobs", headers=ACME).json["items"]) == 1
+
+
+def test_an_operator_key_reaches_every_tenants_job_by_id_and_creates_nothing(make_app):
+    client = make_app(API_KEYS=ROLES_KEYS).test_client()
+    ops = {"Authorization": f"Bearer {OPS_KEY}"}
+    acme_job, globex_job = _job(client), _job(client, headers=GLOBEX)
+    assert client.get(f"/v1/jobs/{globex_job['id']}", headers=ops).json["id"] == globex_job["id"]
+    canceled = client.post(f"/v1/jobs/{acme_job['id']}/cancel", headers=ops)
+    assert canceled.status_code == 202 and canceled.json["state"] == "canceled"
+    created = client.post("/v1/jobs", headers=ops, json={"type": "demo.echo",
+                                                          "payload": {"message": "m"}})
+    assert created.status_code == 403 and "tenant's key" in created.json["detail"]
+    assert client.get("/v1/jobs", headers=ops).status_code == 403
+    assert len(client.get("/v1/jobs", headers=GLOBEX).json["items"]) == 1

@@ -58,7 +58,8 @@ def _last_lines(output: str) -> list[str]:
 
 
 _BAD_API_KEYS = ({"API_KEYS": "acme"}, "API_KEYS entry 1 is not 'tenant:key' (tenant: 1-64 "
-                                        "letters, digits, '_', '-' or '.')")
+                                        "letters, digits, '_', '-' or '.'; '*' for an operator; '+read' "
+                                        "after it for a read-only key)")
 
 
 @pytest.mark.parametrize("command, env, line", [
