@@ -16,9 +16,12 @@ install: $(STAMP)  ## create the venv and install everything
 
 # the fault suite has a target of its own (make chaos); name tests in PYTEST_ARGS to run them instead
 PYTEST_ARGS ?= --ignore=tests/reliability
+# the suite mostly waits on worker processes, so it runs spread over pytest-xdist processes
+# (each with its own private Redis; every test has its own queue prefix): TEST_PROCESSES=0 runs it in one
+TEST_PROCESSES ?= 3
 
 test: $(STAMP)  ## the whole suite against real Redis, Celery and RQ workers (and RabbitMQ if reachable)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 chaos: $(STAMP)  ## the fault suite on the Procfile stack, every leg: writes RELIABILITY.md (~5 min)
 	RELIABILITY_REPORT=RELIABILITY.md $(BIN)/python -m pytest tests/reliability $(CHAOS_ARGS)

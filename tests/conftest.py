@@ -134,8 +134,15 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     leg = getattr(item, "callspec", None) and item.callspec.params.get("leg")
-    if leg and report.when == "call":
-        LEGS_RAN[(leg, report.outcome)] += 1
+    if leg:  # carried on the report, so a run spread over pytest-xdist workers counts it too
+        report.user_properties.append(("leg", leg))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == "leg":
+                LEGS_RAN[(value, report.outcome)] += 1
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

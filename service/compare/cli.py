@@ -24,6 +24,9 @@ __all__ = ["compare_command"]
               show_default=True, help="Where the report, the JUnit files and the logs go.")
 @click.option("--pytest-args", default="", metavar="ARGS",
               help="Extra pytest arguments for each conformance run, e.g. \"-k lifecycle\".")
+@click.option("--processes", type=click.IntRange(0, 64), default=None,
+              help="pytest-xdist processes for each leg's conformance run (0: one process; "
+                   "default 3 where pytest-xdist is installed, else 0).")
 @click.option("--no-bench", is_flag=True, help="Do not run the bench smoke.")
 @click.option("--bench-results", type=click.Path(path_type=Path), default=None,
               help="Read these bench results instead of running the bench.")
@@ -36,7 +39,7 @@ __all__ = ["compare_command"]
               help="Run nothing: build the report from the JUnit files already in --out.")
 @click.option("--redis-url", default=None,
               help="The Redis for the job examples (default: a private one, started and stopped).")
-def compare_command(jobs, no_jobs, engine, engine_hooks, out, pytest_args, no_bench,
+def compare_command(jobs, no_jobs, engine, engine_hooks, out, pytest_args, processes, no_bench,
                     bench_results, faults, no_conformance, report_only, redis_url) -> None:
     """Every engine side by side: conformance matrix, parity breaks, job examples, bench and
     fault figures, in var/compare/COMPARISON.md and .html; exits 1 on a parity break."""
@@ -46,6 +49,7 @@ def compare_command(jobs, no_jobs, engine, engine_hooks, out, pytest_args, no_be
         jobs = _app_job_modules()
     opts = Options(out=out, jobs=None if no_jobs or report_only else jobs, engine=engine,
                    engine_hooks=engine_hooks, pytest_args=shlex.split(pytest_args),
+                   processes=_default_processes() if processes is None else processes,
                    conformance=not (report_only or no_conformance), bench=not (no_bench or report_only),
                    bench_results=bench_results, faults=faults, redis_url=redis_url,
                    command=_command())
@@ -76,3 +80,9 @@ def _command() -> str:
         argv = argv[argv.index("compare"):]
         return "flask --app wsgi " + shlex.join(argv)
     return "python -m service.compare " + shlex.join(argv)
+
+
+def _default_processes() -> int:
+    import importlib.util
+
+    return 3 if importlib.util.find_spec("xdist") else 0

@@ -39,6 +39,8 @@ class Options:
     """A dotted path: the leg ``custom`` (pytest ``--engine``)."""
     engine_hooks: str | None = None
     pytest_args: list[str] = dataclasses.field(default_factory=list)
+    processes: int = 0
+    """pytest-xdist processes per leg's run (0: one process)."""
     conformance: bool = True
     """False: build the report from the JUnit files already in ``out``."""
     bench: bool = True
@@ -78,6 +80,8 @@ def run_conformance(leg: str, opts: Options, say) -> float:
     junit.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "tests.conformance", "-q", f"--junitxml={junit}",
             "-o", "junit_family=xunit1", *opts.pytest_args]
+    if opts.processes:
+        argv += ["-n", str(opts.processes)]
     if opts.engine:
         argv += ["--engine", opts.engine]
     if opts.engine_hooks:
