@@ -54,6 +54,10 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+STOP_SIGNALS = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
+"""Return codes of a process that a stop signal ended."""
+
+
 class Proc:
     """One Procfile process: a shell that ``exec``s the command, in a session of its own."""
 
@@ -75,12 +79,14 @@ class Proc:
         return self.popen is not None and self.returncode is None
 
     def stopped_cleanly(self) -> bool:
-        """Stopped by itself (0), or by the SIGTERM devrun sent before it could handle it."""
+        """Stopped by itself (0), or, once devrun asked it to stop, by a stop signal it
+        could not yet handle: devrun's SIGTERM, or the Ctrl-C itself when it came while
+        the process was still being started (before it had a session of its own)."""
         if self.popen is None:
             return True  # never started: the stop came first
         if self.returncode == 0:
             return True
-        return self.returncode == -signal.SIGTERM and signal.SIGKILL not in self.sent \
+        return self.returncode in STOP_SIGNALS and signal.SIGKILL not in self.sent \
             and signal.SIGTERM in self.sent
 
 
@@ -148,8 +154,9 @@ class Supervisor:
             if process.running and process.popen.poll() is not None:
                 process.returncode = process.popen.returncode
                 why = ""
-                if process.returncode == -signal.SIGTERM and signal.SIGTERM in process.sent:
-                    why = ", by the SIGTERM: it was still starting"
+                if process.returncode in STOP_SIGNALS and signal.SIGTERM in process.sent:
+                    why = (f", by {signal.Signals(-process.returncode).name}: it was still "
+                           "starting")
                 self.say(f"{process.name} stopped (rc={process.returncode}{why})")
                 ended.append(process)
         return ended

@@ -8,14 +8,16 @@ from tests.api.conftest import ACME, GLOBEX
 from tests.harness import wait_until
 
 
-def start(client, body: dict, headers=ACME) -> dict:
-    """POST a workflow and check the answer's shape."""
+def start(client, body: dict, headers=ACME, states=("running",)) -> dict:
+    """POST a workflow and check the answer's shape (``states``: what it may be in by the
+    time the answer is read; a worker may already have failed a one-job-deep one)."""
     response = client.post("/v1/workflows", headers=headers, json=body)
     assert response.status_code == 202, response.json
     workflow = response.json
     assert response.headers["Location"] == f"/v1/workflows/{workflow['id']}"
     assert workflow["links"] == {"self": f"/v1/workflows/{workflow['id']}"}
-    assert workflow["state"] == "running" and workflow["finished_at"] is None
+    assert workflow["state"] in states
+    assert (workflow["finished_at"] is None) == (workflow["state"] == "running")
     for job in workflow["jobs"]:
         assert job["links"] == {"self": f"/v1/jobs/{job['id']}", "workflow": workflow["id"]}
     return workflow
@@ -44,7 +46,9 @@ def test_chain_and_chord_run_to_the_end_on_real_workers(api_engine, engine_clien
 
     chain = start(client, {"chain": [add(1), add(2), add(3)]})
     assert chain["kind"] == "chain" and [j["type"] for j in chain["jobs"]] == ["api.add"] * 3
-    assert [j["state"] for j in chain["jobs"]] == ["queued", "scheduled", "scheduled"]
+    # the first may already be running by the time the answer is read; the last waits
+    first, *_, last = (j["state"] for j in chain["jobs"])
+    assert first in ("queued", "started", "succeeded") and last == "scheduled"
     done = wait_ended(client, chain["id"])
     assert done["state"] == "succeeded" and done["finished_at"]
     assert [j["result"] for j in done["jobs"]] == [1, 3, 6]  # each read the previous result
@@ -64,7 +68,7 @@ def test_chain_and_chord_run_to_the_end_on_real_workers(api_engine, engine_clien
     # a header job that fails for good ends the body canceled: the chord does not hang
     broken = start(client, {"chord": {
         "header": [add(1), {"type": "api.fail_once", "payload": {"token": uuid.uuid4().hex}}],
-        "body": {"type": "api.collect"}}})
+        "body": {"type": "api.collect"}}}, states=("running", "failed"))
     done = wait_ended(client, broken["id"])
     assert done["state"] == "failed"
     ok, failed, body = done["jobs"]

@@ -89,7 +89,8 @@ def test_a_broken_engine_is_a_parity_break_and_fails_the_comparison(tmp_path):
            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = subprocess.run([sys.executable, "-m", "service.compare", "--engine",
                           "broken_engine:DroppingEngine", "--pytest-args", f"-k '{CASES}'",
-                          "--no-bench", "--no-jobs", "--out", str(out)],
+                          # one process: the engine drops every second delivery *it* sees
+                          "--processes", "0", "--no-bench", "--no-jobs", "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stdout + run.stderr
     report = (out / "COMPARISON.md").read_text()
