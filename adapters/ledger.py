@@ -85,6 +85,8 @@ class Ledger(LedgerQueries):
         self.r = client
         self.s = settings
         self.ns = settings.namespace
+        self.next_wake = 0.0
+        """The earliest deadline the last ``maintain`` left (Unix seconds)."""
         self._create = client.register_script(scripts.source("create"))
         self._create_loaded = False
         self._delete = client.register_script(scripts.source("delete"))
@@ -228,13 +230,21 @@ class Ledger(LedgerQueries):
 
     def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
         """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
-        the released jobs ordered by priority (``high`` first)."""
+        the released jobs ordered by priority (``high`` first). ``next_wake`` is then
+        the time of the earliest deadline left (at most ``idle_seconds`` on)."""
         flat = self._maintain(args=[self.ns, repr(now), limit, self.s.max_lost_deliveries,
-                                    self.s.lease_seconds, self.s.job_ttl])
+                                    self.s.lease_seconds, self.s.job_ttl, self.s.idle_seconds])
+        self.next_wake = float(flat[0])
         width = 2 + len(record.DISPATCH_FIELDS)
         return [Dispatch.from_record({"id": flat[i], "token": flat[i + 1],
                                       **dict(zip(record.DISPATCH_FIELDS, flat[i + 2:i + width]))})
-                for i in range(0, len(flat), width)]
+                for i in range(1, len(flat), width)]
+
+    def wait_for_deadline(self, timeout: float, connection: redis.Redis) -> bool:
+        """Block until a deadline earlier than the last ``next_wake`` is written (True)
+        or ``timeout`` seconds pass (False), on ``connection`` (one with no socket
+        timeout shorter than ``timeout``)."""
+        return connection.blpop([f"{self.ns}wake"], timeout=timeout) is not None
 
     # -- workers ------------------------------------------------------------------------
     def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:

@@ -8,6 +8,7 @@ the worker; :class:`SchedulerBeat` is what an engine's scheduler calls on each b
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -22,7 +23,10 @@ from .runner import worker_name
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child"]
+__all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child", "BEAT_SECONDS"]
+
+BEAT_SECONDS = 5.0
+"""How often a worker announces itself (``workers()`` counts one seen within 15 s)."""
 
 
 def fork_child(run, what: str) -> int:
@@ -39,6 +43,18 @@ def fork_child(run, what: str) -> int:
         finally:
             os._exit(code)
     return pid
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux for a SIGTERM when the parent dies (a SIGKILLed worker's loop then ends at
+    once, not at its next wake); elsewhere the loop's parent check ends it within
+    ``idle_seconds``."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class Maintenance:
@@ -83,49 +99,94 @@ class Maintenance:
             pass  # already gone (or reaped by the engine)
 
     def _child(self) -> None:
+        class Stop(BaseException):
+            pass
+
         def request_stop(signum, frame):
-            self._stop.set()
+            if not self._stop.is_set():
+                self._stop.set()
+                raise Stop  # out of the blocking wait at once, wherever the loop is
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        _stop_with_parent()
+        try:
+            self._loop()
+        except Stop:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:  # a fresh connection: a wait cut short leaves its reply unread
+                self.adapter.ledger.r.connection_pool.disconnect()
+                self.adapter.ledger.worker_gone(self.worker_id)
+            except Exception:
+                pass
+
+    def _loop(self) -> None:
+        """Run the ledger's maintenance when a deadline comes (or is written nearer), and
+        sleep in between: an idle worker costs a few Redis commands per ``idle_seconds``.
+
+        Deadlines are the ledger's (jobs due, expiries, leases, dispatch guards); the
+        maintain script returns the earliest one left and a script that writes an earlier
+        one wakes a sleeping loop. Beside them: the worker's heartbeat (``BEAT_SECONDS``)
+        and the engine's sweep for deliveries a dead worker took but never claimed.
+        """
+        settings = self.adapter.settings
         parent = os.getppid()
-        tick = self.adapter.settings.tick_seconds
-        beat_every = max(1.0, tick)
+        ledger = self.adapter.ledger
+        # its own connection, with room for the longest wait
+        pool = ledger.r.connection_pool
+        waiter = redis.Redis(connection_pool=type(pool)(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs,
+               "socket_timeout": settings.idle_seconds + settings.redis_timeout}))
         # A delivery a dead worker took but never claimed is looked for a few times per
         # lease: it is run again well within the lease time, like a job it had started.
-        sweep_every = max(tick, self.adapter.settings.lease_seconds / 4)
-        last_beat = last_sweep = 0.0
+        sweep_every = max(settings.tick_seconds, settings.lease_seconds / 4)
+        next_beat = next_run = 0.0
+        next_sweep = time.time() + sweep_every
+        last_run = -math.inf
         down_since = None
+        woken = True
         while not self._stop.is_set() and os.getppid() == parent:
             try:
-                now = time.monotonic()
-                if now - last_beat >= beat_every:
-                    self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
-                                                         ttl=beat_every * 5)
-                    last_beat = now
-                while self.adapter.dispatch_due() >= 100:
-                    pass
-                if now - last_sweep >= sweep_every:
-                    last_sweep = now
+                now = time.time()
+                if now >= next_beat:
+                    ledger.worker_heartbeat(self.worker_id, self.info, ttl=BEAT_SECONDS * 5)
+                    next_beat = now + BEAT_SECONDS
+                if woken or now >= next_run:
+                    # two runs at least a tick apart, so a burst of deadlines is one run
+                    self._stop.wait(max(0.0, last_run + settings.tick_seconds - time.time()))
+                    while self.adapter.dispatch_due() >= 100:
+                        pass
+                    last_run = time.time()
+                    next_run = ledger.next_wake
+                if now >= next_sweep:
+                    next_sweep = now + sweep_every
                     recovered = self.adapter.recover_stranded()
                     if recovered:
                         log.warning("%d delivery(ies) taken by a worker that died before "
                                     "running them: delivered again", recovered)
+                        next_run = 0.0
                 if down_since is not None:
                     log.info("Redis answers again after %.1fs; maintenance carries on",
                              time.monotonic() - down_since)
                     down_since = None
+                wait = min(next_run, next_beat, next_sweep) - time.time()
+                # at least 10 ms: Redis reads a blocking timeout that rounds to 0 as "for ever"
+                woken = wait > 0 and ledger.wait_for_deadline(
+                    min(max(wait, 0.01), settings.idle_seconds), waiter)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if down_since is None:  # once per outage, not four times a second
                     down_since = time.monotonic()
                     log.warning("Redis does not answer (%s); maintenance waits for it", exc)
+                woken = True
+                self._stop.wait(settings.tick_seconds)
             except Exception:
                 log.warning("maintenance tick failed", exc_info=True)
-            self._stop.wait(tick)
-        try:
-            self.adapter.ledger.worker_gone(self.worker_id)
-        except Exception:
-            pass
+                woken = True
+                self._stop.wait(settings.tick_seconds)
 
 
 class SchedulerBeat:

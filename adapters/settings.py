@@ -94,7 +94,11 @@ class AdapterSettings:
     """``SWITCHYARD_LEASE_SECONDS``: a running job whose worker stops renewing its
     lease for this long is taken as lost and delivered again."""
     tick_seconds: float = 0.25
-    """``SWITCHYARD_TICK_SECONDS``: how often a worker releases due jobs and reaps lost ones."""
+    """``SWITCHYARD_TICK_SECONDS``: the shortest pause between two maintenance runs of a
+    worker while jobs fall due (a job due is released within it)."""
+    idle_seconds: float = 10.0
+    """``SWITCHYARD_IDLE_SECONDS``: the longest a worker's maintenance sleeps when no
+    deadline is near (a deadline written meanwhile wakes it at once)."""
     watch_seconds: float = 0.5
     """``SWITCHYARD_WATCH_SECONDS``: how often a running job checks for cancel and renews its lease."""
     max_lost_deliveries: int = 3
@@ -147,6 +151,7 @@ class AdapterSettings:
             timeout_grace=env.number("SWITCHYARD_TIMEOUT_GRACE", cls.timeout_grace, 0.0),
             lease_seconds=env.number("SWITCHYARD_LEASE_SECONDS", cls.lease_seconds, 0.5),
             tick_seconds=env.number("SWITCHYARD_TICK_SECONDS", cls.tick_seconds, 0.01),
+            idle_seconds=env.number("SWITCHYARD_IDLE_SECONDS", cls.idle_seconds, 0.1, 300),
             watch_seconds=env.number("SWITCHYARD_WATCH_SECONDS", cls.watch_seconds, 0.01),
             max_lost_deliveries=env.integer("SWITCHYARD_MAX_LOST_DELIVERIES",
                                             cls.max_lost_deliveries, 1),

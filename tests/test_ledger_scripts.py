@@ -640,3 +640,31 @@ def test_worker_heartbeat_announces_and_gone_removes_a_worker(ledger, r):
     assert "ghost" not in zset(r, "workers")
     ledger.worker_gone("w1")
     assert [w["id"] for w in ledger.workers(10)] == ["w2"] and not r.exists(NS + "worker:w1")
+
+
+# -- the maintenance loop's deadlines ---------------------------------------------------
+
+def test_maintain_returns_the_earliest_deadline_left_at_most_idle_seconds_on(ledger, r):
+    assert ledger.maintain(T0) == [] and ledger.next_wake == T0 + ledger.s.idle_seconds
+    ledger.create_many([job(state="scheduled", run_at=T0 + 3, expires_at=T0 + 2)], T0)
+    ledger.maintain(T0)
+    assert ledger.next_wake == T0 + 2  # the expiry comes first
+    rec, _ = started(ledger, now=T0 + 0.5)  # its lease: T0 + 0.5 + LEASE, later than both
+    ledger.maintain(T0 + 1)
+    assert ledger.next_wake == T0 + 2
+    assert float(r.get(NS + "wake_at")) == T0 + 2
+
+
+def test_a_deadline_earlier_than_the_loops_know_wakes_one_and_a_later_one_does_not(ledger, r):
+    ledger.maintain(T0)  # the loops now sleep until T0 + idle_seconds
+    ledger.create_many([job(state="scheduled", run_at=T0 + ledger.s.idle_seconds + 5)], T0)
+    assert r.llen(NS + "wake") == 0
+    for delay in (4, 3):  # each earlier than the last: one wake element at most
+        ledger.create_many([job(state="scheduled", run_at=T0 + delay)], T0)
+    assert r.lrange(NS + "wake", 0, -1) == ["1"] and float(r.get(NS + "wake_at")) == T0 + 3
+    waiter = redis.Redis(connection_pool=r.connection_pool)
+    assert ledger.wait_for_deadline(0.05, waiter) is True
+    assert ledger.wait_for_deadline(0.05, waiter) is False  # taken: the next wait sleeps
+    rec, claim = started(ledger, now=T0)
+    ledger.finish(rec["id"], rec["token"], "retry", '{"type": "T"}', repr(T0 + 2), now=T0 + 1)
+    assert r.llen(NS + "wake") == 1  # a retry's backoff is a deadline too

@@ -29,7 +29,7 @@ if s.rate and s.rate ~= '' then
     local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
     local at = tonumber(oldest[2]) + window
     redis.call('HSET', key, 'token', '')
-    redis.call('ZADD', ns .. 'due', at, id)
+    deadline('due', at, id)
     return {'defer', tostring(at)}
   end
   redis.call('ZADD', rk, ARGV[2], id .. ':' .. s.attempts)

@@ -32,6 +32,18 @@ end
 local function unqueue(id, q)
   if q and q ~= '' then redis.call('ZREM', ns .. 'queued:' .. q, id) end
 end
+-- A deadline for the maintenance loops (a job due, a job's expiry). The loops sleep until
+-- the earliest deadline they know, {ns}wake_at (written by maintain.lua); one earlier
+-- than that wakes one of them through {ns}wake (a list of at most one element).
+local function deadline(set, at, id)
+  redis.call('ZADD', ns .. set, at, id)
+  local known = tonumber(redis.call('GET', ns .. 'wake_at'))
+  if known and tonumber(at) < known then
+    redis.call('SET', ns .. 'wake_at', at)
+    redis.call('LPUSH', ns .. 'wake', '1')
+    redis.call('LTRIM', ns .. 'wake', 0, 0)
+  end
+end
 local ACTIVE = {scheduled=true, queued=true, retrying=true}
 local ENDED = {succeeded=true, failed=true, canceled=true}
 local function count_end(key, outcome)
@@ -58,7 +70,7 @@ local function wf_end(key, outcome, ttl, w)
     if st.state == 'scheduled' then
       redis.call('HSET', nk, 'upstream', upstream, 'waiting', '')
       -- a delay or run_at of its own is the earliest it starts once released
-      redis.call('ZADD', ns .. 'due', math.max(now, tonumber(st.run_at) or 0), nid)
+      deadline('due', math.max(now, tonumber(st.run_at) or 0), nid)
     end
   end
   local function cancel_waiting(nid, reason)

@@ -54,13 +54,13 @@ for _, rec in ipairs(recs) do
     redis.call('HSET', key, unpack(fields))
     redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
     if f['state'] == 'scheduled' then
-      if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
+      if f['waiting'] ~= '1' then deadline('due', f['run_at'], id) end
     elseif grace >= 0 then
       -- grace < 0: the engine's publish commits in this same transaction, no guard needed
       redis.call('ZADD', ns .. 'dispatching', now + grace, id)
     end
     if f['expires_at'] and f['expires_at'] ~= '' then
-      redis.call('ZADD', ns .. 'expiries', f['expires_at'], id)
+      deadline('expiries', f['expires_at'], id)
     end
     redis.call('SADD', ns .. 'queues', f['queue'])
     if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end

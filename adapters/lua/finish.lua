@@ -22,7 +22,7 @@ redis.call('HINCRBYFLOAT', ns .. 'stats', 'duration_sum|' .. tb, ran)
 if outcome == 'retry' then
   redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8],
              'events', append(s.events, ev('retrying', s.attempts, {run_at=tonumber(ARGV[8])})))
-  redis.call('ZADD', ns .. 'due', ARGV[8], id)
+  deadline('due', ARGV[8], id)
   return 1
 end
 local events = append(s.events, ev(outcome, s.attempts))

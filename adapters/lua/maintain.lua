@@ -1,9 +1,21 @@
 -- The maintenance tick: reap lost jobs, expire stale ones, release due ones, and
 -- dispatch again what was never confirmed.
--- ARGV: ns, now, limit, lost_cap, grace, job_ttl
--- -> per job to publish: id, new token, the values of DISPATCH_FIELDS...
+-- ARGV: ns, now, limit, lost_cap, grace, job_ttl, longest sleep
+-- -> the next deadline (when the loop should run again), then per job to publish: id,
+--    new token, the values of DISPATCH_FIELDS...
 local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local out = {}
+local out = {''}
+-- the members of a deadline set that are due, read only when its first one is: an idle
+-- tick costs one ZRANGE per set
+local firsts = {}  -- a set's first deadline, while this script has not changed the set
+local function due_in(set)
+  local first = redis.call('ZRANGE', ns .. set, 0, 0, 'WITHSCORES')
+  if first[2] == nil or tonumber(first[2]) > now then
+    firsts[set] = first[2] and tonumber(first[2]) or false
+    return {}
+  end
+  return redis.call('ZRANGEBYSCORE', ns .. set, '-inf', now, 'LIMIT', 0, limit)
+end
 local function new_token() return 'r' .. redis.call('INCR', ns .. 'seq') end
 local function emit(id, key, tok)
   out[#out + 1] = id
@@ -23,7 +35,7 @@ local function cancel(id, key, reason, attempts)
   close(key, ttl)
 end
 -- 1. running jobs whose worker stopped renewing the lease
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
+for _, id in ipairs(due_in('leases')) do
   redis.call('ZREM', ns .. 'leases', id)
   local key = ns .. 'job:' .. id
   local s = hmget(key, {'state', 'cancel_requested', 'attempts', 'cancel_reason'})
@@ -43,6 +55,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LI
       else
         redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
         redis.call('ZADD', ns .. 'due', now, id)
+        firsts.due = nil
         redis.call('ZADD', ns .. 'queued:' .. redis.call('HGET', key, 'queue'), now, id)
         event(key, 'queued', s.attempts, {reason='worker_lost'})
       end
@@ -50,7 +63,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'leases', '-inf', now, 'LI
   end
 end
 -- 2. jobs that expired before they started
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'expiries', '-inf', now, 'LIMIT', 0, limit)) do
+for _, id in ipairs(due_in('expiries')) do
   redis.call('ZREM', ns .. 'expiries', id)
   local key = ns .. 'job:' .. id
   local s = hmget(key, {'state', 'attempts'})
@@ -59,7 +72,7 @@ end
 -- 3. jobs whose time has come, handed out by priority: jobs due together (the same
 -- instant, or one tick) reach the engine high first, whatever their order in the set
 local released = {high = {}, default = {}, low = {}}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
+for _, id in ipairs(due_in('due')) do
   redis.call('ZREM', ns .. 'due', id)
   local key = ns .. 'job:' .. id
   local s = hmget(key, {'state', 'attempts', 'priority', 'queue'})
@@ -69,6 +82,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'due', '-inf', now, 'LIMIT
     -- NX: a job already queued (waiting for a rate slot) keeps its place in the backlog
     redis.call('ZADD', ns .. 'queued:' .. s.queue, 'NX', now, id)
     redis.call('ZADD', ns .. 'dispatching', now + grace, id)
+    firsts.dispatching = nil
     if s.state ~= 'queued' then event(key, 'queued', s.attempts) end
     table.insert(released[s.priority] or released.default, {id, key, tok})
   end
@@ -77,7 +91,7 @@ for _, priority in ipairs({'high', 'default', 'low'}) do
   for _, r in ipairs(released[priority]) do emit(r[1], r[2], r[3]) end
 end
 -- 4. dispatches that were never confirmed (the publisher died half-way)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now, 'LIMIT', 0, limit)) do
+for _, id in ipairs(due_in('dispatching')) do
   local key = ns .. 'job:' .. id
   if redis.call('HGET', key, 'state') == 'queued' then
     local tok = new_token()
@@ -88,4 +102,17 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'dispatching', '-inf', now
     redis.call('ZREM', ns .. 'dispatching', id)
   end
 end
+-- 5. when to run again: the earliest deadline left, at the latest the longest sleep;
+-- a deadline written earlier than this later wakes a loop (common.lua's deadline)
+local next_at = now + tonumber(ARGV[7])
+for _, set in ipairs({'leases', 'expiries', 'due', 'dispatching'}) do
+  local first = firsts[set]
+  if first == nil then  -- changed (or due) in this script: read it again
+    local top = redis.call('ZRANGE', ns .. set, 0, 0, 'WITHSCORES')
+    first = top[2] and tonumber(top[2]) or false
+  end
+  if first and first < next_at then next_at = first end
+end
+redis.call('SET', ns .. 'wake_at', tostring(next_at))
+out[1] = tostring(next_at)
 return out

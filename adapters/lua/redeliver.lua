@@ -9,7 +9,7 @@ for i = 3, #ARGV, 2 do
   if s.state == 'queued' and s.token == token then
     redis.call('HSET', key, 'token', '')
     redis.call('ZREM', ns .. 'dispatching', id)
-    redis.call('ZADD', ns .. 'due', now, id)
+    deadline('due', now, id)
     event(key, 'queued', s.attempts, {reason='delivery_lost'})
     n = n + 1
   end
