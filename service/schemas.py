@@ -135,12 +135,6 @@ class ListQuerySchema(_Strict):
     created_before = fields.AwareDateTime(metadata={"description": "only jobs created strictly "
                                                                    "before this ISO 8601 time"})
 
-    @ma.validates_schema
-    def _a_range(self, data, **kwargs):
-        after, before = data.get("created_after"), data.get("created_before")
-        if after is not None and before is not None and after >= before:
-            raise ma.ValidationError("must be before created_before", "created_after")
-
 
 class StatsSchema(ma.Schema):
     """The caller's jobs per state, now."""

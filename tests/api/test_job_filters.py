@@ -56,10 +56,12 @@ def test_paging_a_filter_hands_out_every_job_once(client):
 
 def test_bad_filters_are_problems(client):
     for query in ("queue=no%20spaces", "queue=", "created_after=yesterday",
-                  "created_before=2026-01-01T00:00:00",  # no offset
-                  "created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z"):
+                  "created_before=2026-01-01T00:00:00"):  # no offset
         body = assert_problem(client.get(f"/v1/jobs?{query}", headers=ACME), 422)
         assert set(body["errors"]) & {"queue", "created_after", "created_before"}, body
+    # a range with nothing in it is a valid question (the spec cannot say otherwise)
+    enqueue(client, "demo.echo", {"message": "a"})
+    assert listed(client, "created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z") == []
 
 
 def test_stats_counts_the_callers_jobs_per_state(client):
