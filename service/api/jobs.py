@@ -189,9 +189,10 @@ class Jobs(MethodView):
 
         Filter by `state`, `type`, `queue` and the creation time (`created_after`,
         `created_before`, both exclusive; an empty range lists nothing); page with
-        `limit` and the `next_cursor` of the previous page (null on the last page). A state is answered from its own
-        index; type and queue are checked on at most 5000 jobs per page, so a page of a
-        rare type may be short (or empty) with a `next_cursor` that goes on.
+        `limit` and the `next_cursor` of the previous page (null on the last page). A
+        state is answered from its own index; type and queue are checked on at most 5000
+        jobs per page, so a page of a rare type may be short (or empty) with a
+        `next_cursor` that goes on.
         """
         after, before = query.get("created_after"), query.get("created_before")
         # the API shows times to the microsecond: a job shown at a bound is outside it
