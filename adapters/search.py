@@ -26,7 +26,7 @@ import math
 import time
 from typing import Any, Iterator
 
-from . import record
+from . import record, scripts
 from .errors import unavailable
 from .types import JobInfo
 
@@ -109,6 +109,8 @@ class Search:
         self.ledger = ledger
         self.r = ledger.r
         self.ns = ledger.ns
+        self._groups = self.r.register_script(scripts.source("failure_groups"))
+        self._minutes = self.r.register_script(scripts.source("minutes"))
 
     # -- which index ------------------------------------------------------------------
     def index(self, f: JobFilter) -> str:
@@ -246,33 +248,17 @@ class Search:
         was all of them (``total`` is the failed index's size either way). Each group:
         ``type``, ``error_type``, ``count``, ``latest_at`` (creation time of its newest
         job), ``sample_id`` and ``message`` (that job's)."""
-        f = JobFilter(tenant=tenant, state="failed")
-        groups: dict[tuple[str, str], dict] = {}
-        scanned = 0
+        index = self.index(JobFilter(tenant=tenant, state="failed"))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(index)
+        self._groups(args=[self.ns, repr(time.time()), index, max(1, scan)], client=pipe)
         with unavailable(_READ):
-            total = self.r.zcard(self.index(f))
-            for job_id, score, rec in self._checked(self.index(f), f, None, ("type", "error"),
-                                                    min(scan, 1000)):
-                if scanned >= scan:
-                    break
-                scanned += 1
-                if rec is None:
-                    continue
-                try:
-                    error = json.loads(rec.get("error") or "null") or {}
-                except ValueError:
-                    error = {}
-                error_type = str(error.get("type") or "") if isinstance(error, dict) else ""
-                group = groups.get((rec.get("type") or "", error_type))
-                if group is None:
-                    groups[(rec.get("type") or "", error_type)] = {
-                        "type": rec.get("type") or "", "error_type": error_type, "count": 1,
-                        "latest_at": score, "sample_id": job_id,
-                        "message": str(error.get("message") or "")[:300]
-                        if isinstance(error, dict) else ""}
-                else:
-                    group["count"] += 1
-        top = sorted(groups.values(), key=lambda g: (-g["count"], -g["latest_at"]))[:limit]
+            total, flat = pipe.execute()
+        scanned = int(flat[0])
+        groups = [{"type": flat[i], "error_type": flat[i + 1], "count": int(flat[i + 2]),
+                   "latest_at": float(flat[i + 3]), "sample_id": flat[i + 4],
+                   "message": flat[i + 5]} for i in range(1, len(flat), 6)]
+        top = sorted(groups, key=lambda g: (-g["count"], -g["latest_at"]))[:limit]
         return {"groups": top, "scanned": scanned, "total": total,
                 "complete": scanned >= total}
 
@@ -286,22 +272,26 @@ class Search:
         kept about 25 hours."""
         until = time.time() if until is None else until
         starts = list(range(int(since // 60) * 60, int(math.ceil(until / 60)) * 60, 60))
-        pipe = self.r.pipeline(transaction=False)
-        for start in starts:
-            pipe.hgetall(f"{self.ns}m:{start}")
+        if not starts:
+            return []
         with unavailable(_READ):
-            rows = pipe.execute()
-        return [self._row(start, raw) for start, raw in zip(starts, rows)]
+            flat = self._minutes(args=[self.ns, repr(time.time()), starts[0], len(starts),
+                                       *_MINUTE_FIELDS])
+        width = len(_MINUTE_FIELDS)
+        return [self._row(start, [int(v) for v in flat[i * width:(i + 1) * width]])
+                for i, start in enumerate(starts)]
 
     @staticmethod
-    def _row(start: int, raw: dict[str, str]) -> dict:
-        counts = [int(raw.get(f"le|{b}", 0)) for b in record.DURATION_BUCKETS]
-        counts.append(int(raw.get("le|+Inf", 0)))
+    def _row(start: int, values: list[int]) -> dict:
+        succeeded, failed, retried, canceled, *counts = values
         ran = sum(counts)
-        return {"minute": float(start), "succeeded": int(raw.get("succeeded", 0)),
-                "failed": int(raw.get("failed", 0)), "retried": int(raw.get("retry", 0)),
-                "canceled": int(raw.get("canceled", 0)), "ran": ran,
+        return {"minute": float(start), "succeeded": succeeded, "failed": failed,
+                "retried": retried, "canceled": canceled, "ran": ran,
                 "p50": _quantile(0.5, counts, ran), "p95": _quantile(0.95, counts, ran)}
+
+
+_MINUTE_FIELDS = ("succeeded", "failed", "retry", "canceled",
+                  *(f"le|{b}" for b in record.DURATION_BUCKETS), "le|+Inf")
 
 
 def _quantile(q: float, counts: list[int], total: int) -> float | None:

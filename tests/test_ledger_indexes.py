@@ -128,8 +128,10 @@ def test_delete_and_expiry_drop_every_index_entry(ledger, r):
 
 # -- reads -----------------------------------------------------------------------------------
 
-def ended(ledger, outcome, error_type="E", now=T0, **fields):
+def ended(ledger, outcome, error_type="E", **fields):
+    """A job created at its ``created_at`` (as the client does) that ended so."""
     rec = job(**fields)
+    now = fields.get("created_at", T0)
     ledger.create_many([rec], now)
     ledger.claim(rec["id"], rec["token"], "w", now)
     value = json.dumps({"type": error_type, "message": "boom"}) if outcome == "failed" else "1"
@@ -147,7 +149,7 @@ def test_pages_filter_by_state_type_queue_range_tenant_and_payload(ledger):
     b = ended(ledger, "succeeded", created_at=T0 + 2, queue="mail")
     c = ended(ledger, "failed", created_at=T0 + 3, tenant="other", queue="mail")
     d = job(created_at=T0 + 4)
-    ledger.create_many([d], T0)
+    ledger.create_many([d], T0 + 4)
     assert ids(s.page(JobFilter(tenant="acme"))[0]) == [d["id"], b["id"], a["id"]]
     assert ids(s.page(JobFilter())[0]) == [d["id"], c["id"], b["id"], a["id"]]
     assert ids(s.page(JobFilter(state="failed"))[0]) == [c["id"], a["id"]]
