@@ -54,11 +54,12 @@ local function move(id, tenant, created, from, to, ttl)
   if ENDED[to] then redis.call('ZADD', ns .. 'gone', now + ttl, to .. ' ' .. tenant .. ' ' .. id) end
 end
 -- {ns}m:{minute}: per-minute counters for charts (outcomes, run-time buckets), ~25 h.
+-- The outcome comes first, so the hash is created by one that counts 1: it gets its
+-- expiry then, not on every call.
 local function per_minute(a, b)
   local mk = ns .. 'm:' .. tostring(math.floor(now / 60) * 60)
-  redis.call('HINCRBY', mk, a, 1)
+  if redis.call('HINCRBY', mk, a, 1) == 1 then redis.call('EXPIRE', mk, 90000) end
   if b then redis.call('HINCRBY', mk, b, 1) end
-  redis.call('EXPIRE', mk, 90000)
 end
 local function count_end(key, outcome)
   local tb = redis.call('HMGET', key, 'type', 'backend')
