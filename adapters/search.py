@@ -187,18 +187,23 @@ class Search:
         are checked on the records, at most ``scan_cap`` of them per page: past that the
         page may be short and its cursor points where the walk stopped.
         """
+        # with checks to make, the walk reads only the fields checked, then the matches
+        names = f.residual() or None
+        chunk = min(max(limit, 50) * 4, 1000) if names else limit + 1
         with unavailable(_READ):
-            found, position, scanned = [], None, 0
-            index = self.index(f)
-            chunk = max(limit, 50) if f.residual() else limit + 1
-            for job_id, score, rec in self._checked(index, f, cursor, None, min(chunk, 500)):
+            found, position, scanned, more = [], None, 0, False
+            for job_id, score, rec in self._checked(self.index(f), f, cursor, names, chunk):
                 if len(found) == limit or scanned >= scan_cap:
-                    return [JobInfo.from_record(r) for r in found], f"{position[1]!r}|{position[0]}"
+                    more = True
+                    break
                 scanned += 1
                 position = (job_id, score)
                 if rec is not None:
-                    found.append(rec)
-            return [JobInfo.from_record(r) for r in found], None
+                    found.append(job_id if names else rec)
+            if names:
+                found = [rec for rec in self.ledger.load_many(found) if rec]
+        next_cursor = f"{position[1]!r}|{position[0]}" if more else None
+        return [JobInfo.from_record(r) for r in found], next_cursor
 
     def iter_ids(self, f: JobFilter, *, cursor: str | None = None,
                  chunk: int = 500) -> Iterator[str]:
