@@ -21,6 +21,7 @@ from .errors import (
 from .registry import JobDefinition, definitions, get_definition, job, load_job_modules
 from .options import JobOptions, Priority
 from .resolve import ALIASES, resolve_engine
+from .search import JobFilter, Search
 from .settings import AdapterSettings
 from .types import (Capability, JobInfo, JobState, QueueStats, WorkerInfo, WorkflowInfo,
                     WorkflowState)
@@ -39,6 +40,7 @@ __all__ = [
     "JobCanceled",
     "JobContext",
     "JobDefinition",
+    "JobFilter",
     "JobInfo",
     "KeySpace",
     "JobInterrupted",
@@ -48,6 +50,7 @@ __all__ = [
     "JobTimeout",
     "Priority",
     "QueueStats",
+    "Search",
     "Switchyard",
     "SwitchyardError",
     "UnknownJobType",

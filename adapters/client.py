@@ -25,6 +25,7 @@ from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidState, Job
 from .ledger import Dispatch, Ledger
 from .options import JobOptions
 from .resolve import resolve_engine
+from .search import Searching
 from .settings import AdapterSettings
 from .types import Capability, JobInfo, JobState, QueueStats, WorkerInfo, utc
 from .validation import build_records
@@ -48,7 +49,7 @@ class KeySpace:
         self.namespace = namespace
 
 
-class Switchyard(Workflows):
+class Switchyard(Workflows, Searching):
     """One ledger and one engine behind Switchyard's vocabulary."""
 
     def __init__(self, engine: type[Engine] | str | None = None,

@@ -6,6 +6,11 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
     {ns}job:{id}              hash: the job, its fields declared in ``adapters/record.py``;
                               its ``events`` field is its history, one JSON line each
     {ns}t:{tenant}            zset: the tenant's job ids by creation time
+    {ns}all                   zset: every tenant's job ids by creation time
+    {ns}ts:{tenant}:{state}   zset: the tenant's jobs in a state (all but succeeded), and
+    {ns}as:{state}            every tenant's; by creation time (``adapters/search.py``)
+    {ns}gone                  zset: "<state> <tenant> <id>" of ended jobs by record expiry
+    {ns}m:{minute}            hash: that minute's outcomes and run-time buckets (25 h)
     {ns}idem:{tenant}:{key}   string: idempotency key -> "<job id> <fingerprint>" (sha256 of
                               the request's type, payload and options)
     {ns}due                   zset: jobs waiting for their time (delay, backoff, rate slot)

@@ -19,6 +19,7 @@ __all__ = [
     "JobRequestSchema",
     "BatchRequestSchema",
     "ListQuerySchema",
+    "StatsSchema",
     "JobSchema",
     "JobListSchema",
     "BatchResponseSchema",
@@ -128,6 +129,20 @@ class ListQuerySchema(_Strict):
                                      validate.Regexp(f"^{CURSOR_PATTERN.pattern}$",
                                                      error="is not a next_cursor of this API")],
                            metadata={"description": "next_cursor of the previous page"})
+    queue = fields.String(validate=_QUEUE, metadata={"description": "only jobs of this queue"})
+    created_after = fields.AwareDateTime(metadata={"description": "only jobs created strictly "
+                                                                  "after this ISO 8601 time"})
+    created_before = fields.AwareDateTime(metadata={"description": "only jobs created strictly "
+                                                                   "before this ISO 8601 time"})
+
+
+class StatsSchema(ma.Schema):
+    """The caller's jobs per state, now."""
+
+    states = fields.Dict(keys=fields.String(validate=validate.OneOf([s.value for s in JobState])),
+                         values=fields.Integer(), required=True,
+                         metadata={"description": "jobs in each state (every state named)"})
+    total = fields.Integer(required=True, metadata={"description": "all of the tenant's jobs"})
 
 
 class ProgressSchema(ma.Schema):

@@ -3,7 +3,8 @@
 -- -> {'drop', why} | {'defer', when} | {'run', the values of CLAIM_FIELDS...}
 local id, token = ARGV[3], ARGV[4]
 local key = ns .. 'job:' .. id
-local names = {'state', 'token', 'expires_at', 'rate', 'type', 'attempts', 'queue', 'events'}
+local names = {'state', 'token', 'expires_at', 'rate', 'type', 'attempts', 'queue', 'events',
+               'created_at'}
 for _, name in ipairs(CLAIM_FIELDS) do names[#names + 1] = name end
 local s = hmget(key, names)
 if not s.state then return {'drop', 'unknown'} end
@@ -14,6 +15,7 @@ if s.expires_at and s.expires_at ~= '' and tonumber(s.expires_at) <= now then
              'finished_at', ARGV[2], 'token', '')
   redis.call('ZREM', ns .. 'expiries', id)
   unqueue(id, s.queue)
+  move(id, s.tenant, s.created_at, 'queued', 'canceled', tonumber(ARGV[7]))
   event(key, 'canceled', s.attempts, {reason='expired'})
   count_end(key, 'canceled')
   wf_end(key, 'canceled', tonumber(ARGV[7]))
@@ -42,6 +44,7 @@ redis.call('HSET', key, 'attempts', attempts, 'state', 'started', 'started_at', 
            'events', append(s.events, ev('started', attempts, {worker=ARGV[5]})))
 redis.call('ZADD', ns .. 'leases', now + tonumber(ARGV[6]), id)
 unqueue(id, s.queue)
+move(id, s.tenant, s.created_at, 'queued', 'started')
 if s.expires_at and s.expires_at ~= '' then redis.call('ZREM', ns .. 'expiries', id) end
 s.attempts = tostring(attempts)
 local out = {'run'}

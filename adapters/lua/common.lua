@@ -46,6 +46,33 @@ local function deadline(set, at, id)
 end
 local ACTIVE = {scheduled=true, queued=true, retrying=true}
 local ENDED = {succeeded=true, failed=true, canceled=true}
+-- The state indexes, scored by creation time like {ns}t:{tenant}: {ns}ts:{tenant}:{state}
+-- and {ns}as:{state} (every tenant), for every state but succeeded (dense: its pages walk
+-- {ns}t:{tenant} or {ns}all). A job is in at most one state's pair, moved here wherever its
+-- state changes; an ended one goes to {ns}gone by when its record expires, and the
+-- maintenance tick drops the index entries of records that are gone.
+local INDEXED = {scheduled=true, queued=true, started=true, retrying=true, failed=true,
+                 canceled=true}
+local function move(id, tenant, created, from, to, ttl)
+  if from == to then return end
+  if INDEXED[from] then
+    redis.call('ZREM', ns .. 'ts:' .. tenant .. ':' .. from, id)
+    redis.call('ZREM', ns .. 'as:' .. from, id)
+  end
+  if INDEXED[to] then
+    redis.call('ZADD', ns .. 'ts:' .. tenant .. ':' .. to, created, id)
+    redis.call('ZADD', ns .. 'as:' .. to, created, id)
+  end
+  if ENDED[to] then redis.call('ZADD', ns .. 'gone', now + ttl, to .. ' ' .. tenant .. ' ' .. id) end
+end
+-- {ns}m:{minute}: per-minute counters for charts (outcomes, run-time buckets), ~25 h.
+-- The outcome comes first, so the hash is created by one that counts 1: it gets its
+-- expiry then, not on every call.
+local function per_minute(a, b)
+  local mk = ns .. 'm:' .. tostring(math.floor(now / 60) * 60)
+  if redis.call('HINCRBY', mk, a, 1) == 1 then redis.call('EXPIRE', mk, 90000) end
+  if b then redis.call('HINCRBY', mk, b, 1) end
+end
 local function count_end(key, outcome)
   local tb = redis.call('HMGET', key, 'type', 'backend')
   redis.call('HINCRBY', ns .. 'stats', 'finished|' .. tb[1] .. '|' .. tb[2] .. '|' .. outcome, 1)
@@ -75,10 +102,11 @@ local function wf_end(key, outcome, ttl, w)
   end
   local function cancel_waiting(nid, reason)
     local nk = ns .. 'job:' .. nid
-    local st = hmget(nk, {'state', 'attempts', 'queue'})
+    local st = hmget(nk, {'state', 'attempts', 'queue', 'tenant', 'created_at'})
     if st.state and ACTIVE[st.state] then
       redis.call('HSET', nk, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
       unqueue(nid, st.queue)
+      move(nid, st.tenant, st.created_at, st.state, 'canceled', ttl)
       redis.call('ZREM', ns .. 'due', nid)
       redis.call('ZREM', ns .. 'dispatching', nid)
       redis.call('ZREM', ns .. 'expiries', nid)

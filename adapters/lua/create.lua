@@ -53,6 +53,9 @@ for _, rec in ipairs(recs) do
     fields[#fields + 1] = ev(f['state'], 0)
     redis.call('HSET', key, unpack(fields))
     redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
+    local created = (f['created_at'] and f['created_at'] ~= '') and f['created_at'] or ARGV[2]
+    redis.call('ZADD', ns .. 'all', created, id)
+    move(id, f['tenant'], created, nil, f['state'])
     if f['state'] == 'scheduled' then
       if f['waiting'] ~= '1' then deadline('due', f['run_at'], id) end
     elseif grace >= 0 then

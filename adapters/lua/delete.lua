@@ -2,14 +2,16 @@
 -- ARGV: ns, now, id, tenant, idempotency_key -> 1
 local id = ARGV[3]
 local key = ns .. 'job:' .. id
-local tb = hmget(key, {'type', 'backend', 'queue'})
+local tb = hmget(key, {'type', 'backend', 'queue', 'state'})
 unqueue(id, tb.queue)
+move(id, ARGV[4], 0, tb.state, nil)
 if tb.type and tb.backend then
   -- the job was never published: take back its enqueue count too
   redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. tb.type .. '|' .. tb.backend, -1)
 end
 redis.call('DEL', key, key .. ':events')
 redis.call('ZREM', ns .. 't:' .. ARGV[4], id)
+redis.call('ZREM', ns .. 'all', id)
 redis.call('ZREM', ns .. 'due', id)
 redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)

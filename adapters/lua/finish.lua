@@ -6,7 +6,7 @@ local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
 local key = ns .. 'job:' .. id
 -- One read, one write and the bookkeeping: this runs once per attempt, on every job.
 local s = hmget(key, {'token', 'attempts', 'type', 'backend', 'started_at', 'events',
-                      'wf', 'wf_role', 'wf_next'})
+                      'wf', 'wf_role', 'wf_next', 'state', 'tenant', 'created_at'})
 if s.token ~= token then return 0 end
 redis.call('ZREM', ns .. 'leases', id)
 local ran = now - (tonumber(s.started_at) or now)
@@ -19,10 +19,12 @@ local tb = s.type .. '|' .. s.backend
 -- are both sums of these.
 redis.call('HINCRBY', ns .. 'stats', 'ran|' .. tb .. '|' .. outcome .. '|' .. bucket, 1)
 redis.call('HINCRBYFLOAT', ns .. 'stats', 'duration_sum|' .. tb, ran)
+per_minute(outcome, 'le|' .. bucket)
 if outcome == 'retry' then
   redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8],
              'events', append(s.events, ev('retrying', s.attempts, {run_at=tonumber(ARGV[8])})))
   deadline('due', ARGV[8], id)
+  move(id, s.tenant, s.created_at, s.state, 'retrying')
   return 1
 end
 local events = append(s.events, ev(outcome, s.attempts))
@@ -39,6 +41,7 @@ else
   redis.call('HSET', key, 'state', outcome, 'cancel_reason', ARGV[7], 'finished_at', ARGV[2],
              'token', '', 'events', events)
 end
+move(id, s.tenant, s.created_at, s.state, outcome, tonumber(ARGV[6]))
 if s.wf and s.wf ~= '' then wf_end(key, outcome, tonumber(ARGV[6]), s) end
 close(key, tonumber(ARGV[6]))
 return 1

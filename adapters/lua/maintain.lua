@@ -24,8 +24,10 @@ local function emit(id, key, tok)
   for _, name in ipairs(DISPATCH_FIELDS) do out[#out + 1] = r[name] or '' end
 end
 local function cancel(id, key, reason, attempts)
+  local c = hmget(key, {'queue', 'state', 'tenant', 'created_at'})
   redis.call('HSET', key, 'state', 'canceled', 'cancel_reason', reason, 'finished_at', ARGV[2], 'token', '')
-  unqueue(id, redis.call('HGET', key, 'queue'))
+  unqueue(id, c.queue)
+  move(id, c.tenant, c.created_at, c.state, 'canceled', ttl)
   redis.call('ZREM', ns .. 'due', id)
   redis.call('ZREM', ns .. 'dispatching', id)
   redis.call('ZREM', ns .. 'expiries', id)
@@ -38,7 +40,8 @@ end
 for _, id in ipairs(due_in('leases')) do
   redis.call('ZREM', ns .. 'leases', id)
   local key = ns .. 'job:' .. id
-  local s = hmget(key, {'state', 'cancel_requested', 'attempts', 'cancel_reason'})
+  local s = hmget(key, {'state', 'cancel_requested', 'attempts', 'cancel_reason', 'tenant',
+                        'created_at', 'queue'})
   if s.state == 'started' then
     if s.cancel_requested == '1' then
       cancel(id, key, s.cancel_reason or 'requested', s.attempts)
@@ -48,6 +51,8 @@ for _, id in ipairs(due_in('leases')) do
         ' died or stopped answering (lost delivery ' .. n .. ' of at most ' .. cap .. ')'})
       if n >= cap then
         redis.call('HSET', key, 'state', 'failed', 'error', err, 'finished_at', ARGV[2], 'token', '')
+        move(id, s.tenant, s.created_at, 'started', 'failed', ttl)
+        per_minute('failed')
         event(key, 'failed', s.attempts, {reason='worker_lost'})
         count_end(key, 'failed')
         wf_end(key, 'failed', ttl)
@@ -56,7 +61,8 @@ for _, id in ipairs(due_in('leases')) do
         redis.call('HSET', key, 'state', 'queued', 'error', err, 'token', '')
         redis.call('ZADD', ns .. 'due', now, id)
         firsts.due = nil
-        redis.call('ZADD', ns .. 'queued:' .. redis.call('HGET', key, 'queue'), now, id)
+        redis.call('ZADD', ns .. 'queued:' .. s.queue, now, id)
+        move(id, s.tenant, s.created_at, 'started', 'queued')
         event(key, 'queued', s.attempts, {reason='worker_lost'})
       end
     end
@@ -75,7 +81,7 @@ local released = {high = {}, default = {}, low = {}}
 for _, id in ipairs(due_in('due')) do
   redis.call('ZREM', ns .. 'due', id)
   local key = ns .. 'job:' .. id
-  local s = hmget(key, {'state', 'attempts', 'priority', 'queue'})
+  local s = hmget(key, {'state', 'attempts', 'priority', 'queue', 'tenant', 'created_at'})
   if ACTIVE[s.state] then
     local tok = new_token()
     redis.call('HSET', key, 'state', 'queued', 'token', tok)
@@ -83,7 +89,10 @@ for _, id in ipairs(due_in('due')) do
     redis.call('ZADD', ns .. 'queued:' .. s.queue, 'NX', now, id)
     redis.call('ZADD', ns .. 'dispatching', now + grace, id)
     firsts.dispatching = nil
-    if s.state ~= 'queued' then event(key, 'queued', s.attempts) end
+    if s.state ~= 'queued' then
+      event(key, 'queued', s.attempts)
+      move(id, s.tenant, s.created_at, s.state, 'queued')
+    end
     table.insert(released[s.priority] or released.default, {id, key, tok})
   end
 end
@@ -102,7 +111,22 @@ for _, id in ipairs(due_in('dispatching')) do
     redis.call('ZREM', ns .. 'dispatching', id)
   end
 end
--- 5. when to run again: the earliest deadline left, at the latest the longest sleep;
+-- 5. index entries of records that expired ({ns}gone: ended jobs by when their record goes)
+for _, entry in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'gone', '-inf', now, 'LIMIT', 0, limit)) do
+  local state, tenant, id = string.match(entry, '^(%S+) (.*) (%S+)$')
+  local left = redis.call('PTTL', ns .. 'job:' .. id)
+  if left > 0 then
+    redis.call('ZADD', ns .. 'gone', now + left / 1000 + 1, entry)
+  else
+    redis.call('ZREM', ns .. 'gone', entry)
+  end
+  if left == -2 then
+    redis.call('ZREM', ns .. 't:' .. tenant, id)
+    redis.call('ZREM', ns .. 'all', id)
+    move(id, tenant, 0, state, nil)
+  end
+end
+-- 6. when to run again: the earliest deadline left, at the latest the longest sleep;
 -- a deadline written earlier than this later wakes a loop (common.lua's deadline)
 local next_at = now + tonumber(ARGV[7])
 for _, set in ipairs({'leases', 'expiries', 'due', 'dispatching'}) do

@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from adapters import JobInfo, JobOptions, definitions
+from adapters import JobFilter, JobInfo, JobOptions, definitions
 
 from ..auth import current_tenant, owning_tenant
 from ..errors import ValidationProblem
@@ -31,6 +31,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
                 description="Enqueue jobs and follow them to the end.")
 
 JOB = Resource("jobs.Job", "job_id", "job")
+_HALF_US = 5e-7
 job_url = JOB.url
 
 
@@ -186,13 +187,22 @@ class Jobs(MethodView):
     def get(self, query):
         """List the tenant's jobs, newest first.
 
-        Filter by `state` and `type`; page with `limit` and the `next_cursor` of the
-        previous page (null on the last page).
+        Filter by `state`, `type`, `queue` and the creation time (`created_after`,
+        `created_before`, both exclusive; an empty range lists nothing); page with
+        `limit` and the `next_cursor` of the previous page (null on the last page). A
+        state is answered from its own index; type and queue are checked on at most 5000
+        jobs per page, so a page of a rare type may be short (or empty) with a
+        `next_cursor` that goes on.
         """
-        items, next_cursor = current().adapter.list(
-            tenant=owning_tenant(), state=query.get("state") and query["state"].value,
-            job_type=query.get("type"), limit=query["limit"],
-            cursor=_decode_cursor(query.get("cursor")))
+        after, before = query.get("created_after"), query.get("created_before")
+        # the API shows times to the microsecond: a job shown at a bound is outside it
+        wanted = JobFilter(
+            tenant=current_tenant(), state=query.get("state") and query["state"].value,
+            type=query.get("type"), queue=query.get("queue"),
+            created_after=after and after.timestamp() + _HALF_US,
+            created_before=before and before.timestamp() - _HALF_US)
+        items, next_cursor = current().adapter.search().page(
+            wanted, limit=query["limit"], cursor=_decode_cursor(query.get("cursor")))
         return {"items": [job_body(i) for i in items], "next_cursor": _encode_cursor(next_cursor)}
 
 
