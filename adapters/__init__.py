@@ -22,8 +22,9 @@ from .registry import JobDefinition, definitions, get_definition, job, load_job_
 from .options import JobOptions, Priority
 from .resolve import ALIASES, resolve_engine
 from .settings import AdapterSettings
-from .types import (Capability, JobInfo, JobState, QueueStats, WorkerInfo, WorkflowInfo,
-                    WorkflowState)
+from .queues import Queues
+from .types import (Capability, JobInfo, JobState, QueueInfo, QueueStats, WorkerInfo,
+                    WorkflowInfo, WorkflowState)
 
 __all__ = [
     "ALIASES",
@@ -47,7 +48,9 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "Priority",
+    "QueueInfo",
     "QueueStats",
+    "Queues",
     "Switchyard",
     "SwitchyardError",
     "UnknownJobType",

@@ -1,8 +1,9 @@
 """What runs beside every engine: the worker's maintenance loop and the scheduler's beat.
 
 :class:`Maintenance` releases due jobs, re-delivers jobs whose worker died (and
-deliveries a dead worker took but never claimed), expires stale ones and announces
-the worker; :class:`SchedulerBeat` is what an engine's scheduler calls on each beat.
+deliveries a dead worker took but never claimed), expires stale ones, finishes an
+interrupted resume of a paused queue and announces the worker; :class:`SchedulerBeat`
+is what an engine's scheduler calls on each beat.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 
 from .errors import BackendUnavailable
+from .queues import RELEASE_BATCH
 from .runner import worker_name
 
 log = logging.getLogger("switchyard.runner")
@@ -103,6 +105,9 @@ class Maintenance:
                     self.adapter.ledger.worker_heartbeat(self.worker_id, self.info,
                                                          ttl=beat_every * 5)
                     last_beat = now
+                    # a resume cut short leaves jobs parked on a queue no longer paused
+                    while self.adapter.queues().release_parked() >= RELEASE_BATCH:
+                        pass
                 while self.adapter.dispatch_due() >= 100:
                     pass
                 if now - last_sweep >= sweep_every:
