@@ -63,7 +63,10 @@ class Queues:
         self.client.require(Capability.PAUSE_QUEUES, "pausing queues")
         state = json.dumps({"at": time.time(), "by": by})
         with unavailable("cannot write to Redis"):
-            self.client.redis.hsetnx(f"{self.ns}paused", queue, state)
+            pipe = self.client.redis.pipeline(transaction=True)
+            pipe.hsetnx(f"{self.ns}paused", queue, state)
+            pipe.sadd(f"{self.ns}queues", queue)  # a known queue from now on, used or not
+            pipe.execute()
         return self.get(queue)
 
     def resume(self, queue: str) -> QueueInfo:
