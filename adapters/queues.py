@@ -98,7 +98,7 @@ class Queues:
     def get(self, queue: str) -> QueueInfo:
         """One queue (any valid name: a queue never used is empty and not paused)."""
         check_queue_name(queue)
-        return next(q for q in self._infos([queue]))
+        return self._infos([queue])[0]
 
     def list(self) -> list[QueueInfo]:
         """Every queue ever used or paused, by name."""
