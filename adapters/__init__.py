@@ -23,8 +23,9 @@ from .options import JobOptions, Priority
 from .resolve import ALIASES, resolve_engine
 from .search import JobFilter, Search
 from .settings import AdapterSettings
-from .types import (Capability, JobInfo, JobState, QueueStats, WorkerInfo, WorkflowInfo,
-                    WorkflowState)
+from .queues import Queues
+from .types import (Capability, JobInfo, JobState, QueueInfo, QueueStats, WorkerInfo,
+                    WorkflowInfo, WorkflowState)
 
 __all__ = [
     "ALIASES",
@@ -49,7 +50,9 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "Priority",
+    "QueueInfo",
     "QueueStats",
+    "Queues",
     "Search",
     "Switchyard",
     "SwitchyardError",

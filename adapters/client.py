@@ -3,7 +3,7 @@
 ``Switchyard(engine, settings)`` (or :func:`adapters.create_adapter`) validates jobs
 (:mod:`adapters.validation`), writes them to the ledger (:mod:`adapters.ledger`) and
 hands their deliveries to its engine (:mod:`adapters.engine`). Everything a caller does
--- enqueue, read, wait, cancel, retry, workflows, schedules, workers, queue stats --
+-- enqueue, read, wait, cancel, retry, workflows, schedules, queues, workers, stats --
 is here, once. A job's route, whoever submits it: validated into a record; then, if
 the engine shares the ledger's Redis, the records and their deliveries in one MULTI;
 otherwise the records under a dispatch guard, the deliveries, the guard lifted.
@@ -24,6 +24,7 @@ from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidState, Job
                      UnsupportedFeature, WaitTimeout, unavailable)
 from .ledger import Dispatch, Ledger
 from .options import JobOptions
+from .queues import Queues
 from .resolve import resolve_engine
 from .search import Searching
 from .settings import AdapterSettings
@@ -284,7 +285,7 @@ class Switchyard(Workflows, Searching):
     def queue_stats(self) -> QueueStats:
         """Jobs per waiting state, the backlog of every queue, and the ledger's counters."""
         with unavailable(_READ):
-            return QueueStats(states=self.ledger.counts_by_state(),
+            return QueueStats(states=self.ledger.counts_by_state(), paused=self.ledger.paused(),
                               backlog=self.ledger.backlog(), counters=self.ledger.stats())
 
     def memory_policy(self) -> str:
@@ -337,6 +338,10 @@ class Switchyard(Workflows, Searching):
 
         self.require(Capability.SCHEDULES, "periodic schedules")
         return Schedules(self, catch_up=catch_up)
+
+    def queues(self) -> Queues:
+        """Pause, resume and list the queues (:class:`adapters.queues.Queues`)."""
+        return Queues(self)
 
     # -- the processes --------------------------------------------------------------
     def run_worker(self, queues: list[str] | None = None, concurrency: int = 1,

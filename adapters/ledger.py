@@ -20,6 +20,9 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
     {ns}queues                set: every queue a job was ever enqueued to
     {ns}queued:{queue}        zset: the queue's jobs in state queued, by when they became so
     {ns}rl:{type}             zset: recent starts of a rate-limited job type
+    {ns}paused                hash: paused queue -> JSON {"at", "by"} (``adapters/queues.py``)
+    {ns}parked:{queue}        zset: a paused queue's jobs that reached a worker, held (still
+                              queued) by when they became queued; {ns}parked: those queues
     {ns}workers, {ns}worker:{id}   live workers and what they listen to
     {ns}wf:{id}, {ns}wft:{tenant}  a workflow (kind, state, jobs, pending) and the
                               tenant's workflows by creation time

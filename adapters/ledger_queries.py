@@ -12,6 +12,7 @@ import time
 import redis
 
 from . import record
+from .types import utc
 
 __all__ = ["LedgerQueries"]
 
@@ -175,6 +176,14 @@ class LedgerQueries:
         answers = pipe.execute()
         return {name: (count, oldest[0][1] if oldest else None)
                 for name, count, oldest in zip(queues, answers[::2], answers[1::2])}
+
+    def paused(self) -> dict[str, dict]:
+        """The paused queues (``{ns}paused``): ``{queue: {"at": datetime, "by": str | None}}``."""
+        out = {}
+        for name, raw in sorted(self.r.hgetall(f"{self.ns}paused").items()):
+            value = json.loads(raw)
+            out[name] = {"at": utc(float(value["at"])), "by": value.get("by")}
+        return out
 
     def workers(self, ttl: float) -> list[dict]:
         """Workers seen within ``ttl`` seconds (each with its ``id`` too)."""

@@ -1,8 +1,9 @@
 """What runs beside every engine: the worker's maintenance loop and the scheduler's beat.
 
 :class:`Maintenance` releases due jobs, re-delivers jobs whose worker died (and
-deliveries a dead worker took but never claimed), expires stale ones and announces
-the worker; :class:`SchedulerBeat` is what an engine's scheduler calls on each beat.
+deliveries a dead worker took but never claimed), expires stale ones, finishes an
+interrupted resume of a paused queue and announces the worker; :class:`SchedulerBeat`
+is what an engine's scheduler calls on each beat.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import redis
 
 from .errors import BackendUnavailable
+from .queues import RELEASE_BATCH
 from .runner import worker_name
 
 log = logging.getLogger("switchyard.runner")
@@ -164,6 +166,9 @@ class Maintenance:
                     next_run = ledger.next_wake
                 if now >= next_sweep:
                     next_sweep = now + sweep_every
+                    # a resume cut short leaves jobs parked on a queue no longer paused
+                    while self.adapter.queues().release_parked() >= RELEASE_BATCH:
+                        pass
                     recovered = self.adapter.recover_stranded()
                     if recovered:
                         log.warning("%d delivery(ies) taken by a worker that died before "

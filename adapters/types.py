@@ -11,7 +11,7 @@ from typing import Any
 from . import record
 
 __all__ = ["JobState", "Capability", "JobInfo", "WorkflowState", "WorkflowInfo",
-           "WorkerInfo", "QueueStats", "utc"]
+           "WorkerInfo", "QueueStats", "QueueInfo", "utc"]
 
 
 class JobState(str, enum.Enum):
@@ -76,6 +76,9 @@ class Capability(str, enum.Enum):
     """Chains, groups and chords whose edges are kept by the ledger."""
     SCHEDULES = "schedules"
     """Periodic schedules fired by the engine's own scheduler process, once per tick."""
+    PAUSE_QUEUES = "pause_queues"
+    """A paused queue's jobs stay queued, delivered or not, until it is resumed; then each
+    runs once (:meth:`adapters.queues.Queues.pause`)."""
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -232,3 +235,24 @@ class QueueStats:
     counters: dict[str, float]
     """The ledger's running counters (finished jobs by type, backend and outcome; run-time
     histogram buckets), as :mod:`service.metrics` exports them."""
+    paused: dict[str, dict] = dataclasses.field(default_factory=dict)
+    """The paused queues: ``{queue: {"at": datetime, "by": str | None}}``; their parked
+    jobs are in ``backlog`` (they are queued)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QueueInfo:
+    """One queue as the operator sees it (:meth:`adapters.queues.Queues.list`)."""
+
+    name: str
+    paused: bool
+    paused_at: datetime | None
+    """When it was paused (the first pause's time, if paused twice)."""
+    paused_by: str | None
+    """Who paused it, as the caller said (the REST API: the operator key's label)."""
+    queued: int
+    """Jobs in state queued, parked ones (held by the pause) included, across tenants."""
+    oldest_queued_age: float | None
+    """Seconds since the oldest of them became queued; ``None`` when none is."""
+    running: int
+    """Jobs of this queue running now."""

@@ -52,6 +52,9 @@ class LedgerCollector(Collector):
         oldest = GaugeMetricFamily("switchyard_queue_oldest_seconds",
                                    "Age of the oldest queued job of each queue (0 when empty)",
                                    labels=["queue", "backend"])
+        paused = GaugeMetricFamily("switchyard_queue_paused",
+                                   "1 while the queue is paused (its jobs wait), else 0",
+                                   labels=["queue"])
         up = GaugeMetricFamily("switchyard_ledger_up", "1 if the ledger in Redis answered")
         try:
             queue_stats = self.adapter.queue_stats()
@@ -103,7 +106,9 @@ class LedgerCollector(Collector):
             depth.add_metric(["queued", self.adapter.name, queue], count)
             oldest.add_metric([queue, self.adapter.name],
                               max(0.0, now - since) if since is not None else 0.0)
-        yield from (enqueued, finished, duration, depth, oldest, up)
+        for queue in sorted(set(backlog) | set(queue_stats.paused)):
+            paused.add_metric([queue], 1 if queue in queue_stats.paused else 0)
+        yield from (enqueued, finished, duration, depth, oldest, paused, up)
 
 
 def make_registry(adapter: Switchyard) -> CollectorRegistry:

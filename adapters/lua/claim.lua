@@ -1,6 +1,7 @@
 -- Decide whether a delivery runs, and mark the job started if so.
 -- ARGV: ns, now, id, token, worker, lease_seconds, job_ttl
 -- -> {'drop', why} | {'defer', when} | {'run', the values of CLAIM_FIELDS...}
+--    (why 'paused': parked in {ns}parked:{queue})
 local id, token = ARGV[3], ARGV[4]
 local key = ns .. 'job:' .. id
 local names = {'state', 'token', 'expires_at', 'rate', 'type', 'attempts', 'queue', 'events',
@@ -21,6 +22,16 @@ if s.expires_at and s.expires_at ~= '' and tonumber(s.expires_at) <= now then
   wf_end(key, 'canceled', tonumber(ARGV[7]))
   close(key, tonumber(ARGV[7]))
   return {'drop', 'expired'}
+end
+-- A paused queue (adapters/queues.py): the job stays queued, parked by when it became
+-- queued until the queue is resumed; this delivery is used up (its token cleared).
+if redis.call('HEXISTS', ns .. 'paused', s.queue) == 1 then
+  local since = redis.call('ZSCORE', ns .. 'queued:' .. s.queue, id) or ARGV[2]
+  redis.call('HSET', key, 'token', '', 'events', append(s.events, ev('queued', s.attempts, {reason='queue_paused'})))
+  redis.call('ZADD', ns .. 'parked:' .. s.queue, since, id)
+  redis.call('SADD', ns .. 'parked', s.queue)
+  redis.call('ZREM', ns .. 'dispatching', id)
+  return {'drop', 'paused'}
 end
 if s.rate and s.rate ~= '' then
   local limit, window = string.match(s.rate, '^(%d+) (.+)$')

@@ -97,17 +97,19 @@ def problems(blp: flask_smorest.Blueprint, *codes: int):
 
 def init_app(app: flask.Flask) -> Api:
     """Create the Api, register every resource's blueprint and the docs' static files."""
-    from . import docs, health, hooks, jobs, reports, schedules, stats, workflows
+    from . import docs, health, hooks, jobs, queues, reports, schedules, stats, workflows
 
     api = Api(app)
     app.url_map.converters["job_id"] = jobs.JobIdConverter
     api.register_converter(jobs.JobIdConverter, lambda converter: {"type": "string"})
+    queues.register_converter(app, api)
     api.register_blueprint(jobs.blp)
     jobs.document_job_types(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(workflows.blp)
     workflows.document_workflows(api)
     api.register_blueprint(schedules.blp)
     schedules.document_schedules(api, app.extensions["switchyard"].settings.adapter.max_timeout)
+    api.register_blueprint(queues.blp)
     api.register_blueprint(reports.blp)
     api.register_blueprint(stats.blp)
     api.register_blueprint(hooks.blp)
