@@ -13,7 +13,6 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
     {ns}leases                zset: running jobs, by the time their lease runs out
     {ns}expiries              zset: jobs with ``expires_at`` that have not started
     {ns}queues                set: every queue a job was ever enqueued to
-    {ns}tenants               set: every tenant that ever had a job
     {ns}queued:{queue}        zset: the queue's jobs in state queued, by when they became so
     {ns}rl:{type}             zset: recent starts of a rate-limited job type
     {ns}workers, {ns}worker:{id}   live workers and what they listen to

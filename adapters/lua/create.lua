@@ -39,7 +39,6 @@ for r, rec in ipairs(recs) do
   end
 end
 local out = {}
-local tenants = {}
 for _, rec in ipairs(recs) do
   local f = rec.f
   if rec.hit then
@@ -54,11 +53,6 @@ for _, rec in ipairs(recs) do
     fields[#fields + 1] = ev(f['state'], 0)
     redis.call('HSET', key, unpack(fields))
     redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
-    if not tenants[f['tenant']] then
-      -- every tenant that ever had a job, for a walk over all of them (once per call)
-      redis.call('SADD', ns .. 'tenants', f['tenant'])
-      tenants[f['tenant']] = true
-    end
     if f['state'] == 'scheduled' then
       if f['waiting'] ~= '1' then redis.call('ZADD', ns .. 'due', f['run_at'], id) end
     elseif grace >= 0 then
