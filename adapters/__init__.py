@@ -1,5 +1,6 @@
 """Switchyard's queue engines behind one small interface; knows nothing of Flask."""
 
+from . import bulk_job  # noqa: F401 - registers switchyard.bulk in every process
 from .client import KeySpace, Switchyard, create_adapter
 from .context import JobContext
 from .engine import Dispatch, Engine

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import redis
 
+from . import audit as _audit, bulk as _bulk
 from .connections import QUIET_CLIENT, redis_client
 from .engine import Engine
 from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidState, JobNotFound,
@@ -29,7 +30,7 @@ from .resolve import resolve_engine
 from .search import Searching
 from .settings import AdapterSettings
 from .types import Capability, JobInfo, JobState, QueueStats, WorkerInfo, utc
-from .validation import build_records
+from .validation import build_records, replay
 from .workflows import Workflows
 
 log = logging.getLogger("switchyard.adapter")
@@ -324,13 +325,16 @@ class Switchyard(Workflows, Searching):
         """Replay a failed or canceled job as a new job with the same type and payload."""
         self.require(Capability.RETRY_FAILED, "retrying failed jobs")
         info = self.get(job_id, tenant=tenant)
-        if info.state not in (JobState.FAILED, JobState.CANCELED):
-            raise InvalidState(f"job {job_id} is {info.state.value}; only failed or canceled "
-                               "jobs can be retried", state=info.state.value)
-        options = JobOptions(queue=info.queue, priority=info.priority,
-                             max_retries=info.max_retries, timeout=info.timeout)
-        return self.enqueue(info.type, info.payload, options, tenant=info.tenant,
-                            links=info.links or None, retry_of=info.id)
+        spec, links = replay(info)
+        return self.enqueue(*spec, tenant=info.tenant, links=links, retry_of=info.id)
+
+    def bulk(self):
+        """Retry, cancel or delete every job a filter matches, as a job (:mod:`.bulk`)."""
+        return _bulk.Bulk(self)
+
+    def audit(self):
+        """The audit log: who did what, when (:mod:`.audit`)."""
+        return _audit.Audit(self)
 
     def schedules(self, catch_up: int = 1):
         """The schedule store (create/get/list/update/delete) on this ledger."""

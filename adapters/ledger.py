@@ -98,6 +98,7 @@ class Ledger(LedgerQueries):
         self._create = client.register_script(scripts.source("create"))
         self._create_loaded = False
         self._delete = client.register_script(scripts.source("delete"))
+        self._purge = client.register_script(scripts.source("purge"))
         self._claim = client.register_script(scripts.source("claim"))
         self._finish = client.register_script(scripts.source("finish"))
         self._cancel = client.register_script(scripts.source("cancel"))
@@ -181,6 +182,24 @@ class Ledger(LedgerQueries):
             pipe.delete(f"{self.ns}wf:{workflow['id']}")
             pipe.zrem(f"{self.ns}wft:{workflow['tenant']}", workflow["id"])
         pipe.execute()
+
+    def cancel_many(self, job_ids: list[str], reason: str, now: float) -> list[str]:
+        """:meth:`cancel` of each job, in one round trip; the outcome of each."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._cancel(args=[self.ns, repr(now), job_id, reason, self.s.job_ttl], client=pipe)
+        return pipe.execute()
+
+    def purge_many(self, job_ids: list[str], now: float,
+                   states: tuple[str, ...] = ()) -> list[str]:
+        """Delete jobs for good (only those in one of ``states``, if given), in one round
+        trip: ``deleted``, ``running`` (refused), ``changed`` (in another state now) or
+        ``missing`` each; a waiting job ends canceled first (``lua/purge.lua``)."""
+        pipe = self.r.pipeline(transaction=False)
+        allowed = ",".join(states)
+        for job_id in job_ids:
+            self._purge(args=[self.ns, repr(now), job_id, self.s.job_ttl, allowed], client=pipe)
+        return pipe.execute()
 
     def dispatched(self, job_ids: list[str], pipeline: redis.client.Pipeline | None = None) -> None:
         """The engine has the jobs: lift their dispatch guard (in ``pipeline`` if given, so

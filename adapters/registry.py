@@ -13,11 +13,13 @@ from .errors import ConfigurationError, UnknownJobType
 from .payloads import check_payload
 
 __all__ = ["job", "JobDefinition", "get_definition", "definitions", "load_job_modules",
-           "parse_rate"]
+           "parse_rate", "BUILTIN_PREFIX"]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
+BUILTIN_PREFIX = "switchyard."
+"""The names of Switchyard's own job types; no job module may take one."""
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -65,6 +67,10 @@ class JobDefinition:
     examples: tuple[dict, ...] = ()
     """Example payloads, each valid for the job type (checked at registration):
     ``flask --app wsgi compare --jobs <module>`` runs each one on every engine."""
+    builtin: bool = False
+    """Switchyard's own (``switchyard.*``, e.g. the bulk operation): registered in every
+    process by the adapters, enqueued only by Switchyard itself; left out of
+    :func:`definitions`, so no caller can enqueue it and no spec lists it."""
 
     def retry_delay(self, retry_number: int, rand: Callable[[float, float], float]) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
@@ -80,10 +86,12 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
         retry_backoff: float = 1.0, retry_backoff_max: float = 600.0,
         retry_jitter: bool = True, timeout: float | None = None,
         rate_limit: str | None = None, schema: Any = None,
-        examples: list[dict] | tuple[dict, ...] = ()):
+        examples: list[dict] | tuple[dict, ...] = (), builtin: bool = False):
     """Register ``func(ctx, **payload)`` as the job ``name``; returns the function unchanged."""
     if not _NAME.match(name):
         raise ConfigurationError(f"job name {name!r} must be letters, digits, '.', '_' or '-'")
+    if builtin != name.startswith(BUILTIN_PREFIX):
+        raise ConfigurationError(f"job {name!r}: the names {BUILTIN_PREFIX}* are Switchyard's own")
     if priority not in ("high", "default", "low"):
         raise ConfigurationError(f"priority {priority!r} must be high, default or low")
 
@@ -104,7 +112,7 @@ def job(name: str, *, queue: str = "default", priority: str = "default",
             retry_jitter=retry_jitter, timeout=timeout,
             rate_limit=parse_rate(rate_limit) if rate_limit else None,
             schema=schema, examples=tuple(dict(e) for e in examples),
-            description=(inspect.getdoc(func) or "").split("\n")[0],
+            description=(inspect.getdoc(func) or "").split("\n")[0], builtin=builtin,
         )
         func.job_name = name
         return func
@@ -137,8 +145,8 @@ def get_definition(name: str) -> JobDefinition:
 
 
 def definitions() -> dict[str, JobDefinition]:
-    """A copy of the registry."""
-    return dict(_registry)
+    """The job types callers may enqueue (a copy; Switchyard's built-in types left out)."""
+    return {name: d for name, d in _registry.items() if not d.builtin}
 
 
 def load_job_modules(modules: str | list[str] | None = None) -> list[str]:

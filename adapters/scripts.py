@@ -15,7 +15,7 @@ from . import record
 
 __all__ = ["NAMES", "constants", "source"]
 
-NAMES = ("create", "delete", "claim", "finish", "cancel", "heartbeat", "progress",
+NAMES = ("create", "delete", "purge", "claim", "finish", "cancel", "heartbeat", "progress",
          "redeliver", "maintain", "failure_groups", "minutes", "unpark")
 """Every script of the ledger (``adapters/lua/<name>.lua``)."""
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from . import record
-from .errors import InvalidJob, UnknownJobType
+from .errors import InvalidJob, InvalidState, UnknownJobType
 from .jsonlimits import json_problems, lone_surrogate
 from .options import JobOptions, Priority
 from .payloads import check_payload, flatten_errors
@@ -29,7 +29,7 @@ from .types import Capability, JobState
 
 __all__ = ["QUEUE_NAME", "SCHEDULE_NAME", "PRIORITIES", "MAX_KEY_LENGTH", "MAX_BATCH", "WORKFLOW_KINDS",
            "build_record", "build_records", "build_workflow", "prefixed", "check_payload",
-           "flatten_errors", "timestamp"]
+           "flatten_errors", "timestamp", "replay"]
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """A queue name: 1-64 letters, digits, ``_``, ``-`` or ``.``."""
@@ -68,9 +68,13 @@ def timestamp(value: datetime | float | None, field: str) -> float | None:
                      {f"options.{field}": ["must be a datetime or a Unix timestamp"]})
 
 
-def _definition(job_type: str) -> JobDefinition:
+def _definition(job_type: str, builtin: bool = False) -> JobDefinition:
+    """The job type's definition; Switchyard's own types only when ``builtin``."""
     try:
-        return get_definition(job_type)
+        definition = get_definition(job_type)
+        if definition.builtin and not builtin:
+            raise UnknownJobType(job_type)
+        return definition
     except UnknownJobType:
         known = ", ".join(sorted(definitions())) or "none"
         message = f"unknown job type {job_type!r}; known types: {known}"
@@ -83,10 +87,12 @@ def _refuse(option: str, message: str, why: str) -> InvalidJob:
 
 def build_record(client: Any, job_type: str, payload: dict | None,
                  options: JobOptions | None, tenant: str, now: float,
-                 links: dict | None = None, retry_of: str | None = None) -> dict:
-    """The ledger record of one job, or ``InvalidJob`` / ``UnsupportedFeature``."""
+                 links: dict | None = None, retry_of: str | None = None, *,
+                 builtin: bool = False) -> dict:
+    """The ledger record of one job, or ``InvalidJob`` / ``UnsupportedFeature``;
+    ``builtin`` lets Switchyard enqueue its own job types."""
     settings = client.settings
-    definition = _definition(job_type)
+    definition = _definition(job_type, builtin)
     options = options or JobOptions()
     payload = {} if payload is None else payload
     if not isinstance(payload, dict):
@@ -178,6 +184,17 @@ def build_record(client: Any, job_type: str, payload: dict | None,
         "links": links or {}, "token": uuid.uuid4().hex[:12]})
     rec["fingerprint"] = fingerprint  # for the ledger's idempotency check; not stored
     return rec
+
+
+def replay(info: Any) -> tuple[Spec, dict | None]:
+    """``((type, payload, options), links)`` of a failed or canceled job (a ``JobInfo``)
+    replayed as a new job: a retry, one by one or in bulk. ``InvalidState`` otherwise."""
+    if info.state not in (JobState.FAILED, JobState.CANCELED):
+        raise InvalidState(f"job {info.id} is {info.state.value}; only failed or canceled "
+                           "jobs can be retried", state=info.state.value)
+    options = JobOptions(queue=info.queue, priority=info.priority,
+                         max_retries=info.max_retries, timeout=info.timeout)
+    return (info.type, info.payload, options), info.links or None
 
 
 def build_records(client: Any, jobs: Iterable[Spec], tenant: str, now: float,

@@ -97,7 +97,7 @@ def problems(blp: flask_smorest.Blueprint, *codes: int):
 
 def init_app(app: flask.Flask) -> Api:
     """Create the Api, register every resource's blueprint and the docs' static files."""
-    from . import docs, health, hooks, jobs, queues, reports, schedules, stats, workflows
+    from . import audit, docs, health, hooks, jobs, queues, reports, schedules, stats, workflows
 
     api = Api(app)
     app.url_map.converters["job_id"] = jobs.JobIdConverter
@@ -110,6 +110,7 @@ def init_app(app: flask.Flask) -> Api:
     api.register_blueprint(schedules.blp)
     schedules.document_schedules(api, app.extensions["switchyard"].settings.adapter.max_timeout)
     api.register_blueprint(queues.blp)
+    api.register_blueprint(audit.blp)
     api.register_blueprint(reports.blp)
     api.register_blueprint(stats.blp)
     api.register_blueprint(hooks.blp)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import inspect
 
+import flask
 import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
 from adapters import JobFilter, JobInfo, JobOptions, definitions
+from adapters.audit import OPERATOR
 
+from ..audit import audited
 from ..auth import current_tenant, owning_tenant
 from ..errors import ValidationProblem
 from ..extensions import current
@@ -23,6 +26,7 @@ from ..schemas import (
     CURSOR_PATTERN,
     ListQuerySchema,
 )
+from ..schemas_ops import BulkRequestSchema
 from . import Blueprint, Resource, problems
 
 __all__ = ["blp", "job_body", "job_spec", "job_url", "document_job_types", "JobIdConverter"]
@@ -36,13 +40,13 @@ job_url = JOB.url
 
 
 class JobIdConverter(BaseConverter):
-    """A job id in a URL: any segment but ``batch``, which is a resource of its own.
+    """A job id in a URL: any segment but ``batch`` and ``bulk``, resources of their own.
 
     Without it ``/v1/jobs/batch`` also matches ``/v1/jobs/<job_id>``, so werkzeug
     answers OPTIONS there with ``Allow: GET`` and GET with a 404 instead of a 405.
     """
 
-    regex = r"(?!batch(?:/|$))[^/]+"
+    regex = r"(?!(?:batch|bulk)(?:/|$))[^/]+"
 
 
 def job_body(info: JobInfo) -> dict:
@@ -224,6 +228,37 @@ class Batch(MethodView):
         return {"items": [job_body(i) for i in infos]}, 202
 
 
+@blp.route("/bulk")
+class Bulk(MethodView):
+    """Act on every job a filter matches."""
+
+    @blp.arguments(BulkRequestSchema)
+    @blp.response(202, JobSchema, headers=JOB.location,
+                  description="Accepted: the operation, a job of type switchyard.bulk")
+    @problems(blp, 400, 401, 403, 413, 422, 429, 503)
+    def post(self, request):
+        """Retry, cancel or delete every job the filter matches, in the background.
+
+        The operation is a job (`GET /v1/jobs/{id}` follows it): its progress counts the
+        jobs acted on, its result is `{matched, done, skipped, errors}` (the last two by
+        reason). It acts on the jobs that matched when it was asked for: the new jobs a
+        retry makes are not matched again. Running jobs are not deleted (skipped as
+        `running`). A tenant's key acts on its own jobs only; an operator's key on one
+        tenant's (`filter.tenant`) or every tenant's. Each operation is in the audit log.
+        """
+        wanted = dict(request["filter"])
+        tenant = current_tenant()
+        if tenant is not None:
+            if wanted.get("tenant", tenant) != tenant:
+                flask.abort(403, "a tenant's key acts on its own tenant's jobs only")
+            wanted["tenant"] = tenant
+        if wanted.get("state") is not None:
+            wanted["state"] = wanted["state"].value
+        info = current().adapter.bulk().submit(request["action"], wanted, actor=flask.g.api_key,
+                                               owner=tenant or OPERATOR)
+        return job_body(info), 202, {"Location": job_url(info.id)}
+
+
 @blp.route("/<job_id:job_id>")
 class Job(MethodView):
     """One job."""
@@ -244,7 +279,9 @@ class Cancel(MethodView):
     @problems(blp, 401, 403, 404, 409, 429, 503)
     def post(self, job_id):
         """Cancel a scheduled, queued or running job; 409 if it already ended."""
-        return job_body(current().adapter.cancel(job_id, tenant=current_tenant()))
+        info = current().adapter.cancel(job_id, tenant=current_tenant())
+        audited("job.cancel", {"job": job_id}, 1)
+        return job_body(info)
 
 
 @blp.route("/<job_id>/retry")
@@ -256,4 +293,5 @@ class Retry(MethodView):
     def post(self, job_id):
         """Replay a failed or canceled job as a new job (its `retry_of` names the old one)."""
         info = current().adapter.retry(job_id, tenant=current_tenant())
+        audited("job.retry", {"job": job_id}, 1, {"new_job": info.id})
         return job_body(info), 202, {"Location": job_url(info.id)}

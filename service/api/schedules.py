@@ -12,6 +12,7 @@ from flask.views import MethodView
 from adapters import InvalidJob, InvalidState, JobNotFound, definitions
 from adapters.schedules import ScheduleInfo, next_cron_time, validate_cron, validate_timezone
 
+from ..audit import audited
 from ..auth import owning_tenant
 from ..errors import ValidationProblem, problem
 from ..extensions import current
@@ -121,6 +122,7 @@ class Schedules(MethodView):
         except InvalidState:
             flask.abort(problem(409, f"a schedule named {request['name']!r} already exists",
                                 errors={"name": ["already exists"]}))
+        audited("schedule.create", {"schedule": info.name})
         return schedule_body(info), 201, {"Location": schedule_url(info.name)}
 
     @blp.response(200, ScheduleListSchema)
@@ -166,6 +168,9 @@ class Schedule(MethodView):
             info = schedules.update(owning_tenant(), name, **changes)
         except JobNotFound:
             _not_found(name)
+        audited("schedule.update", {"schedule": name}, detail={
+            "changed": sorted(changes), **({"enabled": changes["enabled"]} if "enabled" in changes
+                                           else {})})
         return schedule_body(info)
 
     @blp.response(204, description="Removed; jobs it already made stay")
@@ -176,4 +181,5 @@ class Schedule(MethodView):
             current().adapter.schedules().delete(owning_tenant(), name)
         except JobNotFound:
             _not_found(name)
+        audited("schedule.delete", {"schedule": name})
         return None
