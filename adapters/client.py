@@ -18,16 +18,14 @@ from typing import Iterable, Iterator
 
 import redis
 
-from . import audit as _audit, bulk as _bulk
 from .connections import QUIET_CLIENT, redis_client
 from .engine import Engine
 from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidState, JobNotFound,
                      UnsupportedFeature, WaitTimeout, unavailable)
 from .ledger import Dispatch, Ledger
 from .options import JobOptions
-from .queues import Queues
 from .resolve import resolve_engine
-from .search import Searching
+from .operations import Operations
 from .settings import AdapterSettings
 from .types import Capability, JobInfo, JobState, QueueStats, WorkerInfo, utc
 from .validation import build_records, replay
@@ -51,7 +49,7 @@ class KeySpace:
         self.namespace = namespace
 
 
-class Switchyard(Workflows, Searching):
+class Switchyard(Workflows, Operations):
     """One ledger and one engine behind Switchyard's vocabulary."""
 
     def __init__(self, engine: type[Engine] | str | None = None,
@@ -328,24 +326,12 @@ class Switchyard(Workflows, Searching):
         spec, links = replay(info)
         return self.enqueue(*spec, tenant=info.tenant, links=links, retry_of=info.id)
 
-    def bulk(self):
-        """Retry, cancel or delete every job a filter matches, as a job (:mod:`.bulk`)."""
-        return _bulk.Bulk(self)
-
-    def audit(self):
-        """The audit log: who did what, when (:mod:`.audit`)."""
-        return _audit.Audit(self)
-
     def schedules(self, catch_up: int = 1):
         """The schedule store (create/get/list/update/delete) on this ledger."""
         from .schedules import Schedules
 
         self.require(Capability.SCHEDULES, "periodic schedules")
         return Schedules(self, catch_up=catch_up)
-
-    def queues(self) -> Queues:
-        """Pause, resume and list the queues (:class:`adapters.queues.Queues`)."""
-        return Queues(self)
 
     # -- the processes --------------------------------------------------------------
     def run_worker(self, queues: list[str] | None = None, concurrency: int = 1,
