@@ -17,7 +17,6 @@ import base64
 import binascii
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -32,6 +31,8 @@ from limits import parse_many
 from adapters import AdapterSettings, ConfigurationError, resolve_engine
 from adapters.env import Env, parse_bool
 
+from service.apikeys import (OPERATOR_TENANT, READ_ONLY_SUFFIX, ApiKey, parse_api_keys,  # noqa: F401
+                             session_secret)
 from service.ssrf import AllowList
 
 __all__ = [
@@ -60,74 +61,7 @@ DEFAULT_RATE_LIMIT = "600/minute"
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 DEFAULT_JOB_MODULES = "service.jobs"
 
-_TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_KEY = re.compile(r"[!-~]{8,256}")  # printable ASCII, no spaces, no commas (split on them)
 _SOURCE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ApiKey:
-    """One API key: its tenant and the SHA-256 of the key (the key itself is not kept)."""
-
-    tenant: str
-    """The key's tenant; ``"*"`` for an operator's key, which sees every tenant's jobs."""
-    digest: bytes
-    """``sha256(key)``; compared in constant time with the digest of a presented key."""
-    label: str
-    """A short, non-secret name for the key in logs and rate-limit buckets."""
-    read_only: bool = False
-    """Given as ``tenant+read:key``: the key reads, and changes nothing."""
-
-    @property
-    def operator(self) -> bool:
-        """A key of every tenant (``*:key``, or ``*+read:key`` to read only)."""
-        return self.tenant == OPERATOR_TENANT
-
-    @property
-    def role(self) -> str:
-        """``tenant``, ``tenant-read``, ``operator`` or ``operator-read`` (logs, audit, pages)."""
-        return ("operator" if self.operator else "tenant") + ("-read" if self.read_only else "")
-
-
-OPERATOR_TENANT = "*"
-READ_ONLY_SUFFIX = "+read"
-
-
-def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
-    """``tenant:key,tenant:key`` -> keys; ``ConfigurationError`` on anything malformed.
-
-    A tenant written ``acme+read`` gives a read-only key of ``acme``; the tenant ``*``
-    gives an operator's key (every tenant), ``*+read`` a read-only one.
-    """
-    keys: list[ApiKey] = []
-    seen: dict[bytes, str] = {}
-    for position, item in enumerate((raw or "").split(","), start=1):
-        item = item.strip()
-        if not item:
-            continue
-        tenant, sep, key = item.partition(":")
-        read_only = tenant.endswith(READ_ONLY_SUFFIX)
-        if read_only:
-            tenant = tenant[:-len(READ_ONLY_SUFFIX)]
-        if not sep or not (tenant == OPERATOR_TENANT or _TENANT.fullmatch(tenant)):
-            raise ConfigurationError(
-                f"API_KEYS entry {position} is not 'tenant:key' (tenant: 1-64 letters, digits, "
-                "'_', '-' or '.'; '*' for an operator; '+read' after it for a read-only key)")
-        if not _KEY.fullmatch(key):
-            raise ConfigurationError(
-                f"API_KEYS entry {position} (tenant {tenant!r}): the key must be 8-256 printable "
-                "characters without spaces or commas")
-        digest = hashlib.sha256(key.encode()).digest()
-        given = tenant + (READ_ONLY_SUFFIX if read_only else "")
-        if digest in seen and seen[digest] != given:
-            raise ConfigurationError(
-                f"API_KEYS entry {position}: the same key is given to tenants {seen[digest]!r} "
-                f"and {given!r}; a key belongs to one tenant, with one role")
-        seen[digest] = given
-        keys.append(ApiKey(tenant=tenant, digest=digest, read_only=read_only,
-                           label=f"{'operator' if tenant == OPERATOR_TENANT else tenant}"
-                                 f"/{digest.hex()[:12]}"))
-    return tuple(keys)
 
 
 def signing_key(value: str, name: str) -> str:
@@ -376,6 +310,8 @@ class Settings:
     """``REDIS_URL``, ``CELERY_BROKER_URL`` and the ``SWITCHYARD_*`` adapter settings."""
     api_keys: tuple[ApiKey, ...]
     """``API_KEYS``: ``tenant:key,tenant:key``."""
+    secret_key: str = dataclasses.field(repr=False)
+    """``SECRET_KEY`` (signs the dashboard's sessions); unset, derived from ``API_KEYS``."""
     rate_limit: str
     """``RATE_LIMIT``: requests per API key, e.g. ``600/minute`` or ``10/second;600/minute``."""
     max_content_length: int
@@ -409,10 +345,12 @@ class Settings:
         except ValueError:
             raise ConfigurationError(f"RATE_LIMIT={rate_limit!r} is not like '600/minute' or "
                                      "'10/second;600/minute'") from None
+        api_keys = parse_api_keys(read.text("API_KEYS"))
         return cls(
             backend=backend,
             adapter=adapter,
-            api_keys=parse_api_keys(read.text("API_KEYS")),
+            api_keys=api_keys,
+            secret_key=session_secret(read.raw("SECRET_KEY") or "", api_keys),
             rate_limit=rate_limit,
             max_content_length=read.integer("MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, 1),
             job_modules=read.text("JOB_MODULES", DEFAULT_JOB_MODULES),
