@@ -28,8 +28,11 @@ SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or \
-        shutil.which("chromium-browser")
+    """``CHROMIUM`` if set, else the ``chromium`` on PATH (Debian's package)."""
+    given = os.environ.get("CHROMIUM")
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def browser_missing() -> str | None:
