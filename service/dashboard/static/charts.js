@@ -20,7 +20,8 @@
         { label: "succeeded", stroke: "#1e7a3c" }, { label: "failed", stroke: "#b3261e" }] },
         [t, ok, bad], box),
       new uPlot({ width: width(rt), height: 220, series: [{},
-        { label: "p50 s", stroke: "#2457a6" }, { label: "p95 s", stroke: "#9a6700" }] },
+        { label: "p50 s", stroke: "#2457a6", spanGaps: true, points: { show: true } },
+        { label: "p95 s", stroke: "#9a6700", spanGaps: true, points: { show: true } }] },
         [t, p50, p95], rt)
     ];
   }
