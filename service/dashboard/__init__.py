@@ -184,6 +184,7 @@ def init_app(app: flask.Flask) -> None:
 
     session.configure(app, current_settings(app).secret_key)
     app.register_blueprint(bp)
+    signin.limit_guessing(app)
 
 
 def current_settings(app: flask.Flask):

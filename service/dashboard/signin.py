@@ -25,6 +25,22 @@ def login():
     return flask.redirect(target)
 
 
+LOGIN_FAILURES = "20/minute"
+"""Wrong keys a client address may try at ``/login`` (right ones are not counted)."""
+
+
+def limit_guessing(app: flask.Flask) -> None:
+    """Count refused sign-ins per client address in the shared limiter (429 above
+    ``LOGIN_FAILURES``), so the form is no faster a way to guess keys than the API."""
+    limiter = app.extensions.get("switchyard_limiter")
+    if limiter is None:
+        return
+    limited = limiter.limit(LOGIN_FAILURES, methods=["POST"],
+                            key_func=lambda: f"login:{flask.request.remote_addr}",
+                            deduct_when=lambda response: response.status_code == 401)
+    app.view_functions["dashboard.login"] = limited(login)
+
+
 @bp.route("/logout", methods=["POST"])
 def logout():
     session.sign_out()

@@ -130,3 +130,22 @@ def test_csrf_missing_is_400_and_wrong_is_403(app, adapter, as_key):
 def test_the_api_keeps_bearer_auth_and_ignores_the_session(as_key):
     client = as_key(ACME_KEY)
     assert client.get("/v1/jobs").status_code == 401
+
+
+def test_guessing_keys_at_the_form_is_rate_limited(app):
+    client = app.test_client()
+    token = csrf(client.get("/login"))
+
+    def attempt(key, who=client, tok=None):
+        return who.post("/login", data={"csrf_token": tok or token, "api_key": key}).status_code
+
+    assert [attempt(f"guess-{i:04d}x") for i in range(19)] == [401] * 19
+    assert attempt(ACME_KEY) == 302  # a right key does not count
+    client.post("/logout", data={"csrf_token": csrf(client.get("/"))})
+    token = csrf(client.get("/login"))
+    assert attempt("guess-last-x") == 401
+    assert attempt("guess-over-x") == 429
+    assert attempt(ACME_KEY) == 429  # held back for the rest of the minute
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.0.0.2"  # another address is not
+    assert attempt(ACME_KEY, other, csrf(other.get("/login"))) == 302
