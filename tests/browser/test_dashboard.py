@@ -82,6 +82,8 @@ def test_pause_a_queue_and_see_its_jobs_wait(page, stack):
                                     JobOptions(queue="slow"), tenant="acme")
     control = stack.adapter.enqueue("demo.echo", {"message": "go"}, tenant="acme")
     _ended(stack, control.id, JobState.SUCCEEDED)  # the worker is up and taking jobs
+    page.goto(f"{stack.url}/ui/jobs/{waiting.id}")
+    assert page.locator(".headline .state").inner_text() == "queued"
     assert stack.adapter.get(waiting.id).state is JobState.QUEUED
     page.goto(f"{stack.url}/ui/queues/slow/resume")
     page.click("#confirm")
