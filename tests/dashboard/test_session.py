@@ -149,3 +149,10 @@ def test_guessing_keys_at_the_form_is_rate_limited(app):
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "10.0.0.2"  # another address is not
     assert attempt(ACME_KEY, other, csrf(other.get("/login"))) == 302
+
+
+def test_the_pages_json_needs_the_session(app, adapter):
+    job = adapter.enqueue("demo.echo", {"message": "hi"}, tenant="acme")
+    response = app.test_client().get(f"/ui/api/jobs/{job.id}")
+    assert response.status_code == 401
+    assert response.headers["Content-Type"].startswith("application/problem+json")
