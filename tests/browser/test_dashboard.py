@@ -48,6 +48,8 @@ def test_retry_a_failed_job(page, stack):
                                    JobOptions(max_retries=0), tenant="acme")
     _ended(stack, failed.id, JobState.FAILED)
     sign_in(page, stack.url, ACME_KEY)
+    page.goto(f"{stack.url}/ui/failures")
+    assert "api.fail_once" in page.locator("main table").inner_text()  # grouped, or listed
     page.goto(f"{stack.url}/ui/jobs/{failed.id}")
     assert "failing once on purpose" in page.locator(".error-box").inner_text()
     page.click("#retry")
