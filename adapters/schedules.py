@@ -21,6 +21,7 @@ from croniter import croniter
 
 from .errors import IdempotencyKeyReused, InvalidJob, InvalidState, JobNotFound, unavailable
 from .options import JobOptions
+from .types import JobInfo
 from .validation import SCHEDULE_NAME, build_record, prefixed
 
 __all__ = ["Schedules", "ScheduleInfo", "next_cron_time", "validate_cron", "validate_timezone"]
@@ -292,6 +293,27 @@ class Schedules:
             pipe.srem(f"{self.ns}sched:t:{tenant}", name)
             pipe.zrem(self.index, f"{tenant}/{name}")
             pipe.execute()
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has schedules (for an operator's view of all of them)."""
+        prefix = f"{self.ns}sched:t:"
+        with unavailable("cannot read from Redis"):
+            return sorted(k[len(prefix):] for k in self.r.scan_iter(match=f"{prefix}*"))
+
+    def run_now(self, tenant: str, name: str) -> JobInfo:
+        """Enqueue the schedule's job once, now, and record it as the schedule's last run
+        (``last_run_at``, ``last_job_id``); its next regular run stays where it was. The
+        job's links name the schedule and ``"run": "manual"``, so it reads as a run of it."""
+        info = self.get(tenant, name)
+        now = time.time()
+        job = self.adapter.enqueue(info.job_type, info.payload, JobOptions(**info.options),
+                                   tenant=tenant,
+                                   links={"schedule": name, "tick": _iso(now), "run": "manual"})
+        with unavailable("cannot write to Redis"):
+            if self.r.exists(self._key(tenant, name)):  # not re-created by a delete meanwhile
+                self.r.hset(self._key(tenant, name),
+                            mapping={"last_run_at": repr(now), "last_job_id": job.id})
+        return job
 
     # -- firing --------------------------------------------------------------------------
     def seconds_to_next(self, now: float | None = None) -> float | None:

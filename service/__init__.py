@@ -11,7 +11,7 @@ from flask import Flask
 from adapters import create_adapter, load_job_modules
 from adapters.connections import check_tls
 
-from . import api, auth, body_limit, cli, config, errors, ratelimit
+from . import api, auth, body_limit, cli, config, dashboard, errors, ratelimit
 from .api import SPEC_DEFAULTS
 from .extensions import Switchyard
 from .metrics import make_registry
@@ -56,5 +56,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app, settings)
     body_limit.init_app(app)  # after both: a body is read only for a caller let in
     api.init_app(app)  # its Api sends HTTP errors through errors.handle_http_exception too
+    dashboard.init_app(app)  # the operator's page at /, on a session of its own
     cli.init_app(app)
     return app

@@ -8,7 +8,7 @@ import hmac
 import flask
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from .keys import ApiKey
+from .apikeys import ApiKey
 
 __all__ = ["authenticate", "current_tenant", "owning_tenant", "rate_limit_key", "needs_key",
            "init_app", "READ_METHODS"]

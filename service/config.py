@@ -17,7 +17,6 @@ import base64
 import binascii
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -32,8 +31,8 @@ from limits import parse_many
 from adapters import AdapterSettings, ConfigurationError, resolve_engine
 from adapters.env import Env, parse_bool
 
-from service.keys import TENANT as _TENANT
-from service.keys import ApiKey, OPERATOR_TENANT, parse_api_keys
+from service.apikeys import (OPERATOR_TENANT, READ_ONLY_SUFFIX, ApiKey, parse_api_keys,  # noqa: F401
+                             session_secret)
 from service.ssrf import AllowList
 
 __all__ = [
@@ -63,8 +62,6 @@ DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 DEFAULT_JOB_MODULES = "service.jobs"
 
 _SOURCE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
 
 
 def signing_key(value: str, name: str) -> str:
@@ -313,6 +310,8 @@ class Settings:
     """``REDIS_URL``, ``CELERY_BROKER_URL`` and the ``SWITCHYARD_*`` adapter settings."""
     api_keys: tuple[ApiKey, ...]
     """``API_KEYS``: ``tenant:key,tenant:key``."""
+    secret_key: str = dataclasses.field(repr=False)
+    """``SECRET_KEY`` (signs the dashboard's sessions); unset, derived from ``API_KEYS``."""
     rate_limit: str
     """``RATE_LIMIT``: requests per API key, e.g. ``600/minute`` or ``10/second;600/minute``."""
     max_content_length: int
@@ -346,10 +345,12 @@ class Settings:
         except ValueError:
             raise ConfigurationError(f"RATE_LIMIT={rate_limit!r} is not like '600/minute' or "
                                      "'10/second;600/minute'") from None
+        api_keys = parse_api_keys(read.text("API_KEYS"))
         return cls(
             backend=backend,
             adapter=adapter,
-            api_keys=parse_api_keys(read.text("API_KEYS")),
+            api_keys=api_keys,
+            secret_key=session_secret(read.raw("SECRET_KEY") or "", api_keys),
             rate_limit=rate_limit,
             max_content_length=read.integer("MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, 1),
             job_modules=read.text("JOB_MODULES", DEFAULT_JOB_MODULES),

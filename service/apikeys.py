@@ -1,23 +1,23 @@
-"""``API_KEYS``: who may call, for which tenant, in which role.
+"""API keys (``API_KEYS``) and what is derived from them: the key records, their roles,
+and the dashboard's session secret when ``SECRET_KEY`` is unset.
 
-Kept apart from :mod:`service.config` (which reads it at start-up) so the rule for a key
-and its role is in one small place: the API's ``auth`` and the operator's page use it.
+A part of the settings (:mod:`service.config` reads and re-exports it): kept apart so
+that the one settings module stays short enough to read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import re
 
 from adapters import ConfigurationError
 
-__all__ = ["ApiKey", "OPERATOR_TENANT", "READ_ONLY_SUFFIX", "TENANT", "parse_api_keys"]
+__all__ = ["ApiKey", "OPERATOR_TENANT", "READ_ONLY_SUFFIX", "parse_api_keys", "session_secret"]
 
-TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-"""A tenant's name (and an inbound hook's ``HOOK_TENANT``)."""
+_TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY = re.compile(r"[!-~]{8,256}")  # printable ASCII, no spaces, no commas (split on them)
-_TENANT = TENANT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +83,25 @@ def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
                            label=f"{'operator' if tenant == OPERATOR_TENANT else tenant}"
                                  f"/{digest.hex()[:12]}"))
     return tuple(keys)
+
+
+MIN_SECRET_KEY = 32
+
+
+def session_secret(given: str, keys: tuple[ApiKey, ...]) -> str:
+    """The key that signs the dashboard's session cookies.
+
+    ``SECRET_KEY`` when set (at least 32 characters). Unset, it is derived from the
+    configured keys' digests with HMAC, so every web process and machine given the same
+    ``API_KEYS`` agrees on it without sharing another secret; changing ``API_KEYS``
+    then signs every session out. The digests are secret (a key's digest is not its
+    key, but it is never shown), so the derived value is as secret as they are.
+    """
+    if given:
+        if len(given) < MIN_SECRET_KEY:
+            raise ConfigurationError(f"SECRET_KEY must be at least {MIN_SECRET_KEY} characters "
+                                     f"(it has {len(given)}); e.g. python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))'")
+        return given
+    material = b"".join(sorted(k.digest for k in keys))
+    return hmac.new(b"switchyard dashboard session v1", material, hashlib.sha256).hexdigest()

@@ -1,0 +1,215 @@
+"""What the pages read and do, through the client, whichever of its parts exist.
+
+The client's indexed reads (``client.search()``), queue pausing (``client.queues()``),
+audit log (``client.audit()``) and bulk actions (``adapters.bulk``) are optional here:
+each is looked for, and a page without it falls back to the plain client calls
+(``client.list``, ``queue_stats``) or hides the control. Nothing here knows the web.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib
+import re
+from typing import Any
+
+from adapters import JobInfo, JobNotFound, JobState
+
+__all__ = ["Filters", "features", "page", "find", "counts", "failure_groups", "queue_rows",
+           "audit", "audit_entries", "bulk_start", "schedules", "STATES"]
+
+STATES = tuple(s.value for s in JobState)
+_CURSOR = re.compile(r"[0-9][0-9.eE+-]{0,40}(\|[A-Za-z0-9_.:-]{0,200})?")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+def _bulk_module():
+    try:
+        return importlib.import_module("adapters.bulk")
+    except ImportError:
+        return None
+
+
+def features(client) -> dict[str, bool]:
+    """Which optional parts of the client this page can use."""
+    bulk = _bulk_module()
+    return {"search": callable(getattr(client, "search", None)),
+            "queues": callable(getattr(client, "queues", None)),
+            "audit": callable(getattr(client, "audit", None)),
+            "bulk": bulk is not None and callable(getattr(bulk, "start", None))}
+
+
+def _when(text: str, field: str, problems: list[str]) -> float | None:
+    """A ``datetime-local`` value (read as UTC) or ISO time; None and a problem if not one."""
+    if not text:
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(text[:40])
+    except ValueError:
+        problems.append(f"{field}: not a date and time")
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=datetime.timezone.utc)
+    return at.timestamp()
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    """The jobs a list (or a bulk action) is about, from a query string or a form."""
+
+    tenant: str | None = None
+    state: str | None = None
+    type: str | None = None
+    queue: str | None = None
+    after: float | None = None
+    before: float | None = None
+    cursor: str | None = None
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, args, tenant: str | None) -> "Filters":
+        """Read ``args`` (a tenant's key: its own tenant, whatever ``args`` say); whatever
+        is not a valid value is dropped with a word in ``problems``, never an error."""
+        problems: list[str] = []
+
+        def name(field):
+            value = (args.get(field) or "").strip()
+            if value and not _NAME.fullmatch(value):
+                problems.append(f"{field}: letters, digits, '_', '.', ':' or '-' only")
+                return None
+            return value or None
+
+        state = (args.get("state") or "").strip() or None
+        if state is not None and state not in STATES:
+            problems.append("state: not a state")
+            state = None
+        cursor = (args.get("cursor") or "").strip() or None
+        if cursor is not None and not _CURSOR.fullmatch(cursor):
+            problems.append("cursor: not one this page gave out")
+            cursor = None
+        return cls(tenant=tenant if tenant is not None else name("tenant"), state=state,
+                   type=name("type"), queue=name("queue"),
+                   after=_when((args.get("after") or "").strip(), "after", problems),
+                   before=_when((args.get("before") or "").strip(), "before", problems),
+                   cursor=cursor, problems=tuple(problems))
+
+    def query(self, **changes) -> dict[str, str]:
+        """The filter as query arguments (for links: the next page, a bulk action)."""
+        f = dataclasses.replace(self, **changes)
+
+        def iso(at):
+            return datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S") if at is not None else None
+        out = {"tenant": f.tenant, "state": f.state, "type": f.type, "queue": f.queue,
+               "after": iso(f.after), "before": iso(f.before), "cursor": f.cursor}
+        return {k: v for k, v in out.items() if v}
+
+    def job_filter(self):
+        """The filter as ``adapters.search.JobFilter`` (exclusive created bounds)."""
+        from adapters.search import JobFilter
+
+        return JobFilter(tenant=self.tenant, state=self.state, type=self.type,
+                         queue=self.queue, created_after=self.after,
+                         created_before=self.before)
+
+
+def page(client, f: Filters, limit: int = 50) -> tuple[list[JobInfo], str | None, str | None]:
+    """``(jobs, next cursor, note)``: newest first, by the indexes when the client has
+    them; else by ``client.list``, which filters a tenant's jobs by state and type only."""
+    if features(client)["search"]:
+        items, cursor = client.search().page(f.job_filter(), limit=limit, cursor=f.cursor)
+        return items, cursor, None
+    if f.tenant is None:
+        return [], None, "give a tenant to list its jobs (this client lists one tenant's)"
+    try:
+        items, cursor = client.list(tenant=f.tenant, state=f.state, job_type=f.type,
+                                    limit=limit, cursor=f.cursor)
+    except ValueError:
+        return [], None, "that page is gone; start again from the first"
+    note = "queue and time filters need the indexed search" if (
+        f.queue or f.after or f.before) else None
+    return items, cursor, note
+
+
+def find(client, tenant: str | None, text: str) -> JobInfo | None:
+    """The job with id ``text``, else the one a tenant's idempotency key ``text`` names
+    (``tenant/key`` for an operator); None for nothing visible to ``tenant``."""
+    text = text.strip()[:300]
+    if not text:
+        return None
+    try:
+        return client.get(text, tenant=tenant)
+    except JobNotFound:
+        pass
+    owner, key = tenant, text
+    if tenant is None:
+        owner, sep, key = text.partition("/")
+        if not sep:
+            return None
+    if features(client)["search"]:
+        return client.search().by_idempotency_key(owner, key)
+    held = client.redis.get(client.ledger.idempotency_key(owner, key))
+    if not held:
+        return None
+    try:
+        return client.get(held.split(" ", 1)[0], tenant=owner)
+    except JobNotFound:
+        return None
+
+
+def counts(client, tenant: str | None) -> dict[str, int] | None:
+    """Jobs per state of the tenant (or of all); None when the client cannot count them."""
+    if features(client)["search"]:
+        return client.search().counts(tenant)
+    if tenant is None:
+        return dict(client.queue_stats().states)
+    return None
+
+
+def failure_groups(client, tenant: str | None) -> dict | None:
+    """Failed jobs grouped by type and error type (None without the indexed search)."""
+    if not features(client)["search"]:
+        return None
+    return client.search().failure_groups(tenant, limit=50)
+
+
+def queue_rows(client) -> list[dict[str, Any]]:
+    """Per queue: name, paused, queued, oldest age (s), running, paused by/at."""
+    if features(client)["queues"]:
+        return [{"name": q.name, "paused": q.paused, "queued": q.queued,
+                 "oldest_age": getattr(q, "oldest_queued_age", None),
+                 "running": getattr(q, "running", None),
+                 "paused_by": getattr(q, "paused_by", None)} for q in client.queues().list()]
+    import time
+
+    now = time.time()
+    return [{"name": name, "paused": False, "queued": n,
+             "oldest_age": (now - oldest) if oldest else None, "running": None,
+             "paused_by": None}
+            for name, (n, oldest) in sorted(client.queue_stats().backlog.items())]
+
+
+def audit(client, actor: str, action: str, target: str, count: int | None = None,
+          detail: str | None = None) -> None:
+    """Record a dashboard action in the audit log, when the client keeps one."""
+    if features(client)["audit"]:
+        client.audit().record(actor, action, target, count=count, detail=detail)
+
+
+def audit_entries(client, limit: int, before: str | None, tenant: str | None) -> list | None:
+    if not features(client)["audit"]:
+        return None
+    return list(client.audit().list(limit, before=before, tenant=tenant))
+
+
+def bulk_start(client, action: str, f: Filters, actor: str):
+    """Start a bulk action over the filter's jobs: the operation's JobInfo."""
+    return _bulk_module().start(client, action, f.job_filter(), actor)
+
+
+def schedules(client, tenant: str | None) -> list:
+    """The tenant's schedules (every tenant's for an operator), by tenant and name."""
+    store = client.schedules()
+    tenants = [tenant] if tenant is not None else store.tenants()
+    return [s for t in tenants for s in store.list(t)]
