@@ -47,6 +47,8 @@ def _before(cursor: str) -> str | None:
     """The stream id just below ``cursor`` (``None`` below the very first one), so a page
     starts strictly after the previous page's last entry."""
     ms, _, seq = cursor.partition("-")
+    if not (ms.isdigit() and (seq.isdigit() or not seq)) or len(cursor) > 41:
+        raise ValueError(f"not a cursor of the audit log: {cursor[:50]!r}")
     ms, seq = int(ms), int(seq or 0)
     if seq:
         return f"{ms}-{seq - 1}"

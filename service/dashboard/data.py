@@ -1,20 +1,16 @@
-"""What the pages read and do, through the client, whichever of its parts exist.
-
-The client's indexed reads (``client.search()``), queue pausing (``client.queues()``),
-audit log (``client.audit()``) and bulk actions (``adapters.bulk``) are optional here:
-each is looked for, and a page without it falls back to the plain client calls
-(``client.list``, ``queue_stats``) or hides the control. Nothing here knows the web.
+"""What the pages read and do, through the client's public calls: its indexed reads
+(``client.search()``), queues (``client.queues()``), audit log (``client.audit()``) and
+bulk actions (``client.bulk()``). Nothing here knows the web.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib
 import re
 from typing import Any
 
-from adapters import JobInfo, JobNotFound, JobState
+from adapters import Capability, JobInfo, JobNotFound, JobState
 
 __all__ = ["Filters", "features", "page", "find", "counts", "failure_groups", "queue_rows",
            "audit", "audit_entries", "bulk_start", "schedules", "STATES"]
@@ -24,20 +20,10 @@ _CURSOR = re.compile(r"[0-9][0-9.eE+-]{0,40}(\|[A-Za-z0-9_.:-]{0,200})?")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
 
-def _bulk_module():
-    try:
-        return importlib.import_module("adapters.bulk")
-    except ImportError:
-        return None
-
-
 def features(client) -> dict[str, bool]:
-    """Which optional parts of the client this page can use."""
-    bulk = _bulk_module()
-    return {"search": callable(getattr(client, "search", None)),
-            "queues": callable(getattr(client, "queues", None)),
-            "audit": callable(getattr(client, "audit", None)),
-            "bulk": bulk is not None and callable(getattr(bulk, "start", None))}
+    """What the engine lets the pages offer (an engine without pausing shows no pause)."""
+    return {"search": True, "audit": True, "bulk": True,
+            "queues": client.supports(Capability.PAUSE_QUEUES)}
 
 
 def _when(text: str, field: str, problems: list[str]) -> float | None:
@@ -115,21 +101,12 @@ class Filters:
 
 
 def page(client, f: Filters, limit: int = 50) -> tuple[list[JobInfo], str | None, str | None]:
-    """``(jobs, next cursor, note)``: newest first, by the indexes when the client has
-    them; else by ``client.list``, which filters a tenant's jobs by state and type only."""
-    if features(client)["search"]:
-        items, cursor = client.search().page(f.job_filter(), limit=limit, cursor=f.cursor)
-        return items, cursor, None
-    if f.tenant is None:
-        return [], None, "give a tenant to list its jobs (this client lists one tenant's)"
+    """``(jobs, next cursor, note)``: newest first, from the ledger's indexes."""
     try:
-        items, cursor = client.list(tenant=f.tenant, state=f.state, job_type=f.type,
-                                    limit=limit, cursor=f.cursor)
+        items, cursor = client.search().page(f.job_filter(), limit=limit, cursor=f.cursor)
     except ValueError:
         return [], None, "that page is gone; start again from the first"
-    note = "queue and time filters need the indexed search" if (
-        f.queue or f.after or f.before) else None
-    return items, cursor, note
+    return items, cursor, None
 
 
 def find(client, tenant: str | None, text: str) -> JobInfo | None:
@@ -147,65 +124,46 @@ def find(client, tenant: str | None, text: str) -> JobInfo | None:
         owner, sep, key = text.partition("/")
         if not sep:
             return None
-    if features(client)["search"]:
-        return client.search().by_idempotency_key(owner, key)
-    held = client.redis.get(client.ledger.idempotency_key(owner, key))
-    if not held:
-        return None
-    try:
-        return client.get(held.split(" ", 1)[0], tenant=owner)
-    except JobNotFound:
-        return None
+    return client.search().by_idempotency_key(owner, key)
 
 
 def counts(client, tenant: str | None) -> dict[str, int] | None:
-    """Jobs per state of the tenant (or of all); None when the client cannot count them."""
-    if features(client)["search"]:
-        return client.search().counts(tenant)
-    if tenant is None:
-        return dict(client.queue_stats().states)
-    return None
+    """Jobs per state of the tenant (or of all)."""
+    return client.search().counts(tenant)
 
 
 def failure_groups(client, tenant: str | None) -> dict | None:
-    """Failed jobs grouped by type and error type (None without the indexed search)."""
-    if not features(client)["search"]:
-        return None
+    """Failed jobs grouped by type and error type."""
     return client.search().failure_groups(tenant, limit=50)
 
 
 def queue_rows(client) -> list[dict[str, Any]]:
     """Per queue: name, paused, queued, oldest age (s), running, paused by/at."""
-    if features(client)["queues"]:
-        return [{"name": q.name, "paused": q.paused, "queued": q.queued,
+    return [{"name": q.name, "paused": q.paused, "queued": q.queued,
                  "oldest_age": getattr(q, "oldest_queued_age", None),
                  "running": getattr(q, "running", None),
                  "paused_by": getattr(q, "paused_by", None)} for q in client.queues().list()]
-    import time
-
-    now = time.time()
-    return [{"name": name, "paused": False, "queued": n,
-             "oldest_age": (now - oldest) if oldest else None, "running": None,
-             "paused_by": None}
-            for name, (n, oldest) in sorted(client.queue_stats().backlog.items())]
 
 
-def audit(client, actor: str, action: str, target: str, count: int | None = None,
+def audit(client, actor, action: str, target: str, count: int | None = None,
           detail: str | None = None) -> None:
-    """Record a dashboard action in the audit log, when the client keeps one."""
-    if features(client)["audit"]:
-        client.audit().record(actor, action, target, count=count, detail=detail)
+    """Record a page's action in the audit log; ``actor`` is the signed-in ``ApiKey``."""
+    client.audit().record(actor, action, target, count=count, detail=detail)
 
 
-def audit_entries(client, limit: int, before: str | None, tenant: str | None) -> list | None:
-    if not features(client)["audit"]:
-        return None
-    return list(client.audit().list(limit, before=before, tenant=tenant))
+def audit_entries(client, limit: int, before: str | None, tenant: str | None) -> list:
+    """The audit log, newest first (a tenant's own entries; every entry for ``None``)."""
+    entries, _ = client.audit().list(limit, before=before, tenant=tenant)
+    return list(entries)
 
 
-def bulk_start(client, action: str, f: Filters, actor: str):
-    """Start a bulk action over the filter's jobs: the operation's JobInfo."""
-    return _bulk_module().start(client, action, f.job_filter(), actor)
+def bulk_start(client, action: str, f: Filters, actor):
+    """Start a bulk action over the filter's jobs (recorded in the audit log as
+    ``actor``'s): the operation's JobInfo."""
+    wanted = {"tenant": f.tenant, "state": f.state, "type": f.type, "queue": f.queue,
+              "created_after": f.after, "created_before": f.before}
+    return client.bulk().submit(action, {k: v for k, v in wanted.items() if v is not None},
+                                actor=actor)
 
 
 def schedules(client, tenant: str | None) -> list:

@@ -94,11 +94,11 @@ def job_action(job_id: str, action: str):
     try:
         if action == "retry":
             new = client.retry(info.id, tenant=scope())
-            data.audit(client, key().label, "job.retry", info.id, detail=f"new job {new.id}")
+            data.audit(client, key(), "job.retry", info.id, detail=f"new job {new.id}")
             flask.flash(f"Retried as job {new.id}.")
             return flask.redirect(flask.url_for("dashboard.job", job_id=new.id))
         client.cancel(info.id, tenant=scope(), reason="canceled from the dashboard")
-        data.audit(client, key().label, "job.cancel", info.id)
+        data.audit(client, key(), "job.cancel", info.id)
         flask.flash("Canceled.")
     except (InvalidState, UnsupportedFeature, JobNotFound) as exc:
         flask.flash(f"Not done: {exc}", "error")
@@ -127,9 +127,6 @@ def bulk():
     action = values.get("action", "")
     if action not in BULK_ACTIONS:
         raise NotFound()
-    if not data.features(client)["bulk"]:
-        flask.flash("Bulk actions are not available on this service yet.", "error")
-        return flask.redirect(flask.url_for("dashboard.jobs"))
     f = data.Filters.parse(values, scope())
     if f.problems:
         flask.flash("Not a valid filter: " + "; ".join(f.problems), "error")
@@ -145,7 +142,7 @@ def bulk():
                 "dashboard.jobs", **f.query(cursor=None)), button=BULK_ACTIONS[action],
             fields=fields)
     try:
-        operation = data.bulk_start(client, action, f, key().label)
+        operation = data.bulk_start(client, action, f, key())
     except (InvalidState, UnsupportedFeature, ValueError) as exc:
         flask.flash(f"Not started: {exc}", "error")
         return flask.redirect(flask.url_for("dashboard.jobs", **f.query(cursor=None)))

@@ -54,7 +54,7 @@ def queue_action(queue: str, action: str):
     store = client.queues()
     try:
         store.pause(queue, by=key().label) if action == "pause" else store.resume(queue)
-        data.audit(client, key().label, f"queue.{action}", queue)
+        data.audit(client, key(), f"queue.{action}", queue)
         flask.flash(f"Queue {queue}: {action}d.")
     except (InvalidJob, InvalidState) as exc:
         flask.flash(f"Not done: {exc}", "error")
@@ -112,12 +112,12 @@ def schedule_action(tenant: str, name: str, action: str):
     try:
         if action == "run":
             job = store.run_now(tenant, name)
-            data.audit(client, key().label, "schedule.run", f"{tenant}/{name}",
+            data.audit(client, key(), "schedule.run", f"{tenant}/{name}",
                        detail=f"job {job.id}")
             flask.flash(f"Schedule {name} ran now: job {job.id}.")
             return flask.redirect(flask.url_for("dashboard.job", job_id=job.id))
         store.update(tenant, name, enabled=action == "resume")
-        data.audit(client, key().label, f"schedule.{action}", f"{tenant}/{name}")
+        data.audit(client, key(), f"schedule.{action}", f"{tenant}/{name}")
         flask.flash(f"Schedule {name}: {action}d.")
     except (InvalidJob, InvalidState, JobNotFound) as exc:
         flask.flash(f"Not done: {exc}", "error")
@@ -149,7 +149,11 @@ def workflow(workflow_id: str):
 def audit():
     require_operator()
     before = (flask.request.args.get("before") or "").strip()[:100] or None
-    entries = data.audit_entries(_client(), 100, before, None)
+    try:
+        entries = data.audit_entries(_client(), 100, before, None)
+    except ValueError:
+        flask.flash("That is not a page of the audit log; here is the newest.", "error")
+        entries = data.audit_entries(_client(), 100, None, None)
     return flask.render_template("dashboard/audit.html", entries=entries)
 
 
@@ -164,8 +168,6 @@ def minutes():
     """Per-minute finished, failed and run-time p50/p95 over the last 24 hours."""
     require_operator()
     client = _client()
-    if not data.features(client)["search"]:
-        return {"available": False, "rows": []}
     now = time.time()
     return {"available": True, "rows": client.search().minutes(now - 86400, now)}
 

@@ -74,8 +74,6 @@ def test_run_a_schedule_now(page, stack):
 
 
 def test_pause_a_queue_and_see_its_jobs_wait(page, stack):
-    if not callable(getattr(stack.adapter, "queues", None)):
-        pytest.skip("pausing queues (client.queues()) is not in this build")
     sign_in(page, stack.url, OPERATOR_KEY)
     page.goto(f"{stack.url}/ui/queues/slow/pause")
     page.click("#confirm")
@@ -93,10 +91,6 @@ def test_pause_a_queue_and_see_its_jobs_wait(page, stack):
 
 
 def test_bulk_retry_a_filter(page, stack):
-    import importlib.util
-
-    if importlib.util.find_spec("adapters.bulk") is None:
-        pytest.skip("bulk actions (adapters.bulk) are not in this build")
     kind = uuid.uuid4().hex[:8]
     failed = [stack.adapter.enqueue("api.fail_once", {"token": f"{kind}-{i}"},
                                     JobOptions(max_retries=0), tenant="acme") for i in range(3)]
