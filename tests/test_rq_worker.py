@@ -52,6 +52,10 @@ def test_jobs_leave_no_rq_records_but_rq_sees_the_workers(rq_engine):
                          message="both RQ workers to register")
     assert all(w.queue_names() == queue_names for w in workers)
     assert {q.name for q in Queue.all(connection=conn)} >= {eng.prefix + "default"}
+    # a fork worker counts a job once its work horse has exited, a moment after the ledger
+    # has the job succeeded: stop them once both are idle again
+    wait_until(lambda: all(w.get_state() == "idle" for w in Worker.all(connection=conn)),
+               message="both RQ workers idle")
 
     eng.stop_workers()
     # A worker reports its batched counts when it dies; RQ keeps its hash a minute.
