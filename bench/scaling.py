@@ -124,8 +124,14 @@ def bench_engine(engine: str, host: str, port: int, hosts: list, plan: Plan, log
         worker = WorkerProcess(on(argv), subject.worker_env(), ROOT,
                                log_dir / f"{engine}-{len(workers)}.log")
         workers.append(worker)
+        # the others run meanwhile: a paused one may hold a popped job in its socket
+        for other in workers[:-1]:
+            other.resume()
         measure.wait_ready(subject, worker, blocked * len(workers), 0)
-        worker.pause()
+        wait_until(lambda: len(subject.adapter.ledger.workers(ttl=30)) >= len(workers), 60, 0.05,
+                   f"{len(workers)} live workers")
+        for each in workers:
+            each.pause()
         return worker
 
     def rates(group, kind: str, n: int) -> dict:
