@@ -56,6 +56,11 @@ bench: $(BENCH_STAMP)  ## Switchyard beside raw Celery and RQ (~10 min): BENCHMA
 bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every figure is produced, in var/bench/
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
+.PHONY: scaling
+
+scaling: $(BENCH_STAMP)  ## one Redis's reach: per-worker jobs/s, commands/job, a second worker host (~4 min; SCALING_ARGS=--quick < 1 min): SCALING.md
+	$(BIN)/python -m bench.scaling $(SCALING_ARGS)
+
 .PHONY: compare
 
 # JOBS=myapp.jobs runs that module's job examples (default: JOB_MODULES, the service's jobs);

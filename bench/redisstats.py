@@ -86,6 +86,12 @@ class CommandCounter:
 
     def _read(self) -> None:
         stream = self._sock.makefile("rb")
+        try:
+            self._consume(stream)
+        except OSError:  # close() shut the socket; a remote server may answer with a reset
+            pass
+
+    def _consume(self, stream) -> None:
         for raw in stream:
             line = raw.decode("utf-8", "replace")
             if "] \"" not in line:

@@ -179,13 +179,14 @@ class PrivateRabbit:
 class Dyno(Process):
     """One Procfile process, as a platform's dyno: its command, its own directory."""
 
-    def __init__(self, kind: str, home: Path, env: dict[str, str]):
+    def __init__(self, kind: str, home: Path, env: dict[str, str], host=None):
         self.kind, self.home = kind, home
         self.starts = 0
         self.exits: list[int | None] = []
         # as a platform runs a Procfile line: a shell expands $PORT and execs the command
-        super().__init__(["/bin/sh", "-c", f"exec {PROCFILE[kind]}"], env,
-                         home / f"{kind}.log", cwd=home)
+        argv = ["/bin/sh", "-c", f"exec {PROCFILE[kind]}"]
+        # on a host of its own (tests/netns.py): the same command, in that host's namespace
+        super().__init__(host.argv(argv) if host else argv, env, home / f"{kind}.log", cwd=home)
 
     def start(self) -> None:
         self.starts += 1
@@ -218,13 +219,30 @@ class Dyno(Process):
         return f"{self.kind}: started {self.starts}x{', ' + exits if exits else ''}; {state}"
 
 
+# the fault suite's settings beyond the essential ones (all documented knobs)
+CHAOS_SETTINGS = {
+    "JOB_MODULES": "service.jobs,chaosjobs",
+    # a lost worker's job comes back in 5 s, not 30 s
+    "SWITCHYARD_LEASE_SECONDS": "5",
+}
+
+
 class Stack:
-    """web, worker and scheduler from the Procfile, each in a directory of its own."""
+    """web, worker and scheduler from the Procfile, each in a directory of its own.
+
+    ``settings`` are added to the essential ones (``PORT``, ``REDIS_URL``,
+    ``QUEUE_BACKEND``, ``API_KEYS``). ``hosts`` (kind -> a :class:`tests.netns.Host`) puts
+    each process on a host of its own that shares only the network; the web process is
+    then reached at its host's address, not on loopback.
+    """
 
     def __init__(self, backend: str, redis_url: str, base: Path, broker_url: str | None = None,
-                 kinds: tuple[str, ...] = ("web", "worker", "scheduler")):
+                 kinds: tuple[str, ...] = ("web", "worker", "scheduler"),
+                 settings: dict[str, str] | None = None, hosts: dict | None = None):
         self.port = free_port()
         self.base = base
+        hosts = hosts or {}
+        self.address = hosts["web"].address if "web" in hosts else "127.0.0.1"
         self.env = {
             "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
             "HOME": str(base),
@@ -233,9 +251,7 @@ class Stack:
             "REDIS_URL": redis_url,
             "QUEUE_BACKEND": backend,
             "API_KEYS": f"chaos:{API_KEY}",
-            "JOB_MODULES": "service.jobs,chaosjobs",
-            # documented knobs: a lost worker's job comes back in 5 s, not 30 s
-            "SWITCHYARD_LEASE_SECONDS": "5",
+            **(CHAOS_SETTINGS if settings is None else settings),
             "PYTHONUNBUFFERED": "1",
             # the code under test, also from a checkout other than the one installed
             "PYTHONPATH": str(ROOT),
@@ -249,7 +265,7 @@ class Stack:
             for name in ("wsgi.py", "gunicorn.conf.py"):  # what a deploy puts beside the code
                 shutil.copy(ROOT / name, home / name)
             (home / "chaosjobs.py").write_text(CHAOS_JOBS)
-            self.processes[kind] = Dyno(kind, home, self.env)
+            self.processes[kind] = Dyno(kind, home, self.env, hosts.get(kind))
         if "web" in kinds:
             wait_until(lambda: self._check() and self.get("/healthz")[0] == 200, 60, 0.1,
                        "web to answer")
@@ -266,7 +282,7 @@ class Stack:
     # -- HTTP, as a client would ---------------------------------------------------------
     def request(self, method: str, path: str, body=None) -> tuple[int, dict, object]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+        req = urllib.request.Request(f"http://{self.address}:{self.port}{path}", data=data,
                                      method=method,
                                      headers={**AUTH, "Content-Type": "application/json"})
         try:
