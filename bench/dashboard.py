@@ -239,6 +239,19 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """The command line without ``--out`` and ``--note`` (and their values)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--out", "--note"):
+            skip = True
+        elif not a.startswith(("--out=", "--note=")):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
@@ -257,8 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
     given = argv if argv is not None else sys.argv[1:]
     res: dict = {"jobs": args.jobs, "failed": failed, "requests": args.requests,
                  "clients": args.clients, "web_workers": args.web_workers,
-                 "command": "python -m bench.dashboard " + " ".join(
-                     a for a in given if not a.startswith("--out")), "notes": args.note}
+                 "command": "python -m bench.dashboard " + " ".join(_shown(given)),
+                 "notes": args.note}
     started = time.time()
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
         r = redis.Redis.from_url(server.url, decode_responses=True)
