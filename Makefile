@@ -44,7 +44,7 @@ lock: $(LOCK_STAMP)  ## refresh requirements.txt from setup.cfg's install_requir
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-dashboard
 
 $(BENCH_STAMP): $(STAMP) setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[test,dramatiq,bench]'
@@ -52,6 +52,10 @@ $(BENCH_STAMP): $(STAMP) setup.cfg
 
 bench: $(BENCH_STAMP)  ## Switchyard beside raw Celery and RQ (~10 min): BENCHMARKS.md, bench/benchmarks.png
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# DASHBOARD_ARGS: e.g. --jobs 300000 --failed 30000 (see python -m bench.dashboard --help)
+bench-dashboard: $(BENCH_STAMP)  ## the operator's page on 1,000,000 jobs through gunicorn, and a bulk retry of the 100,000 failed (~15 min): its section of BENCHMARKS.md
+	$(BIN)/python -m bench.dashboard --jobs 1000000 --failed 100000 $(DASHBOARD_ARGS)
 
 bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every figure is produced, in var/bench/
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from bench import report, rest, run
+from bench import report, rest, run, sections
 from bench.meta import machine
 from bench.plan import FULL, SMOKE
 from bench.subjects import ROOT
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"[bench] no chart: {exc}")
         chart_name = None
-    out.write_text(report.markdown(results, command, chart_name, earlier))
+    # the sections other benches wrote (between their markers) stay
+    old = out.read_text() if out.exists() else ""
+    out.write_text(sections.carry(old, report.markdown(results, command, chart_name, earlier)))
     print(f"[bench] wrote {out}, {chart_path} and {data_path} in {results['machine']['seconds']:.0f} s")
     for target in report.targets(results):
         print(f"[bench] target {'MET   ' if target['met'] else 'MISSED' if target['met'] is False else '-     '} "
