@@ -152,7 +152,7 @@ def _dev_values(env: dict[str, str]) -> dict[str, str]:
 
 
 def _banner(env: dict[str, str], key: str | None, embedded: EmbeddedRedis | None,
-            made: dict[str, str] | None = None) -> None:
+            made: dict[str, str] | None = None, operator: str | None = None) -> None:
     base = f"http://127.0.0.1:{env['PORT']}"
     _say("Switchyard is starting (Ctrl-C stops everything)")
     _say(f"  engine:     {env.get('QUEUE_BACKEND') or 'rq'}")
@@ -166,6 +166,9 @@ def _banner(env: dict[str, str], key: str | None, embedded: EmbeddedRedis | None
     _say(f"  health:     {base}/readyz   metrics: {base}/metrics")
     if key:
         _say(f"  API key:    {key}   (tenant 'dev'; API_KEYS was unset)")
+        if operator:
+            _say(f"  operator:   {operator}   (every tenant: sign in to the dashboard "
+                 "with it for queues, workers, charts and the audit log)")
     else:
         _say("  API key:    one of yours from API_KEYS")
         key = "<your api key>"
@@ -192,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     # the Procfile's commands come from this venv, whatever PATH the caller had
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    key = None
+    key = operator = None
     if not env.get("API_KEYS"):
-        key = new_api_key()
-        env["API_KEYS"] = f"dev:{key}"
+        key, operator = new_api_key(), new_api_key()
+        env["API_KEYS"] = f"dev:{key},*:{operator}"
     made = _dev_values(env)
     try:
         port = int(env["PORT"])
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if embedded and not _stop_requests:
             embedded.start()
         if not _stop_requests:
-            _banner(env, key, embedded, made)
+            _banner(env, key, embedded, made, operator)
         for process in supervisor.processes:
             if _stop_requests:
                 break

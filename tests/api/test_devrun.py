@@ -118,6 +118,12 @@ def test_make_run_banner_dev_values_a_job_and_a_clean_ctrl_c(tmp_path):
             return body if body["state"] in ("succeeded", "failed", "canceled") else None
         done = wait_until(ended, 60, 0.1, "the worker to run the job")
         assert done["state"] == "succeeded" and done["result"] == {"message": "hello"}
+        # the operator key the banner prints reaches every tenant's jobs and the queues
+        operator = re.search(r"operator:\s+(sy_\S+)", out).group(1)
+        status, listed = request(port, "GET", "/v1/jobs", operator)
+        assert status == 200 and job["id"] in [j["id"] for j in listed["items"]]
+        status, queues = request(port, "GET", "/v1/queues", operator)
+        assert status == 200 and queues["items"][0]["queued"] is not None, queues
 
         # Ctrl-C once everything is up, as a developer would after trying it
         wait_until_up(devrun, port, key)
