@@ -161,15 +161,22 @@ class Engine(abc.ABC):
 
     @contextlib.contextmanager
     def maintenance(self, queues: list[str], concurrency: int, name: str | None = None,
-                    **options: Any) -> Iterator[None]:
+                    *, in_worker: bool = False, **options: Any) -> Iterator[Maintenance]:
         """The maintenance loop beside the worker, for as long as the block runs: a
-        thread where :meth:`forks_after_start` says no fork follows, else a process."""
+        thread where :meth:`forks_after_start` says no fork follows, else a process.
+
+        With ``in_worker`` the loop is the engine's to start, as a thread of the one
+        process it forks to run the jobs, where nothing forks again
+        (``loop.start(in_thread=True)`` there, ``loop.stop()`` at its end): a replacement
+        for a process a job ended starts one again."""
         loop = Maintenance(self.client, queues, concurrency, name)
-        loop.start(in_thread=not self.forks_after_start(concurrency, **options))
+        if not in_worker:
+            loop.start(in_thread=not self.forks_after_start(concurrency, **options))
         try:
-            yield
+            yield loop
         finally:
-            loop.stop()
+            if not in_worker:
+                loop.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
