@@ -300,6 +300,10 @@ class CeleryEngine(Engine):
                 socket_timeout=self.settings.redis_timeout)
         return self._broker_redis
 
+    def forks_after_start(self, concurrency, pool="prefork", **options):
+        """Only the prefork pool forks: solo and threads run jobs in the launcher."""
+        return pool == "prefork"
+
     def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
         signals.worker_process_init.connect(_mark_pool_child, weak=False)
@@ -307,7 +311,7 @@ class CeleryEngine(Engine):
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
                 "--loglevel=INFO", "--without-gossip", "--without-mingle",
                 f"--hostname={name or 'switchyard'}@%h"]
-        with self.maintenance(queues, concurrency, name):
+        with self.maintenance(queues, concurrency, name, pool=pool):
             log.info("starting the Celery worker: %s", " ".join(argv))
             self.app.worker_main(argv)
 

@@ -130,6 +130,7 @@ class DramatiqEngine(Engine):
                                      f"used: {exc}") from None
         self._served: list[str] = []
         self._handoff: queue.Queue | None = None
+        self._loop = None  # the maintenance loop a worker process runs as a thread
         engine = self
 
         def run(job_id: str, token: str) -> None:
@@ -221,7 +222,10 @@ class DramatiqEngine(Engine):
         if self.redis_broker:  # where recover_stranded looks, whichever worker runs it
             self.broker.client.sadd(self._key("__queues__"), *self._served)
         stop = threading.Event()
-        with self.maintenance(queues, concurrency, name):
+        # One process forks nothing: the loop is a thread of it (this launcher, which
+        # replaces a process a job ended, forks only from its main thread).
+        with self.maintenance(queues, concurrency, name, in_worker=concurrency == 1) as loop:
+            self._loop = loop if concurrency == 1 else None
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
             log.info("starting %d Dramatiq worker process(es) on %s", concurrency,
@@ -266,6 +270,8 @@ class DramatiqEngine(Engine):
                                  worker_timeout=_POLL_MS)
         worker.queue_prefetch = 1
         worker.start()
+        if self._loop is not None:
+            self._loop.start(in_thread=True)
         limit = int((self.settings.max_timeout + self.settings.timeout_grace) * 1000)
         stopper = threading.Thread(target=worker.stop, kwargs={"timeout": limit})
         while not stopper.ident or stopper.is_alive():
@@ -280,6 +286,8 @@ class DramatiqEngine(Engine):
             except BaseException as exc:  # noqa: BLE001 - handed to the worker thread
                 box.append(exc)
             done.set()
+        if self._loop is not None:
+            self._loop.stop()
         self.close()
 
     def _in_main_thread(self, job_id: str, token: str) -> None:

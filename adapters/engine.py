@@ -52,6 +52,11 @@ That is the whole of it:
   (``("redis",)``, or ``("redis", "amqp")``); ``broker_variable`` (its own broker URL
   variable, read through ``self.env`` -- never ``os.environ`` -- and defaulting to
   ``REDIS_URL``); ``shares_ledger_redis``.
+- ``forks_after_start(concurrency, **options)``: True (the default) if the worker
+  forks after it starts (a pool of processes, a process per job, a replacement for a
+  dead one): the maintenance loop is then a process forked before it. An engine that
+  answers False for a setting (one process that forks nothing) gets the loop as a
+  thread of that process instead, which costs no process's memory.
 - Optional: ``run_scheduler`` (the default runs the engine-neutral beat, which fires
   the schedules kept in the ledger), ``recover_stranded`` (deliveries a dead worker took
   from the broker but never claimed; a broker that hands them back, as RabbitMQ does,
@@ -129,6 +134,11 @@ class Engine(abc.ABC):
             raise UnsupportedFeature(f"the {self.name} adapter does not support periodic schedules")
         run_beat(self.client, poll, catch_up, name)
 
+    def forks_after_start(self, concurrency: int, **options: Any) -> bool:
+        """True if ``run_worker(queues, concurrency, **options)`` forks after it starts;
+        False only where it forks nothing, ever (see the module docstring)."""
+        return True
+
     def recover_stranded(self) -> int:
         """Deliver again what a dead worker took from the broker but never claimed."""
         return 0
@@ -150,15 +160,23 @@ class Engine(abc.ABC):
         return self.client.redis.pipeline(transaction=True)
 
     @contextlib.contextmanager
-    def maintenance(self, queues: list[str], concurrency: int,
-                    name: str | None = None) -> Iterator[None]:
-        """The maintenance loop beside the worker, for as long as the block runs."""
+    def maintenance(self, queues: list[str], concurrency: int, name: str | None = None,
+                    *, in_worker: bool = False, **options: Any) -> Iterator[Maintenance]:
+        """The maintenance loop beside the worker, for as long as the block runs: a
+        thread where :meth:`forks_after_start` says no fork follows, else a process.
+
+        With ``in_worker`` the loop is the engine's to start, as a thread of the one
+        process it forks to run the jobs, where nothing forks again
+        (``loop.start(in_thread=True)`` there, ``loop.stop()`` at its end): a replacement
+        for a process a job ended starts one again."""
         loop = Maintenance(self.client, queues, concurrency, name)
-        loop.start()
+        if not in_worker:
+            loop.start(in_thread=not self.forks_after_start(concurrency, **options))
         try:
-            yield
+            yield loop
         finally:
-            loop.stop()
+            if not in_worker:
+                loop.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

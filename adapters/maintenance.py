@@ -60,13 +60,19 @@ def _stop_with_parent() -> None:
 
 
 class Maintenance:
-    """The loop every worker runs beside its engine, in a small process of its own.
+    """The loop every worker runs beside its engine: a thread, or a process of its own.
 
     It releases due jobs, re-delivers jobs whose worker died, expires stale ones and
-    announces the worker. It is forked before the engine starts, while the launcher has
-    no other thread: Celery's prefork pool and RQ's WorkerPool fork their children from
-    the launcher, and a child forked while another thread holds a lock (a connection
-    pool's, a stream's) waits on that lock for ever.
+    announces the worker. Where the engine forks after it starts (Celery's prefork pool
+    and RQ's WorkerPool fork their children from the launcher) it is a process forked
+    before the engine starts, while the launcher has no other thread: a child forked
+    while another thread holds a lock (a connection pool's, a stream's) waits on that
+    lock for ever. Where nothing forks (``in_thread``) it is a thread of the worker's
+    process, which saves that process's memory (a fork's resident pages count again).
+    The thread takes no signal (they stay the main thread's, where jobs run and their
+    SIGALRM timeouts land) and holds its own connection, which :meth:`stop` shuts to end
+    a wait at once; a job that ends the process ends the thread too, and its lease
+    recovers the job.
     """
 
     def __init__(self, adapter: Any, queues: list[str], concurrency: int,
@@ -78,13 +84,30 @@ class Maintenance:
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._stop = threading.Event()
         self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._waiter: redis.Redis | None = None
 
-    def start(self) -> None:
-        """Fork the maintenance process; it ends with its parent."""
-        self._pid = fork_child(self._child, "worker maintenance")
+    def start(self, in_thread: bool = False) -> None:
+        """Fork the maintenance process (it ends with its parent), or with ``in_thread``
+        start it as a daemon thread of this process."""
+        if not in_thread:
+            self._pid = fork_child(self._child, "worker maintenance")
+            return
+        self._thread = threading.Thread(target=self._in_thread, name="switchyard-maintenance",
+                                        daemon=True)
+        # The thread inherits the mask of the thread that starts it: every signal stays
+        # the main thread's, so none cuts short this thread's wait instead of a job's call.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the maintenance process and take the worker off the live list."""
+        """Stop the maintenance loop and take the worker off the live list."""
+        if self._thread is not None:
+            self._stop_thread(timeout)
+            return
         pid, self._pid = self._pid, None
         if pid is None:
             return
@@ -99,6 +122,28 @@ class Maintenance:
                     os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass  # already gone (or reaped by the engine)
+
+    def _stop_thread(self, timeout: float) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        waiter = self._waiter
+        if waiter is not None:  # out of the blocking wait at once: its socket is shut
+            waiter.connection_pool.disconnect(inuse_connections=True)
+        thread.join(timeout)
+        try:
+            self.adapter.ledger.worker_gone(self.worker_id)
+        except Exception:
+            pass
+
+    def _in_thread(self) -> None:
+        try:
+            self._loop(watch_parent=False)
+        except BaseException:  # noqa: BLE001 - a thread's end is logged, never raised
+            if not self._stop.is_set():
+                log.exception("worker maintenance crashed")
+        finally:
+            if self._waiter is not None:
+                self._waiter.connection_pool.disconnect()
 
     def _child(self) -> None:
         class Stop(BaseException):
@@ -125,7 +170,7 @@ class Maintenance:
             except Exception:
                 pass
 
-    def _loop(self) -> None:
+    def _loop(self, watch_parent: bool = True) -> None:
         """Run the ledger's maintenance when a deadline comes (or is written nearer), and
         sleep in between: an idle worker costs a few Redis commands per ``idle_seconds``.
 
@@ -135,11 +180,11 @@ class Maintenance:
         and the engine's sweep for deliveries a dead worker took but never claimed.
         """
         settings = self.adapter.settings
-        parent = os.getppid()
+        parent = os.getppid() if watch_parent else None
         ledger = self.adapter.ledger
         # its own connection, with room for the longest wait
         pool = ledger.r.connection_pool
-        waiter = redis.Redis(connection_pool=type(pool)(
+        waiter = self._waiter = redis.Redis(connection_pool=type(pool)(
             connection_class=pool.connection_class,
             **{**pool.connection_kwargs,
                "socket_timeout": settings.idle_seconds + settings.redis_timeout}))
@@ -151,7 +196,7 @@ class Maintenance:
         last_run = -math.inf
         down_since = None
         woken = True
-        while not self._stop.is_set() and os.getppid() == parent:
+        while not self._stop.is_set() and (parent is None or os.getppid() == parent):
             try:
                 now = time.time()
                 if now >= next_beat:
@@ -180,16 +225,19 @@ class Maintenance:
                     down_since = None
                 wait = min(next_run, next_beat, next_sweep) - time.time()
                 # at least 10 ms: Redis reads a blocking timeout that rounds to 0 as "for ever"
-                woken = wait > 0 and ledger.wait_for_deadline(
+                woken = wait > 0 and not self._stop.is_set() and ledger.wait_for_deadline(
                     min(max(wait, 0.01), settings.idle_seconds), waiter)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except Exception as exc:
+                if self._stop.is_set():
+                    break  # the wait cut short by stop()
+                if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                    log.warning("maintenance tick failed", exc_info=True)
+                    woken = True
+                    self._stop.wait(settings.tick_seconds)
+                    continue
                 if down_since is None:  # once per outage, not four times a second
                     down_since = time.monotonic()
                     log.warning("Redis does not answer (%s); maintenance waits for it", exc)
-                woken = True
-                self._stop.wait(settings.tick_seconds)
-            except Exception:
-                log.warning("maintenance tick failed", exc_info=True)
                 woken = True
                 self._stop.wait(settings.tick_seconds)
 

@@ -128,7 +128,11 @@ class RQEngine(Engine):
                      worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
                      serializer=JSONSerializer)
         pool.settings = self.settings
-        with self.maintenance(queues, concurrency, name):
+        # One SimpleWorker forks nothing: the loop is a thread of it (the pool, which
+        # replaces a worker a job ended, forks only from its main thread).
+        in_worker = concurrency == 1 and not forking
+        with self.maintenance(queues, concurrency, name, in_worker=in_worker) as loop:
+            pool.maintenance = loop if in_worker else None
             log.info("starting %d RQ %s(s) on %s", concurrency,
                      "Worker" if forking else "SimpleWorker",
                      ", ".join(self.worker_queue_names(queues)))

@@ -317,14 +317,21 @@ def _signals_to_the_main_thread(worker_class):
 
 
 def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, worker_class,
-                 burst: bool, logging_level: str) -> None:
-    """One RQ worker of the pool, on its own connection, without RQ's scheduler."""
+                 burst: bool, logging_level: str, maintenance: Any = None) -> None:
+    """One RQ worker of the pool, on its own connection, without RQ's scheduler; with
+    ``maintenance``, its loop as a thread beside it."""
     connection = redis_client(settings)
     queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
     worker = _signals_to_the_main_thread(worker_class)(
         queues, name=name, connection=connection, serializer=JSONSerializer,
         queue_class=_Queue)
-    worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+    if maintenance is not None:
+        maintenance.start(in_thread=True)
+    try:
+        worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+    finally:
+        if maintenance is not None:
+            maintenance.stop()
 
 
 class _Pool(WorkerPool):
@@ -335,11 +342,12 @@ class _Pool(WorkerPool):
     """
 
     settings: AdapterSettings | None = None
+    maintenance: Any = None  # the loop each worker starts as its thread (one SimpleWorker)
 
     def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
         return ForkProcess(target=_pool_worker,
                            args=(name, self._queue_names, self.settings, self.worker_class,
-                                 burst, logging_level),
+                                 burst, logging_level, self.maintenance),
                            name=f"Worker {name} (WorkerPool {self.name})")
 
 

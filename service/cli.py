@@ -3,12 +3,13 @@ maker and the engine comparison (:mod:`service.compare`).
 
 ``worker`` and ``scheduler`` run the same launchers as ``python -m adapters.worker`` and
 ``python -m adapters.scheduler``, for the engine and job modules the app was configured
-with.
+with; ``worker`` execs its launcher, so the worker holds none of the web app.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import sys
 
@@ -51,7 +52,12 @@ def worker_command(queues: str, concurrency: int, name: str | None) -> None:
         argv += ["-Q", queues]
     if name:
         argv += ["-n", name]
-    sys.exit(worker_launcher.main(argv))
+    # The launcher runs in a fresh interpreter, in this process: the web app loaded to
+    # read the settings (Flask, the API, its schemas: some 30 MiB) is no worker's
+    # business, and each process the worker forks would carry it again.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", worker_launcher.__name__, *argv])
 
 
 @click.command("scheduler")

@@ -1,0 +1,32 @@
+"""Where the worker is one process that forks nothing, the maintenance loop is a thread
+of it: the worker runs no second process, the loop still releases delayed jobs and
+announces the worker, and SIGTERM still stops the worker (exit 0) with the loop's
+wait in hand, taking it off the live list."""
+
+import psutil
+import pytest
+
+from adapters import JobOptions, JobState
+from tests.harness import Engine, wait_until
+import tests.conformance.jobs  # noqa: F401 - the job types enqueued here
+
+
+@pytest.mark.parametrize("backend, args", [
+    ("celery", ("--pool", "solo")),
+    ("celery", ("--pool", "threads", "-c", "2")),
+])
+def test_one_process_runs_its_maintenance_as_a_thread(backend, args, redis_url, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    eng = Engine(backend, redis_url, None, tmp_path)
+    try:
+        # SWITCHYARD_IDLE_SECONDS long: the loop is asleep in its wait when SIGTERM comes
+        worker = eng.start_worker(args=args, env={"SWITCHYARD_IDLE_SECONDS": "60"})
+        assert psutil.Process(worker.proc.pid).children(recursive=True) == []
+        info = eng.adapter.enqueue("t.echo", {"tag": "later"}, JobOptions(delay=0.5))
+        assert eng.wait_for(info.id, timeout=30).state is JobState.SUCCEEDED
+        assert worker.stop(timeout=15) == 0, worker.log()
+        assert not any(w.get("pid") == str(worker.proc.pid)
+                       for w in eng.adapter.ledger.workers(ttl=30))
+    finally:
+        eng.close()
