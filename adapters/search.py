@@ -4,13 +4,14 @@ grouped, per-minute counters. ``client.search()`` hands out one.
 The indexes are kept by the ledger's scripts (``adapters/lua/common.lua``, ``move``),
 all sorted sets scored by creation time:
 
-    {ns}t:{tenant}            a tenant's jobs          {ns}all        every tenant's jobs
-    {ns}ts:{tenant}:{state}   a tenant's jobs in state {ns}as:{state} every tenant's, in state
+    {ns}t:{tenant}            a tenant's jobs          {ns}all         every tenant's jobs
+    {ns}ts:{tenant}:{state}   a tenant's jobs in state {ns}as:{state}  every tenant's, in state
+    {ns}ty:{tenant}:{type}    a tenant's jobs of type  {ns}aty:{type}  every tenant's, of type
 
 for every state but ``succeeded``: that one is dense (most jobs), so its pages walk
 ``t:{tenant}`` / ``all`` and keep the succeeded ones, and its count is the total less
-the other states'. A filter picks the narrowest index (its state's, else the tenant's
-or ``all``), bounds the walk by the created range, and checks what the index does not
+the other states'. A filter picks the narrowest index (of its state's and its type's the
+shorter, else the tenant's or ``all``), bounds the walk by the created range, and checks what the index does not
 say (type, queue, payload fields, succeeded) on the records. ``{ns}m:{minute}`` holds
 per-minute outcomes and run-time buckets (``record.DURATION_BUCKETS``), ~25 h.
 
@@ -71,14 +72,15 @@ class JobFilter:
             names.append("payload")
         return tuple(names)
 
-    def matches(self, rec: dict) -> bool:
-        """Whether a stored record (its strings) passes the residual checks."""
+    def matches(self, rec: dict, state_answered: bool = True) -> bool:
+        """Whether a stored record (its strings) passes the residual checks
+        (``state_answered``: the walk is over the filter's state index)."""
         if self.type is not None and rec.get("type") != self.type:
             return False
         if self.queue is not None and rec.get("queue") != self.queue:
             return False
-        if self.state is not None and self.state not in INDEXED_STATES and \
-                rec.get("state") != self.state:
+        if self.state is not None and (self.state not in INDEXED_STATES or not state_answered) \
+                and rec.get("state") != self.state:
             return False
         if self.payload:
             try:
@@ -114,11 +116,22 @@ class Search:
 
     # -- which index ------------------------------------------------------------------
     def index(self, f: JobFilter) -> str:
-        """The key the filter walks."""
+        """The key the filter walks: of its state's index and its type's the shorter."""
+        by_state = by_type = None
         if f.state in INDEXED_STATES:
-            return (f"{self.ns}as:{f.state}" if f.tenant is None
-                    else f"{self.ns}ts:{f.tenant}:{f.state}")
-        return f"{self.ns}all" if f.tenant is None else f"{self.ns}t:{f.tenant}"
+            by_state = (f"{self.ns}as:{f.state}" if f.tenant is None
+                        else f"{self.ns}ts:{f.tenant}:{f.state}")
+        if f.type is not None:
+            by_type = (f"{self.ns}aty:{f.type}" if f.tenant is None
+                       else f"{self.ns}ty:{f.tenant}:{f.type}")
+        if by_state and by_type:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(by_state)
+            pipe.zcard(by_type)
+            in_state, of_type = pipe.execute()
+            return by_type if of_type < in_state else by_state
+        return by_state or by_type or (
+            f"{self.ns}all" if f.tenant is None else f"{self.ns}t:{f.tenant}")
 
     def _walk(self, index: str, f: JobFilter, cursor: str | None, chunk: int
               ) -> Iterator[tuple[str, float]]:
@@ -152,6 +165,7 @@ class Search:
         does not match. ``names`` None reads the whole record, else those fields only.
         Entries whose record is gone are dropped from ``index``."""
         walker = self._walk(index, f, cursor, chunk)
+        state_answered = index.startswith((f"{self.ns}ts:", f"{self.ns}as:"))
         while True:
             batch = [entry for _, entry in zip(range(chunk), walker)]
             if not batch:
@@ -170,7 +184,7 @@ class Search:
                     gone.append(job_id)
                     yield job_id, score, None
                 else:
-                    yield job_id, score, rec if f.matches(rec) else None
+                    yield job_id, score, rec if f.matches(rec, state_answered) else None
             if gone:
                 self.r.zrem(index, *gone)
             if len(batch) < chunk:

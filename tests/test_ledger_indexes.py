@@ -19,7 +19,7 @@ from tests.test_ledger_scripts import (LEASE, NS, T0, TTL, job, ledger, r, run_t
 def where(r, rec) -> set[str]:
     """Every index key (but ``gone``) holding the job."""
     keys = set()
-    for pattern in ("ts:*", "as:*", "t:*", "all"):
+    for pattern in ("ts:*", "as:*", "t:*", "all", "ty:*", "aty:*"):
         for key in r.scan_iter(NS + pattern):
             if r.type(key) == "zset" and r.zscore(key, rec["id"]) is not None:
                 keys.add(key[len(NS):])
@@ -28,7 +28,8 @@ def where(r, rec) -> set[str]:
 
 def expect(r, rec, state: str | None, tenant: str = "acme") -> None:
     assert r.hget(NS + "job:" + rec["id"], "state") == state
-    want = {f"t:{tenant}", "all"}
+    kind = r.hget(NS + "job:" + rec["id"], "type")
+    want = {f"t:{tenant}", "all", f"ty:{tenant}:{kind}", f"aty:{kind}"}
     if state != "succeeded":
         want |= {f"ts:{tenant}:{state}", f"as:{state}"}
     assert where(r, rec) == want
@@ -117,13 +118,22 @@ def test_delete_and_expiry_drop_every_index_entry(ledger, r):
     assert where(r, deleted) == set()
     run_to(ledger, kept, "succeeded", "1")
     run_to(ledger, expired, "failed", "{}")
-    assert r.zscore(NS + "gone", f"failed other {expired['id']}") == T0 + 1 + TTL
+    assert r.zscore(NS + "gone", f"failed other {expired['id']} t.echo") == T0 + 1 + TTL
     r.delete(NS + "job:" + expired["id"])  # its TTL ran out
     ledger.maintain(T0 + 1 + TTL)
     assert where(r, expired) == set() and r.zcard(NS + "gone") == 1
     # a record that is still there (Redis's clock) keeps its entries, checked again later
     expect(r, kept, "succeeded")
-    assert r.zscore(NS + "gone", f"succeeded acme {kept['id']}") > T0 + 1 + TTL
+    assert r.zscore(NS + "gone", f"succeeded acme {kept['id']} t.echo") > T0 + 1 + TTL
+    # an entry written before the type indexes ('<state> <tenant> <id>') still clears
+    old = job(tenant="old")
+    ledger.create_many([old], T0)
+    run_to(ledger, old, "failed", "{}")
+    r.zrem(NS + "gone", f"failed old {old['id']} t.echo")
+    r.zadd(NS + "gone", {f"failed old {old['id']}": T0})
+    r.delete(NS + "job:" + old["id"])
+    ledger.maintain(T0 + 2 + TTL)
+    assert where(r, old) <= {"ty:old:t.echo", "aty:t.echo"}  # the walks drop those
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -181,15 +191,37 @@ def test_cursor_pages_through_a_batch_sharing_one_score_and_iter_ids_sees_all(le
     assert list(s.iter_ids(JobFilter(type="t.echo", queue="default"), chunk=2)) == want
 
 
+def test_a_rare_type_walks_its_own_index_and_the_shorter_index_wins(ledger, r):
+    s = Search(ledger)
+    rare = ended(ledger, "failed", created_at=T0, type="t.rare")
+    many = [ended(ledger, "failed", created_at=T0 + 1 + i) for i in range(30)]
+    assert ids(s.page(JobFilter(type="t.rare"), limit=5, scan_cap=10)[0]) == [rare["id"]]
+    assert s.index(JobFilter(tenant="acme", type="t.rare", state="failed")) == \
+        NS + "ty:acme:t.rare"
+    assert s.index(JobFilter(type="t.rare")) == NS + "aty:t.rare"
+    # the type index says nothing of the state: it is checked on the records
+    assert s.page(JobFilter(type="t.rare", state="queued"))[0] == []
+    assert ids(s.page(JobFilter(type="t.rare", state="failed"))[0]) == [rare["id"]]
+    # a common type within a sparse state walks the state's index
+    ledger.create_many([job(created_at=T0 + 100 + i) for i in range(40)], T0)
+    assert s.index(JobFilter(tenant="acme", type="t.echo", state="failed")) == \
+        NS + "ts:acme:failed"
+    assert len(s.page(JobFilter(type="t.echo", state="failed"), limit=100)[0]) == len(many)
+    # a bulk delete leaves no index entry behind, and the counts know it
+    assert ledger.purge_many([rare["id"], many[0]["id"]], now=T0 + 200) == ["deleted"] * 2
+    assert where(r, rare) == set() and where(r, many[0]) == set()
+    assert s.counts("acme")["failed"] == len(many) - 1
+
+
 def test_a_sparse_unindexed_filter_pages_on_past_the_scan_cap(ledger):
     s = Search(ledger)
-    rare = job(created_at=T0, type="t.rare")
+    rare = job(created_at=T0, queue="rare")
     ledger.create_many([rare] + [job(created_at=T0 + 1 + i) for i in range(30)], T0)
-    items, cursor = s.page(JobFilter(type="t.rare"), limit=5, scan_cap=10)
+    items, cursor = s.page(JobFilter(queue="rare"), limit=5, scan_cap=10)
     assert items == [] and cursor is not None
     found = []
     while cursor is not None:
-        items, cursor = s.page(JobFilter(type="t.rare"), limit=5, cursor=cursor, scan_cap=10)
+        items, cursor = s.page(JobFilter(queue="rare"), limit=5, cursor=cursor, scan_cap=10)
         found += ids(items)
     assert found == [rare["id"]]
 

@@ -53,6 +53,18 @@ local ENDED = {succeeded=true, failed=true, canceled=true}
 -- maintenance tick drops the index entries of records that are gone.
 local INDEXED = {scheduled=true, queued=true, started=true, retrying=true, failed=true,
                  canceled=true}
+-- {ns}ty:{tenant}:{type} and {ns}aty:{type}: a type's jobs by creation time, written once
+-- at create, so a type filter walks that type's jobs alone; they leave with the record.
+local function type_index(id, tenant, jtype, created)
+  redis.call('ZADD', ns .. 'ty:' .. tenant .. ':' .. jtype, created, id)
+  redis.call('ZADD', ns .. 'aty:' .. jtype, created, id)
+end
+local function type_unindex(id, tenant, jtype)
+  if jtype and jtype ~= '' then
+    redis.call('ZREM', ns .. 'ty:' .. tenant .. ':' .. jtype, id)
+    redis.call('ZREM', ns .. 'aty:' .. jtype, id)
+  end
+end
 local function move(id, tenant, created, from, to, ttl)
   if from == to then return end
   if INDEXED[from] then
@@ -63,7 +75,10 @@ local function move(id, tenant, created, from, to, ttl)
     redis.call('ZADD', ns .. 'ts:' .. tenant .. ':' .. to, created, id)
     redis.call('ZADD', ns .. 'as:' .. to, created, id)
   end
-  if ENDED[to] then redis.call('ZADD', ns .. 'gone', now + ttl, to .. ' ' .. tenant .. ' ' .. id) end
+  if ENDED[to] then
+    local jtype = redis.call('HGET', ns .. 'job:' .. id, 'type') or ''
+    redis.call('ZADD', ns .. 'gone', now + ttl, to .. ' ' .. tenant .. ' ' .. id .. ' ' .. jtype)
+  end
 end
 -- {ns}m:{minute}: per-minute counters for charts (outcomes, run-time buckets), ~25 h.
 -- The outcome comes first, so the hash is created by one that counts 1: it gets its

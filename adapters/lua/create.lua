@@ -55,6 +55,7 @@ for _, rec in ipairs(recs) do
     redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
     local created = (f['created_at'] and f['created_at'] ~= '') and f['created_at'] or ARGV[2]
     redis.call('ZADD', ns .. 'all', created, id)
+    type_index(id, f['tenant'], f['type'], created)
     move(id, f['tenant'], created, nil, f['state'])
     if f['state'] == 'scheduled' then
       if f['waiting'] ~= '1' then deadline('due', f['run_at'], id) end

@@ -12,6 +12,7 @@ end
 redis.call('DEL', key, key .. ':events')
 redis.call('ZREM', ns .. 't:' .. ARGV[4], id)
 redis.call('ZREM', ns .. 'all', id)
+type_unindex(id, ARGV[4], tb.type)
 redis.call('ZREM', ns .. 'due', id)
 redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)

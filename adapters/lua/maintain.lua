@@ -113,7 +113,9 @@ for _, id in ipairs(due_in('dispatching')) do
 end
 -- 5. index entries of records that expired ({ns}gone: ended jobs by when their record goes)
 for _, entry in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'gone', '-inf', now, 'LIMIT', 0, limit)) do
-  local state, tenant, id = string.match(entry, '^(%S+) (.*) (%S+)$')
+  -- '<state> <tenant> <id> <type>' ('<state> <tenant> <id>' before the type indexes)
+  local state, tenant, id, jtype = string.match(entry, '^(%S+) (%S+) (%S+) (%S+)$')
+  if not state then state, tenant, id = string.match(entry, '^(%S+) (.*) (%S+)$') end
   local left = redis.call('PTTL', ns .. 'job:' .. id)
   if left > 0 then
     redis.call('ZADD', ns .. 'gone', now + left / 1000 + 1, entry)
@@ -124,6 +126,7 @@ for _, entry in ipairs(redis.call('ZRANGEBYSCORE', ns .. 'gone', '-inf', now, 'L
     redis.call('ZREM', ns .. 't:' .. tenant, id)
     redis.call('ZREM', ns .. 'all', id)
     move(id, tenant, 0, state, nil)
+    type_unindex(id, tenant, jtype)
   end
 end
 -- 6. when to run again: the earliest deadline left, at the latest the longest sleep;

@@ -6,7 +6,7 @@
 -- -> 'deleted', 'running', 'changed' (in none of the states any more) or 'missing'
 local id = ARGV[3]
 local key = ns .. 'job:' .. id
-local s = hmget(key, {'state', 'tenant', 'queue', 'idempotency_key'})
+local s = hmget(key, {'state', 'tenant', 'queue', 'idempotency_key', 'type'})
 if not s.state then return 'missing' end
 if s.state == 'started' then return 'running' end
 if ARGV[5] ~= '' and not string.find(',' .. ARGV[5] .. ',', ',' .. s.state .. ',', 1, true) then
@@ -19,6 +19,9 @@ end
 unqueue(id, s.queue)
 redis.call('DEL', key, key .. ':events')
 redis.call('ZREM', ns .. 't:' .. s.tenant, id)
+redis.call('ZREM', ns .. 'all', id)
+move(id, s.tenant, 0, s.state, nil)
+type_unindex(id, s.tenant, s.type)
 redis.call('ZREM', ns .. 'due', id)
 redis.call('ZREM', ns .. 'dispatching', id)
 redis.call('ZREM', ns .. 'expiries', id)
