@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import time
 from typing import Any
 
 from adapters import Capability, JobInfo, JobNotFound, JobState
@@ -132,7 +133,29 @@ def counts(client, tenant: str | None) -> dict[str, int] | None:
     return client.search().counts(tenant)
 
 
-def failure_groups(client, tenant: str | None) -> dict | None:
+GROUPS_FOR = 5.0
+"""Seconds a web process reuses a grouping that read ``GROUPS_HEAVY`` failed jobs or more
+(up to 5000: on a big ledger the page says how old it is; a small one is always fresh)."""
+GROUPS_HEAVY = 1000
+_groups: dict[tuple[int, str | None], tuple[float, dict]] = {}
+
+
+def failure_groups(client, tenant: str | None) -> dict:
+    """Failed jobs grouped by type and error type, at most ``GROUPS_FOR`` seconds old,
+    with ``as_of`` (Unix seconds)."""
+    key = (id(client), tenant)
+    now = time.time()
+    held = _groups.get(key)
+    if held is None or now - held[0] > GROUPS_FOR:
+        held = (now, {**_failure_groups(client, tenant), "as_of": now})
+        if held[1].get("scanned", 0) >= GROUPS_HEAVY:
+            if len(_groups) > 256:
+                _groups.clear()
+            _groups[key] = held
+    return held[1]
+
+
+def _failure_groups(client, tenant: str | None) -> dict | None:
     """Failed jobs grouped by type and error type."""
     return client.search().failure_groups(tenant, limit=50)
 

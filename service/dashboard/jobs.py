@@ -3,6 +3,8 @@ progress, every attempt), failures grouped, and the actions on one job or a filt
 
 from __future__ import annotations
 
+import time
+
 import flask
 from werkzeug.exceptions import NotFound
 
@@ -112,11 +114,8 @@ def failures():
     tenant = scope() if scope() is not None else data.Filters.parse(
         flask.request.args, None).tenant
     grouped = data.failure_groups(client, tenant)
-    recent = None
-    if grouped is None:
-        recent, _, _ = data.page(client, data.Filters(tenant=tenant, state="failed"))
-    return flask.render_template("dashboard/failures.html", grouped=grouped, recent=recent,
-                                 tenant=tenant)
+    return flask.render_template("dashboard/failures.html", grouped=grouped, recent=None,
+                                 tenant=tenant, age=max(0.0, time.time() - grouped["as_of"]))
 
 
 @bp.route("/ui/bulk", methods=["GET", "POST"])
