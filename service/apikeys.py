@@ -14,7 +14,7 @@ import re
 
 from adapters import ConfigurationError
 
-__all__ = ["ApiKey", "OPERATOR_TENANT", "READ_ONLY_SUFFIX", "parse_api_keys", "session_secret"]
+__all__ = ["ApiKey", "match", "OPERATOR_TENANT", "READ_ONLY_SUFFIX", "parse_api_keys", "session_secret"]
 
 _TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY = re.compile(r"[!-~]{8,256}")  # printable ASCII, no spaces, no commas (split on them)
@@ -105,3 +105,17 @@ def session_secret(given: str, keys: tuple[ApiKey, ...]) -> str:
         return given
     material = b"".join(sorted(k.digest for k in keys))
     return hmac.new(b"switchyard dashboard session v1", material, hashlib.sha256).hexdigest()
+
+
+def match(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
+    """The key whose digest equals the presented key's, compared in constant time.
+
+    Every configured key is compared, match or not, so the time taken does not tell
+    how many keys exist before the matching one.
+    """
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+    found = None
+    for key in keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import flask
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from .apikeys import ApiKey
+from .apikeys import ApiKey, match as _match
 
 __all__ = ["authenticate", "current_tenant", "owning_tenant", "rate_limit_key", "needs_key",
            "init_app", "READ_METHODS"]
@@ -24,20 +21,6 @@ SIGNED_PREFIXES = ("/v1/hooks/",)
 def needs_key(path: str) -> bool:
     """True for the calls that need an API key (and count against its rate limit)."""
     return path.startswith(PROTECTED_PREFIX) and not path.startswith(SIGNED_PREFIXES)
-
-
-def _match(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
-    """The key whose digest equals the presented key's, compared in constant time.
-
-    Every configured key is compared, match or not, so the time taken does not tell
-    how many keys exist before the matching one.
-    """
-    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-    found = None
-    for key in keys:
-        if hmac.compare_digest(digest, key.digest):
-            found = key
-    return found
 
 
 def authenticate() -> None:

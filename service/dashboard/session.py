@@ -15,7 +15,6 @@ reports it (``X-Forwarded-Proto`` from ``FORWARDED_ALLOW_IPS``).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import hmac
 import secrets
 
@@ -46,16 +45,6 @@ def configure(app: flask.Flask, secret_key: str) -> None:
     app.session_interface = DashboardSession()
     app.config.update(SESSION_COOKIE_NAME="switchyard_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=LIFETIME)
-
-
-def match_key(presented: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
-    """The configured key equal to ``presented`` (every digest compared, in constant time)."""
-    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-    found = None
-    for key in keys:
-        if hmac.compare_digest(digest, key.digest):
-            found = key
-    return found
 
 
 def signed_in_key(keys: tuple[ApiKey, ...]) -> ApiKey | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flask
 
+from ..apikeys import match
 from ..extensions import current
 from . import bp, safe_next, session
 
@@ -17,7 +18,7 @@ def login():
             return flask.redirect(target)
         return flask.render_template("dashboard/login.html", next=target, error=None)
     presented = (flask.request.form.get("api_key") or "").strip()
-    found = session.match_key(presented, current().settings.api_keys) if presented else None
+    found = match(presented, current().settings.api_keys) if presented else None
     if found is None:
         return flask.render_template("dashboard/login.html", next=target,
                                      error="That API key is not valid."), 401

@@ -114,28 +114,32 @@ def gunicorn_argv(port: int, workers: int = 1) -> list[str]:
     return argv
 
 
+def wait_answering(server: Process, port: int, timeout: float = 30) -> None:
+    """Until the gunicorn ``server`` on ``port`` answers ``/healthz`` (it must stay alive)."""
+    import http.client
+
+    def answers():
+        server.assert_alive("gunicorn")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+    wait_until(answers, timeout, 0.1, "gunicorn to answer")
+
+
 @pytest.fixture
 def gunicorn(redis_url, tmp_path):
     """``gunicorn(**env) -> base URL``: the web process, ready to answer."""
     servers = []
 
     def start(**extra):
-        import http.client
-
         port = free_port()
         server = Process(gunicorn_argv(port), service_env(redis_url, **extra),
                          tmp_path / f"gunicorn-{port}.log")
         servers.append(server)
-
-        def answers():
-            server.assert_alive("gunicorn")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                return conn.getresponse().status == 200
-            except OSError:
-                return False
-        wait_until(answers, 30, 0.1, "gunicorn to answer")
+        wait_answering(server, port)
         return port
 
     yield start

@@ -8,7 +8,6 @@ downloads are never used: the browser is the system's ``chromium``.
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 
 from adapters import load_job_modules
 from service.embedded_redis import free_port
-from tests.api.conftest import API_KEYS, JOB_MODULES, gunicorn_argv
-from tests.harness import ROOT, Engine, wait_until
+from tests.api.conftest import API_KEYS, JOB_MODULES, gunicorn_argv, wait_answering
+from tests.harness import ROOT, Engine
 from tests.conftest import AMQP_URL
 from tests.processes import Process
 
@@ -84,16 +83,7 @@ class Stack:
                "RATE_LIMIT": "6000/minute"}
         self.web = Process(gunicorn_argv(port), env, log_dir / f"web-{leg}.log")
         self.url = f"http://127.0.0.1:{port}"
-
-        def answers():
-            self.web.assert_alive("gunicorn")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                return conn.getresponse().status == 200
-            except OSError:
-                return False
-        wait_until(answers, 30, 0.1, "gunicorn to answer")
+        wait_answering(self.web, port)
 
     def close(self):
         self.web.stop()
