@@ -19,6 +19,7 @@ __all__ = ["Filters", "features", "page", "find", "counts", "failure_groups", "q
 STATES = tuple(s.value for s in JobState)
 _CURSOR = re.compile(r"[0-9][0-9.eE+-]{0,40}(\|[A-Za-z0-9_.:-]{0,200})?")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+_FIELD = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def features(client) -> dict[str, bool]:
@@ -51,6 +52,8 @@ class Filters:
     queue: str | None = None
     after: float | None = None
     before: float | None = None
+    payload: tuple[str, str] | None = None
+    """``field=value``: a top-level payload field (``"42"`` also matches the number 42)."""
     cursor: str | None = None
     problems: tuple[str, ...] = ()
 
@@ -71,6 +74,14 @@ class Filters:
         if state is not None and state not in STATES:
             problems.append("state: not a state")
             state = None
+        payload = None
+        raw = (args.get("payload") or "").strip()[:300]
+        if raw:
+            field, sep, value = raw.partition("=")
+            if not sep or not _FIELD.fullmatch(field.strip()):
+                problems.append("payload: give field=value (a top-level field of the payload)")
+            else:
+                payload = (field.strip(), value.strip())
         cursor = (args.get("cursor") or "").strip() or None
         if cursor is not None and not _CURSOR.fullmatch(cursor):
             problems.append("cursor: not one this page gave out")
@@ -79,7 +90,7 @@ class Filters:
                    type=name("type"), queue=name("queue"),
                    after=_when((args.get("after") or "").strip(), "after", problems),
                    before=_when((args.get("before") or "").strip(), "before", problems),
-                   cursor=cursor, problems=tuple(problems))
+                   payload=payload, cursor=cursor, problems=tuple(problems))
 
     def query(self, **changes) -> dict[str, str]:
         """The filter as query arguments (for links: the next page, a bulk action)."""
@@ -89,7 +100,8 @@ class Filters:
             return datetime.datetime.fromtimestamp(at, datetime.timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%S") if at is not None else None
         out = {"tenant": f.tenant, "state": f.state, "type": f.type, "queue": f.queue,
-               "after": iso(f.after), "before": iso(f.before), "cursor": f.cursor}
+               "after": iso(f.after), "before": iso(f.before), "cursor": f.cursor,
+               "payload": f"{f.payload[0]}={f.payload[1]}" if f.payload else None}
         return {k: v for k, v in out.items() if v}
 
     def job_filter(self):
@@ -98,7 +110,8 @@ class Filters:
 
         return JobFilter(tenant=self.tenant, state=self.state, type=self.type,
                          queue=self.queue, created_after=self.after,
-                         created_before=self.before)
+                         created_before=self.before,
+                         payload=(self.payload,) if self.payload else ())
 
 
 def page(client, f: Filters, limit: int = 50) -> tuple[list[JobInfo], str | None, str | None]:

@@ -130,6 +130,10 @@ def bulk():
     if f.problems:
         flask.flash("Not a valid filter: " + "; ".join(f.problems), "error")
         return flask.redirect(flask.url_for("dashboard.jobs"))
+    if f.payload:  # a bulk action would not apply it: it must not act on more than is shown
+        flask.flash("Bulk actions filter by tenant, state, type, queue and time: clear the "
+                    "payload filter first.", "error")
+        return flask.redirect(flask.url_for("dashboard.jobs", **f.query(cursor=None)))
     fields = {**f.query(cursor=None), "action": action}
     if flask.request.method == "GET":
         described = ", ".join(f"{k}={v}" for k, v in f.query(cursor=None).items()) or \

@@ -173,3 +173,16 @@ def test_static_files_ship_with_the_package(app):
     for name in ("dashboard.css", "dashboard.js", "charts.js", "uplot/uPlot.iife.min.js",
                  "uplot/uPlot.min.css"):
         assert client.get(f"/ui/static/{name}").status_code == 200, name
+
+
+def test_filter_by_a_payload_field_and_no_bulk_action_over_it(as_key, adapter):
+    seven = adapter.enqueue("demo.echo", {"message": "for 7"}, tenant="acme")
+    other = adapter.enqueue("demo.echo", {"message": "for 8"}, tenant="acme")
+    page = as_key(ACME_KEY).get("/?payload=message%3Dfor 7").get_data(as_text=True)
+    assert seven.id in page and other.id not in page
+    assert "For every job matching this filter" not in page  # no bulk action offered
+    refused = as_key(ACME_KEY).get("/ui/bulk?action=cancel&payload=message%3Dfor 7")
+    assert refused.status_code == 302 and "/ui/bulk" not in refused.headers["Location"]
+    assert adapter.get(seven.id).state.value == "queued"
+    bad = as_key(ACME_KEY).get("/?payload=no-equals-sign")
+    assert bad.status_code == 200 and "field=value" in bad.get_data(as_text=True)
