@@ -36,6 +36,8 @@ __all__ = ["Queues", "check_queue_name"]
 
 RELEASE_BATCH = 500
 """Parked jobs moved per script call: each call is short, so Redis never stalls on one."""
+THROUGHPUT_MINUTES = 5
+"""The whole minutes a queue's throughput is averaged over (``QueueInfo.finished_per_minute``)."""
 PUBLISH_ROUNDS = 10
 """Due batches (of 100) a resume publishes itself; the workers' loops publish the rest."""
 
@@ -114,17 +116,23 @@ class Queues:
             for name in names:
                 pipe.zcard(f"{ns}queued:{name}")
                 pipe.zrange(f"{ns}queued:{name}", 0, 0, withscores=True)
+            now = time.time()
+            last = int(now // 60) * 60 - 60  # the last whole minute
+            for minute in range(last - 60 * (THROUGHPUT_MINUTES - 1), last + 60, 60):
+                pipe.hmget(f"{ns}m:{minute}", [f"q|{name}" for name in names] or ["-"])
             answers = pipe.execute()
+            minutes, answers = answers[len(names) * 2:], answers[:len(names) * 2]
             running = self._running()
-        now = time.time()
         out = []
-        for name, count, oldest in zip(names, answers[::2], answers[1::2]):
+        for i, (name, count, oldest) in enumerate(zip(names, answers[::2], answers[1::2])):
             state = paused.get(name)
+            ended = sum(int(row[i] or 0) for row in minutes)
             out.append(QueueInfo(
                 name=name, paused=state is not None, paused_at=state and state["at"],
                 paused_by=state and state["by"], queued=count,
                 oldest_queued_age=max(0.0, now - oldest[0][1]) if oldest else None,
-                running=running.get(name, 0)))
+                running=running.get(name, 0),
+                finished_per_minute=ended / THROUGHPUT_MINUTES))
         return out
 
     def _running(self) -> dict[str, int]:

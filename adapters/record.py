@@ -104,6 +104,7 @@ _DECLARED = [
     Field("expires_at", TIME, "after this it is canceled (``expired``) unless started"),
     Field("idempotency_key", STR, "the idempotency key it was enqueued with"),
     Field("retry_of", STR, "the id of the failed or canceled job it replays"),
+    Field("retried_as", STR, "the ids of the jobs that replay it, oldest first, space-separated"),
     Field("links", OBJECT, 'related ids, e.g. ``{"workflow": ...}``, ``{"parent": ...}``',
           dict),
     Field("token", STR, "its current delivery's token; only that delivery may run it"),

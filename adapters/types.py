@@ -140,6 +140,8 @@ class JobInfo:
     """The key it was enqueued with."""
     links: dict = dataclasses.field(default_factory=dict)
     """Related ids, e.g. ``{"workflow": ...}`` or ``{"schedule": ...}``."""
+    retried_as: tuple[str, ...] = ()
+    """The ids of the jobs that replay this one (its retries), oldest first."""
 
     @classmethod
     def from_record(cls, rec: dict[str, str]) -> "JobInfo":
@@ -155,14 +157,15 @@ class JobInfo:
             started_at=utc(f["started_at"]), finished_at=utc(f["finished_at"]),
             worker=f["worker"] or None, lost_deliveries=f["lost"],
             retry_of=f["retry_of"] or None, idempotency_key=f["idempotency_key"] or None,
-            links=f["links"] or {},
+            links=f["links"] or {}, retried_as=tuple((f["retried_as"] or "").split()),
         )
 
 
 _JOB_FIELDS = ("id", "type", "state", "tenant", "backend", "queue", "priority", "payload",
                "attempts", "max_retries", "timeout", "progress", "result", "error",
                "cancel_reason", "created_at", "run_at", "expires_at", "started_at",
-               "finished_at", "worker", "lost", "retry_of", "idempotency_key", "links")
+               "finished_at", "worker", "lost", "retry_of", "idempotency_key", "links",
+               "retried_as")
 """The record's fields a JobInfo shows (not its history, which ``history()`` reads)."""
 
 
@@ -256,3 +259,6 @@ class QueueInfo:
     """Seconds since the oldest of them became queued; ``None`` when none is."""
     running: int
     """Jobs of this queue running now."""
+    finished_per_minute: float = 0.0
+    """Attempts of its jobs that ended (succeeded, failed, retried or canceled while
+    running) per minute, over the last ``THROUGHPUT_MINUTES`` whole minutes."""

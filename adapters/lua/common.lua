@@ -83,10 +83,11 @@ end
 -- {ns}m:{minute}: per-minute counters for charts (outcomes, run-time buckets), ~25 h.
 -- The outcome comes first, so the hash is created by one that counts 1: it gets its
 -- expiry then, not on every call.
-local function per_minute(a, b)
+local function per_minute(a, b, c)
   local mk = ns .. 'm:' .. tostring(math.floor(now / 60) * 60)
   if redis.call('HINCRBY', mk, a, 1) == 1 then redis.call('EXPIRE', mk, 90000) end
   if b then redis.call('HINCRBY', mk, b, 1) end
+  if c then redis.call('HINCRBY', mk, c, 1) end
 end
 local function count_end(key, outcome)
   local tb = redis.call('HMGET', key, 'type', 'backend')

@@ -56,6 +56,13 @@ for _, rec in ipairs(recs) do
     local created = (f['created_at'] and f['created_at'] ~= '') and f['created_at'] or ARGV[2]
     redis.call('ZADD', ns .. 'all', created, id)
     type_index(id, f['tenant'], f['type'], created)
+    if f['retry_of'] and f['retry_of'] ~= '' then  -- the job it replays names its retries
+      local ok = ns .. 'job:' .. f['retry_of']
+      local seen = redis.call('HGET', ok, 'retried_as')
+      if seen ~= false or redis.call('EXISTS', ok) == 1 then
+        redis.call('HSET', ok, 'retried_as', (seen and seen ~= '') and (seen .. ' ' .. id) or id)
+      end
+    end
     move(id, f['tenant'], created, nil, f['state'])
     if f['state'] == 'scheduled' then
       if f['waiting'] ~= '1' then deadline('due', f['run_at'], id) end

@@ -6,7 +6,7 @@ local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
 local key = ns .. 'job:' .. id
 -- One read, one write and the bookkeeping: this runs once per attempt, on every job.
 local s = hmget(key, {'token', 'attempts', 'type', 'backend', 'started_at', 'events',
-                      'wf', 'wf_role', 'wf_next', 'state', 'tenant', 'created_at'})
+                      'wf', 'wf_role', 'wf_next', 'state', 'tenant', 'created_at', 'queue'})
 if s.token ~= token then return 0 end
 redis.call('ZREM', ns .. 'leases', id)
 local ran = now - (tonumber(s.started_at) or now)
@@ -19,7 +19,8 @@ local tb = s.type .. '|' .. s.backend
 -- are both sums of these.
 redis.call('HINCRBY', ns .. 'stats', 'ran|' .. tb .. '|' .. outcome .. '|' .. bucket, 1)
 redis.call('HINCRBYFLOAT', ns .. 'stats', 'duration_sum|' .. tb, ran)
-per_minute(outcome, 'le|' .. bucket)
+-- 'q|<queue>': attempts that ended per queue and minute (the queues' throughput)
+per_minute(outcome, 'le|' .. bucket, 'q|' .. (s.queue or ''))
 if outcome == 'retry' then
   redis.call('HSET', key, 'state', 'retrying', 'error', ARGV[7], 'token', '', 'run_at', ARGV[8],
              'events', append(s.events, ev('retrying', s.attempts, {run_at=tonumber(ARGV[8])})))

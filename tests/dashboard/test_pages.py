@@ -120,6 +120,11 @@ def test_retry_and_cancel_from_the_job_page(as_key, jobs, adapter):
     response = client.post(f"/ui/jobs/{acme}/retry", data={"csrf_token": csrf(confirm)})
     new_id = response.headers["Location"].rsplit("/", 1)[1]
     assert adapter.get(new_id).retry_of == acme
+    # the job it replays names its retries, and its page links them
+    second = adapter.retry(acme, tenant="acme")
+    assert adapter.get(acme).retried_as == (new_id, second.id)
+    page = client.get(f"/ui/jobs/{acme}").get_data(as_text=True)
+    assert f'href="/ui/jobs/{new_id}"' in page and f'href="/ui/jobs/{second.id}"' in page
     again = client.post(f"/ui/jobs/{acme}/cancel", data={"csrf_token": csrf(confirm)},
                         follow_redirects=True)
     assert again.status_code == 200 and "already ended" in again.get_data(as_text=True)
@@ -186,3 +191,21 @@ def test_filter_by_a_payload_field_and_no_bulk_action_over_it(as_key, adapter):
     assert adapter.get(seven.id).state.value == "queued"
     bad = as_key(ACME_KEY).get("/?payload=no-equals-sign")
     assert bad.status_code == 200 and "field=value" in bad.get_data(as_text=True)
+
+
+def test_a_queues_throughput_counts_the_attempts_that_ended_per_minute(as_key, adapter):
+    import time
+
+    from tests.test_ledger_scripts import job
+
+    minute = int(time.time() // 60) * 60 - 60  # the last whole minute
+    for n in range(10):
+        rec = job(queue="mail", created_at=minute)
+        adapter.ledger.create_many([rec], minute)
+        adapter.ledger.claim(rec["id"], rec["token"], "w", minute + 1)
+        adapter.ledger.finish(rec["id"], rec["token"], "succeeded" if n % 2 else "failed",
+                              "1" if n % 2 else "{}", now=minute + 2)
+    (mail,) = [q for q in adapter.queues().list() if q.name == "mail"]
+    assert mail.finished_per_minute == 10 / 5 and mail.queued == 0
+    page = as_key(OPERATOR_KEY).get("/ui/queues").get_data(as_text=True)
+    assert "<td>2.0</td>" in page
