@@ -203,6 +203,18 @@ def bulk_start(client, action: str, f: Filters, actor):
                                 actor=actor)
 
 
+IN_HAND = 200
+"""The most running jobs the Workers page lists."""
+
+
+def in_hand(client) -> list[JobInfo]:
+    """The jobs running now (every tenant's, newest first), each naming the worker process
+    (``host:pid``) that runs it."""
+    from adapters import JobFilter
+
+    return client.search().page(JobFilter(state="started"), limit=IN_HAND)[0]
+
+
 def schedules(client, tenant: str | None) -> list:
     """The tenant's schedules (every tenant's for an operator), by tenant and name."""
     store = client.schedules()

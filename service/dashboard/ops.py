@@ -66,8 +66,9 @@ def queue_action(queue: str, action: str):
 @bp.route("/ui/workers")
 def workers():
     require_operator()
-    return flask.render_template("dashboard/workers.html", workers=_client().workers(),
-                                 now=time.time())
+    client = _client()
+    return flask.render_template("dashboard/workers.html", workers=client.workers(),
+                                 in_hand=data.in_hand(client), now=time.time())
 
 
 # -- schedules --------------------------------------------------------------------------

@@ -209,3 +209,14 @@ def test_a_queues_throughput_counts_the_attempts_that_ended_per_minute(as_key, a
     assert mail.finished_per_minute == 10 / 5 and mail.queued == 0
     page = as_key(OPERATOR_KEY).get("/ui/queues").get_data(as_text=True)
     assert "<td>2.0</td>" in page
+
+
+def test_the_workers_page_lists_the_jobs_in_hand(as_key, adapter):
+    from tests.test_ledger_scripts import job
+
+    running = job(tenant="acme")
+    adapter.ledger.create_many([running], 1.0e9)
+    assert adapter.ledger.claim(running["id"], running["token"], "host-a:4242", 1.0e9).action == "run"
+    page = as_key(OPERATOR_KEY).get("/ui/workers").get_data(as_text=True)
+    assert f'data-job="{running["id"]}"' in page and "host-a:4242" in page
+    assert as_key(ACME_KEY).get("/ui/workers").status_code == 403
