@@ -36,6 +36,8 @@ __all__ = ["Queues", "check_queue_name"]
 
 RELEASE_BATCH = 500
 """Parked jobs moved per script call: each call is short, so Redis never stalls on one."""
+WAITING_READ = 5000
+"""The most scheduled and retrying jobs read to count them per queue (``QueueInfo.waiting``)."""
 THROUGHPUT_MINUTES = 5
 """The whole minutes a queue's throughput is averaged over (``QueueInfo.finished_per_minute``)."""
 PUBLISH_ROUNDS = 10
@@ -122,7 +124,8 @@ class Queues:
                 pipe.hmget(f"{ns}m:{minute}", [f"q|{name}" for name in names] or ["-"])
             answers = pipe.execute()
             minutes, answers = answers[len(names) * 2:], answers[:len(names) * 2]
-            running = self._running()
+            running = self._per_queue("leases")
+            waiting = self._per_queue("due", limit=WAITING_READ)
         out = []
         for i, (name, count, oldest) in enumerate(zip(names, answers[::2], answers[1::2])):
             state = paused.get(name)
@@ -131,14 +134,15 @@ class Queues:
                 name=name, paused=state is not None, paused_at=state and state["at"],
                 paused_by=state and state["by"], queued=count,
                 oldest_queued_age=max(0.0, now - oldest[0][1]) if oldest else None,
-                running=running.get(name, 0),
+                running=running.get(name, 0), waiting=waiting.get(name, 0),
                 finished_per_minute=ended / THROUGHPUT_MINUTES))
         return out
 
-    def _running(self) -> dict[str, int]:
-        """Running jobs per queue: the leases' jobs (as many as run at once) by queue."""
+    def _per_queue(self, deadlines: str, limit: int = -1) -> dict[str, int]:
+        """Jobs of a deadline set per queue: ``leases`` (running: as many as run at once),
+        ``due`` (scheduled and retrying, the soonest ``limit`` read)."""
         r = self.client.redis
-        ids = r.zrange(f"{self.ns}leases", 0, -1)
+        ids = r.zrange(f"{self.ns}{deadlines}", 0, limit - 1 if limit > 0 else -1)
         pipe = r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(f"{self.ns}job:{job_id}", "queue")

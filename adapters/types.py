@@ -259,6 +259,8 @@ class QueueInfo:
     """Seconds since the oldest of them became queued; ``None`` when none is."""
     running: int
     """Jobs of this queue running now."""
+    waiting: int = 0
+    """Its jobs scheduled or retrying (waiting for their time; of the soonest 5000 due)."""
     finished_per_minute: float = 0.0
     """Attempts of its jobs that ended (succeeded, failed, retried or canceled while
     running) per minute, over the last ``THROUGHPUT_MINUTES`` whole minutes."""

@@ -177,7 +177,7 @@ def queue_rows(client) -> list[dict[str, Any]]:
     """Per queue: name, paused, queued, oldest age (s), running, paused by/at."""
     return [{"name": q.name, "paused": q.paused, "queued": q.queued,
                  "oldest_age": getattr(q, "oldest_queued_age", None),
-                 "per_minute": q.finished_per_minute,
+                 "per_minute": q.finished_per_minute, "waiting": q.waiting,
                  "running": getattr(q, "running", None),
                  "paused_by": getattr(q, "paused_by", None)} for q in client.queues().list()]
 

@@ -205,8 +205,10 @@ def test_a_queues_throughput_counts_the_attempts_that_ended_per_minute(as_key, a
         adapter.ledger.claim(rec["id"], rec["token"], "w", minute + 1)
         adapter.ledger.finish(rec["id"], rec["token"], "succeeded" if n % 2 else "failed",
                               "1" if n % 2 else "{}", now=minute + 2)
+    later = job(queue="mail", state="scheduled", run_at=time.time() + 3600)
+    adapter.ledger.create_many([later], time.time())
     (mail,) = [q for q in adapter.queues().list() if q.name == "mail"]
-    assert mail.finished_per_minute == 10 / 5 and mail.queued == 0
+    assert mail.finished_per_minute == 10 / 5 and mail.queued == 0 and mail.waiting == 1
     page = as_key(OPERATOR_KEY).get("/ui/queues").get_data(as_text=True)
     assert "<td>2.0</td>" in page
 
