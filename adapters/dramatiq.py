@@ -52,7 +52,7 @@ from .engine import Engine
 from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
 from .ledger import Dispatch
-from .maintenance import fork_child
+from .maintenance import as_thread, fork_child
 from .types import Capability
 
 __all__ = ["DramatiqEngine", "ACTOR_NAME"]
@@ -270,24 +270,21 @@ class DramatiqEngine(Engine):
                                  worker_timeout=_POLL_MS)
         worker.queue_prefetch = 1
         worker.start()
-        if self._loop is not None:
-            self._loop.start(in_thread=True)
         limit = int((self.settings.max_timeout + self.settings.timeout_grace) * 1000)
         stopper = threading.Thread(target=worker.stop, kwargs={"timeout": limit})
-        while not stopper.ident or stopper.is_alive():
-            if stop.is_set() and not stopper.ident:
-                stopper.start()  # the job in hand finishes; prefetched ones go back
-            try:
-                job_id, token, done, box = self._handoff.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self.run(job_id, token)
-            except BaseException as exc:  # noqa: BLE001 - handed to the worker thread
-                box.append(exc)
-            done.set()
-        if self._loop is not None:
-            self._loop.stop()
+        with as_thread(self._loop):
+            while not stopper.ident or stopper.is_alive():
+                if stop.is_set() and not stopper.ident:
+                    stopper.start()  # the job in hand finishes; prefetched ones go back
+                try:
+                    job_id, token, done, box = self._handoff.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                try:
+                    self.run(job_id, token)
+                except BaseException as exc:  # noqa: BLE001 - handed to the worker thread
+                    box.append(exc)
+                done.set()
         self.close()
 
     def _in_main_thread(self, job_id: str, token: str) -> None:

@@ -8,6 +8,7 @@ is what an engine's scheduler calls on each beat.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import redis
 
@@ -25,7 +26,8 @@ from .runner import worker_name
 
 log = logging.getLogger("switchyard.runner")
 
-__all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child", "BEAT_SECONDS"]
+__all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child", "as_thread",
+           "BEAT_SECONDS"]
 
 BEAT_SECONDS = 5.0
 """How often a worker announces itself (``workers()`` counts one seen within 15 s)."""
@@ -57,6 +59,20 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def as_thread(loop: "Maintenance | None") -> Iterator[None]:
+    """Run ``loop`` as a thread of this process for the block (``None``: no loop here),
+    stopped however the block ends: an engine's one worker process that forks nothing."""
+    if loop is None:
+        yield
+        return
+    loop.start(in_thread=True)
+    try:
+        yield
+    finally:
+        loop.stop()
 
 
 class Maintenance:

@@ -114,6 +114,7 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from .connections import redis_client
+from .maintenance import as_thread
 from .rq_queue import _REDIS_DOWN, LedgerScheduler, _Queue  # noqa: F401 - the seam's names
 from .settings import AdapterSettings
 
@@ -325,13 +326,8 @@ def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, w
     worker = _signals_to_the_main_thread(worker_class)(
         queues, name=name, connection=connection, serializer=JSONSerializer,
         queue_class=_Queue)
-    if maintenance is not None:
-        maintenance.start(in_thread=True)
-    try:
+    with as_thread(maintenance):
         worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
-    finally:
-        if maintenance is not None:
-            maintenance.stop()
 
 
 class _Pool(WorkerPool):

@@ -16,7 +16,7 @@ if s.expires_at and s.expires_at ~= '' and tonumber(s.expires_at) <= now then
              'finished_at', ARGV[2], 'token', '')
   redis.call('ZREM', ns .. 'expiries', id)
   unqueue(id, s.queue)
-  move(id, s.tenant, s.created_at, 'queued', 'canceled', tonumber(ARGV[7]))
+  move(id, s.tenant, s.created_at, 'queued', 'canceled', tonumber(ARGV[7]), s.type)
   event(key, 'canceled', s.attempts, {reason='expired'})
   count_end(key, 'canceled')
   wf_end(key, 'canceled', tonumber(ARGV[7]))

@@ -65,7 +65,7 @@ local function type_unindex(id, tenant, jtype)
     redis.call('ZREM', ns .. 'aty:' .. jtype, id)
   end
 end
-local function move(id, tenant, created, from, to, ttl)
+local function move(id, tenant, created, from, to, ttl, jtype)
   if from == to then return end
   if INDEXED[from] then
     redis.call('ZREM', ns .. 'ts:' .. tenant .. ':' .. from, id)
@@ -76,7 +76,8 @@ local function move(id, tenant, created, from, to, ttl)
     redis.call('ZADD', ns .. 'as:' .. to, created, id)
   end
   if ENDED[to] then
-    local jtype = redis.call('HGET', ns .. 'job:' .. id, 'type') or ''
+    -- the type names its index in the gone entry: the caller's if it has read it
+    jtype = jtype or redis.call('HGET', ns .. 'job:' .. id, 'type') or ''
     redis.call('ZADD', ns .. 'gone', now + ttl, to .. ' ' .. tenant .. ' ' .. id .. ' ' .. jtype)
   end
 end

@@ -42,7 +42,7 @@ else
   redis.call('HSET', key, 'state', outcome, 'cancel_reason', ARGV[7], 'finished_at', ARGV[2],
              'token', '', 'events', events)
 end
-move(id, s.tenant, s.created_at, s.state, outcome, tonumber(ARGV[6]))
+move(id, s.tenant, s.created_at, s.state, outcome, tonumber(ARGV[6]), s.type)
 if s.wf and s.wf ~= '' then wf_end(key, outcome, tonumber(ARGV[6]), s) end
 close(key, tonumber(ARGV[6]))
 return 1
