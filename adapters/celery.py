@@ -304,6 +304,11 @@ class CeleryEngine(Engine):
         """Only the prefork pool forks: solo and threads run jobs in the launcher."""
         return pool == "prefork"
 
+    def needs_supervisor(self, concurrency, pool="prefork", **options):
+        """Solo and threads run the jobs in the launcher, which a job's ``os._exit``
+        ends; prefork replaces a child that dies."""
+        return pool != "prefork"
+
     def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
         signals.worker_process_init.connect(_mark_pool_child, weak=False)

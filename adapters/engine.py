@@ -57,6 +57,9 @@ That is the whole of it:
   dead one): the maintenance loop is then a process forked before it. An engine that
   answers False for a setting (one process that forks nothing) gets the loop as a
   thread of that process instead, which costs no process's memory.
+- ``needs_supervisor(concurrency, **options)``: True for a setting whose one process
+  runs every job with nothing to replace it if a job ends it (``os._exit``): the
+  launcher then runs it under a small parent that starts it again (False by default).
 - Optional: ``run_scheduler`` (the default runs the engine-neutral beat, which fires
   the schedules kept in the ledger), ``recover_stranded`` (deliveries a dead worker took
   from the broker but never claimed; a broker that hands them back, as RabbitMQ does,
@@ -138,6 +141,14 @@ class Engine(abc.ABC):
         """True if ``run_worker(queues, concurrency, **options)`` forks after it starts;
         False only where it forks nothing, ever (see the module docstring)."""
         return True
+
+    def needs_supervisor(self, concurrency: int, **options: Any) -> bool:
+        """True if ``run_worker(queues, concurrency, **options)`` runs every job in this
+        one process, with nothing to start another when a job takes it down (``os._exit``,
+        a crash, the OOM killer). ``python -m adapters.worker`` then runs it under
+        ``adapters/supervise.py``, a parent of a few MiB that does (its docstring says how);
+        an engine whose worker replaces its own processes says False (the default)."""
+        return False
 
     def recover_stranded(self) -> int:
         """Deliver again what a dead worker took from the broker but never claimed."""

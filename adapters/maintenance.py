@@ -23,6 +23,7 @@ import redis
 from .errors import BackendUnavailable
 from .queues import RELEASE_BATCH
 from .runner import worker_name
+from .supervise import worker_pid
 
 log = logging.getLogger("switchyard.runner")
 
@@ -96,7 +97,7 @@ class Maintenance:
         self.adapter = adapter
         self.worker_id = name or worker_name()
         self.info = {"backend": adapter.name, "queues": ",".join(queues),
-                     "concurrency": str(concurrency), "pid": str(os.getpid()),
+                     "concurrency": str(concurrency), "pid": str(worker_pid()),
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._stop = threading.Event()
         self._pid: int | None = None
@@ -267,7 +268,7 @@ class SchedulerBeat:
         self.poll = poll
         self.schedules = adapter.schedules(catch_up=catch_up)
         self.name = name or f"scheduler-{worker_name()}"
-        self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(os.getpid()),
+        self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(worker_pid()),
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._last_beat = 0.0
         self._down_since: float | None = None

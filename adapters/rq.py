@@ -10,6 +10,7 @@ internals it relies on.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from rq import Queue
@@ -28,6 +29,7 @@ from .rq_glue import (
     _Pool,
     _Queue,
     bind_worker_engine,
+    run_one_worker,
     perform,  # RQ's jobs name it adapters.rq.perform
 )
 
@@ -113,6 +115,15 @@ class RQEngine(Engine):
     def close(self) -> None:
         self.rq_redis.close()
 
+    def forks_after_start(self, concurrency, forking=False, **options):
+        """One SimpleWorker forks nothing; a pool, or RQ's fork-per-job Worker, does."""
+        return forking or concurrency > 1
+
+    def needs_supervisor(self, concurrency, forking=False, **options):
+        """One SimpleWorker runs its jobs in its own process: a job's ``os._exit`` ends
+        it (a forking Worker loses only the horse, and a pool replaces its workers)."""
+        return concurrency == 1 and not forking
+
     def run_worker(self, queues=None, concurrency=1, name=None, forking=False):
         """Run ``concurrency`` RQ workers under RQ's WorkerPool.
 
@@ -123,19 +134,24 @@ class RQEngine(Engine):
         """
         bind_worker_engine(self)
         _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
-        pool = _Pool(self.worker_queue_names(queues), connection=self.rq_redis,
-                     num_workers=concurrency,
-                     worker_class=_LeanForkWorker if forking else _LeanSimpleWorker,
-                     serializer=JSONSerializer)
+        worker_class = _LeanForkWorker if forking else _LeanSimpleWorker
+        names = self.worker_queue_names(queues)
+        log.info("starting %d RQ %s(s) on %s", concurrency,
+                 "Worker" if forking else "SimpleWorker", ", ".join(names))
+        if concurrency == 1:
+            # One worker is this process (no pool to hold it: under the launcher, the
+            # supervisor is the parent that starts it again); its loop is a thread
+            # beside it, or for a forking Worker a process forked before it starts.
+            with self.maintenance(queues, concurrency, name, forking=forking):
+                # RQ's own name is per process: one that a job took down stays
+                # registered until its key expires, and RQ refuses a second of a name
+                run_one_worker(f"{name}.{os.getpid()}" if name else None, names,
+                               self.settings, worker_class)
+            return
+        pool = _Pool(names, connection=self.rq_redis, num_workers=concurrency,
+                     worker_class=worker_class, serializer=JSONSerializer)
         pool.settings = self.settings
-        # One SimpleWorker forks nothing: the loop is a thread of it (the pool, which
-        # replaces a worker a job ended, forks only from its main thread).
-        in_worker = concurrency == 1 and not forking
-        with self.maintenance(queues, concurrency, name, in_worker=in_worker) as loop:
-            pool.maintenance = loop if in_worker else None
-            log.info("starting %d RQ %s(s) on %s", concurrency,
-                     "Worker" if forking else "SimpleWorker",
-                     ", ".join(self.worker_queue_names(queues)))
+        with self.maintenance(queues, concurrency, name, forking=forking):
             pool.start(logging_level="INFO")
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):

@@ -86,7 +86,7 @@ classes); each override takes RQ's own path for a job that is not ours:
 
 ``rq.worker_pool.WorkerPool`` -- :class:`_Pool` overrides
 ``get_worker_process(name, burst, _sleep, logging_level)`` to start
-:func:`_pool_worker` (its own connection, :class:`_Queue`, and RQ's scheduler off, as
+:func:`run_one_worker` (its own connection, :class:`_Queue`, and RQ's scheduler off, as
 the ledger holds delayed jobs), reading the pool's ``_queue_names``,
 ``worker_class`` and ``name``.
 
@@ -114,7 +114,6 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from .connections import redis_client
-from .maintenance import as_thread
 from .rq_queue import _REDIS_DOWN, LedgerScheduler, _Queue  # noqa: F401 - the seam's names
 from .settings import AdapterSettings
 
@@ -317,17 +316,16 @@ def _signals_to_the_main_thread(worker_class):
     return Worker
 
 
-def _pool_worker(name: str, queue_names: list[str], settings: AdapterSettings, worker_class,
-                 burst: bool, logging_level: str, maintenance: Any = None) -> None:
-    """One RQ worker of the pool, on its own connection, without RQ's scheduler; with
-    ``maintenance``, its loop as a thread beside it."""
+def run_one_worker(name: str | None, queue_names: list[str], settings: AdapterSettings,
+                   worker_class, burst: bool = False, logging_level: str = "INFO") -> None:
+    """One RQ worker (of the pool, or the whole worker) on its own connection, without
+    RQ's scheduler."""
     connection = redis_client(settings)
     queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
     worker = _signals_to_the_main_thread(worker_class)(
         queues, name=name, connection=connection, serializer=JSONSerializer,
         queue_class=_Queue)
-    with as_thread(maintenance):
-        worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+    worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
 
 
 class _Pool(WorkerPool):
@@ -338,12 +336,11 @@ class _Pool(WorkerPool):
     """
 
     settings: AdapterSettings | None = None
-    maintenance: Any = None  # the loop each worker starts as its thread (one SimpleWorker)
 
     def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
-        return ForkProcess(target=_pool_worker,
+        return ForkProcess(target=run_one_worker,
                            args=(name, self._queue_names, self.settings, self.worker_class,
-                                 burst, logging_level, self.maintenance),
+                                 burst, logging_level),
                            name=f"Worker {name} (WorkerPool {self.name})")
 
 

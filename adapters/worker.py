@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 
 from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import definitions, load_job_modules
 from .client import create_adapter
+from .supervise import stop_with_supervisor, supervised
 
 log = logging.getLogger("switchyard.worker")
 
@@ -53,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"switchyard worker: {flag} does not apply to the {adapter.name} engine",
                   file=sys.stderr)
             return 2
+    if adapter.engine.needs_supervisor(max(1, args.concurrency), **engine_options):
+        if not supervised():
+            # this worker is the whole worker: a parent that holds none of it starts it
+            # again if a job takes it down (adapters/supervise.py says how)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            here = os.path.dirname(os.path.abspath(__file__))
+            os.execv(sys.executable, [
+                sys.executable, os.path.join(here, "supervise.py"), sys.executable, "-m",
+                __spec__.name if __spec__ else "adapters.worker",
+                *(sys.argv[1:] if argv is None else argv)])
+        stop_with_supervisor()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] or sorted(
         {"default"} | {d.queue for d in definitions().values()})
     log.info("%s worker: job modules %s, %d job types, queues %s", adapter.name,

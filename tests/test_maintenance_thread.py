@@ -1,7 +1,8 @@
 """Where the worker is one process that forks nothing, the maintenance loop is a thread
-of it: the worker runs no second process, the loop still releases delayed jobs and
-announces the worker, and SIGTERM still stops the worker (exit 0) with the loop's
-wait in hand, taking it off the live list."""
+of it: under its supervisor (the launcher's small parent) the worker runs no second
+process, the loop still releases delayed jobs and announces the worker, and SIGTERM
+to the supervisor still stops the worker (exit 0) with the loop's wait in hand, taking
+it off the live list."""
 
 import psutil
 import pytest
@@ -12,6 +13,7 @@ import tests.conformance.jobs  # noqa: F401 - the job types enqueued here
 
 
 @pytest.mark.parametrize("backend, args", [
+    ("rq", ()),
     ("celery", ("--pool", "solo")),
     ("celery", ("--pool", "threads", "-c", "2")),
 ])
@@ -22,7 +24,8 @@ def test_one_process_runs_its_maintenance_as_a_thread(backend, args, redis_url, 
     try:
         # SWITCHYARD_IDLE_SECONDS long: the loop is asleep in its wait when SIGTERM comes
         worker = eng.start_worker(args=args, env={"SWITCHYARD_IDLE_SECONDS": "60"})
-        assert psutil.Process(worker.proc.pid).children(recursive=True) == []
+        [one] = psutil.Process(worker.proc.pid).children()
+        assert "adapters.worker" in one.cmdline() and one.children(recursive=True) == []
         info = eng.adapter.enqueue("t.echo", {"tag": "later"}, JobOptions(delay=0.5))
         assert eng.wait_for(info.id, timeout=30).state is JobState.SUCCEEDED
         assert worker.stop(timeout=15) == 0, worker.log()

@@ -1,0 +1,100 @@
+"""adapters/supervise.py, the small parent of a worker that is one process: it starts the
+worker again when it dies (a job's os._exit), stops for good on a clean exit or a
+configuration error, passes SIGTERM on as the warm shutdown, and its worker does not
+outlive it. The worker here is a tiny script, so each rule is seen on its own; the
+conformance suite's os._exit case runs it under real RQ and Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+
+from tests.harness import ROOT, wait_until
+
+SUPERVISE = str(ROOT / "adapters" / "supervise.py")
+
+# Counts its starts in a file; dies with os._exit(7) until the `deaths`-th start, then
+# runs until SIGTERM (exit 0) or exits with `final`.
+WORKER = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path.insert(0, {root!r})
+    from adapters.supervise import stop_with_supervisor
+    starts, deaths, final = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with open(starts, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    n = len(open(starts).read().split())
+    if n <= deaths:
+        os._exit(7)
+    if final != "run":
+        sys.exit(int(final))
+    stop_with_supervisor()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    open(starts + ".ready", "w").close()
+    while True:
+        signal.pause()
+""")
+
+
+def _supervise(tmp_path, deaths: int, final: str = "run") -> tuple[subprocess.Popen, str]:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(root=str(ROOT)))
+    starts = tmp_path / "starts"
+    proc = subprocess.Popen([sys.executable, SUPERVISE, sys.executable, str(script), str(starts),
+                             str(deaths), final], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, str(starts)
+
+
+def _starts(path: str) -> list[int]:
+    try:
+        return [int(p) for p in open(path).read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_worker_that_dies_is_started_again_and_sigterm_stops_it_warm(tmp_path):
+    proc, starts = _supervise(tmp_path, deaths=2)
+    try:
+        pids = wait_until(lambda: len(_starts(starts)) == 3 and _starts(starts), 20,
+                          message="a third start")
+        worker = psutil.Process(pids[-1])
+        assert worker.ppid() == proc.pid
+        wait_until(lambda: os.path.exists(starts + ".ready"), 10, message="it to be ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert not worker.is_running()
+    finally:
+        proc.kill()
+        stderr = proc.communicate()[1]
+    assert stderr.count("ended (exit code 7); starting another") == 2, stderr
+    assert "SIGTERM: stopping worker process" in stderr
+
+
+def test_a_clean_exit_or_a_configuration_error_is_final(tmp_path):
+    for final, code in (("0", 0), ("3", 3)):
+        run = tmp_path / final
+        run.mkdir()
+        proc, starts = _supervise(run, deaths=0, final=final)
+        assert proc.wait(15) == code
+        assert len(_starts(starts)) == 1
+        proc.communicate()
+
+
+def test_the_worker_does_not_outlive_a_killed_supervisor(tmp_path):
+    proc, starts = _supervise(tmp_path, deaths=0)
+    try:
+        [pid] = wait_until(lambda: _starts(starts), 10, message="the worker to start")
+        worker = psutil.Process(pid)
+        wait_until(lambda: os.path.exists(starts + ".ready"), 10, message="it to be ready")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE,
+                   10, message="the orphaned worker to stop")
+    finally:
+        proc.kill()
+        proc.communicate()
