@@ -21,14 +21,16 @@ bookkeeping for those jobs to what RQ needs to run them and to show its workers
 * batched: the worker's heartbeat goes out only once the worker key's remaining
   life has fallen 30 s short of the TTL RQ asks for, not at every step, and carries
   the worker's finished count and working time (``rq info``), which are also
-  reported at the worker's death. A worker checks ``rq suspend`` with one EXISTS per
-  job and writes busy/idle only when its state changes.
+  reported at the worker's death. A worker's pop checks ``rq suspend`` inside its
+  script, and the worker shows itself idle only when it waits for a job (between the
+  jobs of a stream it stays busy), so neither costs a command per job.
 * enqueue: the job hash is written once (RQ writes its status a second time), and
   the queue is added to RQ's set of queues at most once a minute per process, and
   by every worker with its heartbeat, instead of with every job.
-* dequeue: while jobs wait, a worker pops the next one and notes it as in hand
-  (``{ns}rq:inhand``, by time) in one script; only a worker that was idle takes its
-  job with RQ's BLPOP and notes it right after. A delivery whose worker died before
+* dequeue: while jobs wait, a worker pops the next one, notes it as in hand
+  (``{ns}rq:inhand``, by time) and reads its job hash, deleting it if it is
+  Switchyard's, in one script; only a worker that was idle takes its job with RQ's
+  BLPOP, notes it right after and reads the hash as RQ does. A delivery whose worker died before
   claiming it is found there by the maintenance loop and delivered again. RQ's job
   id is ``<job id>-<token>``, so the note names the delivery.
 
@@ -55,13 +57,16 @@ classes); each override takes RQ's own path for a job that is not ours:
   RQ's set of queues; a Redis error is logged instead of ending the work loop. Why:
   RQ heartbeats at every step of every job.
 * ``register_death()``: reports the batched counts first, then RQ's own.
-* ``set_state(state, pipeline)``: writes only a change of state. Why: RQ writes
-  busy/idle around every job.
-* ``check_for_suspension(burst)``: one EXISTS of ``rq.suspension.WORKERS_SUSPENDED``;
-  RQ's own check (a transaction with a heartbeat) runs only once it is set.
+* ``set_state(state, pipeline)``: writes only a change of state, and idle only from
+  ``show_idle()``, which the pop calls before it blocks. Why: RQ writes busy/idle
+  around every job.
+* ``check_for_suspension(burst)``: only makes the worker the queue's
+  ``waiting_worker``; the pop's script checks ``rq.suspension.WORKERS_SUSPENDED`` and,
+  once it is set, the pop runs RQ's own check (a loop until ``rq resume``) through
+  ``wait_while_suspended()``.
 * ``prepare_execution(job)``: an ``rq.executions.Execution(id, job_id, connection,
   worker_name)`` kept in memory only (in ``self.executions``, its ``_job`` set), and
-  the job hash deleted. Why: no execution record, no started registry entry.
+  the job hash deleted (unless the pop took it already). Why: no execution record, no started registry entry.
 * ``prepare_job_execution(job, remove_from_intermediate_queue)``: only a heartbeat
   long enough for the job (``get_heartbeat_ttl(job)``), the intermediate queue's
   entry removed and the ``procline``; no job status or started-at writes.
@@ -114,13 +119,11 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from .connections import redis_client
-from .rq_queue import _REDIS_DOWN, LedgerScheduler, _Queue  # noqa: F401 - the seam's names
+from .rq_queue import _ENTRY, _REDIS_DOWN, LedgerScheduler, _Queue  # noqa: F401 - the seam's names
 from .settings import AdapterSettings
 
 log = logging.getLogger("switchyard.rq")
 
-#: the function every Switchyard job names in RQ (``adapters.rq`` re-exports :func:`perform`)
-_ENTRY = "adapters.rq.perform"
 _worker_engine: Any = None
 
 
@@ -204,6 +207,8 @@ class _LeanBookkeeping:
         super().register_death()
 
     def set_state(self, state, pipeline=None):
+        if state == WorkerStatus.IDLE and pipeline is None:
+            return  # shown once the worker waits for a job (show_idle), not between two
         if state != self._state:
             if pipeline is not None:
                 super().set_state(state, pipeline=pipeline)
@@ -213,15 +218,23 @@ class _LeanBookkeeping:
             except _REDIS_DOWN:
                 pass  # only what `rq info` shows; the dequeue that follows waits for Redis
 
+    def show_idle(self):
+        """Show the worker idle (``rq info``): its pop found nothing and it waits."""
+        if self._state != WorkerStatus.IDLE:
+            try:
+                super().set_state(WorkerStatus.IDLE)
+            except _REDIS_DOWN:
+                pass
+
     def check_for_suspension(self, burst):
-        # RQ's check opens a transaction with a heartbeat in it; one EXISTS is enough
-        # until the workers are suspended.
-        try:
-            suspended = self.connection.exists(WORKERS_SUSPENDED)
-        except _REDIS_DOWN:
-            return  # the dequeue that follows waits for Redis, as RQ's own does
-        if suspended:
-            super().check_for_suspension(burst)
+        # The pop that follows checks `rq suspend` in its script, at no command of its
+        # own, and waits through RQ's own check (wait_while_suspended) if it is set.
+        self._burst = burst
+        self.queue_class.waiting_worker = self
+
+    def wait_while_suspended(self):
+        """RQ's own check: the worker shows itself suspended until `rq resume`."""
+        super().check_for_suspension(self._burst)
 
     # -- one job --------------------------------------------------------------------
     def prepare_execution(self, job):
@@ -234,7 +247,9 @@ class _LeanBookkeeping:
         with self.connection.pipeline(transaction=False) as pipe:
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             # The call is in memory now; RQ's failure path writes the job again if needed.
-            pipe.delete(job.key)
+            # (A job its pop read, the usual case, had its hash taken with it.)
+            if not getattr(job, "hash_taken", False):
+                pipe.delete(job.key)
             pipe.execute()
         return execution
 

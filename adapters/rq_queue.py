@@ -6,8 +6,16 @@ RQ and rq-scheduler internals relied on here (``tests/test_rq_seam.py`` checks e
 ``rq.queue.Queue`` -- overridden by :class:`_Queue`:
 
 * ``lpop(queue_keys, timeout, connection)`` (a classmethod that RQ's
-  ``dequeue_any`` calls): pops and notes the delivery in hand in one script; RQ's own
-  BLPOP only when every queue was empty, noted right after.
+  ``dequeue_any`` calls): pops, notes the delivery in hand and reads its job hash
+  (deleting one that carries :data:`MARK`) in one script, which also checks
+  ``rq.suspension.WORKERS_SUSPENDED`` for the worker about to dequeue; RQ's own BLPOP
+  only when every queue was empty, noted right after.
+* ``_fetch_dequeued_job(connection, queue_key, job_id, job_class, serializer,
+  death_penalty_class)`` (a classmethod): for a job the pop read, the job from that
+  hash (``Job.restore``, with ``parse_job_id`` and ``from_queue_key`` as RQ's own
+  does) instead of a second read; RQ's own for one that BLPOP took.
+* ``job_class``: :class:`_Job`, whose ``to_dict`` adds :data:`MARK` to the hash of a
+  call of ``perform``.
 * ``enqueue_job(job, pipeline, at_front, unique)``: in a pipeline, calls
   ``_enqueue_job(job, pipeline, at_front)`` directly and adds the queue to
   ``redis_queues_keys`` once a minute; RQ's own for a unique, dependent,
@@ -39,26 +47,57 @@ from collections.abc import Callable
 
 import redis
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus, parse_job_id
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import as_text, backend_class
 from rq_scheduler import Scheduler
 
-__all__ = ["_Queue", "LedgerScheduler"]
+__all__ = ["_Queue", "_Job", "LedgerScheduler", "MARK"]
 
 log = logging.getLogger("switchyard.rq")
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
+_ENTRY = "adapters.rq.perform"
+"""The function every Switchyard job names in RQ (``adapters.rq`` re-exports it)."""
+MARK = "switchyard"
+"""A field of the RQ job hash of a Switchyard job: the pop takes such a hash with the
+job (it holds nothing else of use once the call is read), so no later command reads
+or deletes it."""
+
+# KEYS: the worker's RQ queue keys in order, then the in-hand set. ARGV: now, RQ's job
+# key prefix, and the key of `rq suspend` ('' for a pop that no worker waits on).
+# -> false (nothing waits), {'', ''} (suspended), or {queue key, job id, the job's hash}
 _POP_IN_HAND = """
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then return {'', ''} end
 local inhand = KEYS[#KEYS]
 for i = 1, #KEYS - 1 do
   local id = redis.call('LPOP', KEYS[i])
   if id then
     redis.call('ZADD', inhand, ARGV[1], id)
-    return {KEYS[i], id}
+    local key = ARGV[2] .. id
+    local job = redis.call('HGETALL', key)
+    for j = 1, #job, 2 do
+      if job[j] == '""" + MARK + """' then
+        redis.call('DEL', key)
+        break
+      end
+    end
+    return {KEYS[i], id, job}
   end
 end
 return false
 """
+
+
+class _Job(Job):
+    """RQ's job, whose hash carries :data:`MARK` when it is a call of ``perform``."""
+
+    def to_dict(self, include_meta=True, include_result=True):
+        obj = super().to_dict(include_meta=include_meta, include_result=include_result)
+        if self.func_name == _ENTRY:
+            obj[MARK] = "1"
+        return obj
 
 
 class _Queue(Queue):
@@ -74,21 +113,64 @@ class _Queue(Queue):
     _announced_at = -math.inf
     inhand_key = "sy:rq:inhand"
     """Set by the adapter to its namespace's key before the worker starts."""
+    job_class = _Job
+    waiting_worker = None
+    """The worker of this process about to dequeue (it sets itself before each pop): its
+    ``rq suspend`` is checked by the pop, and it shows itself idle only when it waits."""
     _pop_scripts: dict = {}
+    _taken: dict = {}  # job id -> its hash, read by the pop, for _fetch_dequeued_job
 
     @classmethod
     def lpop(cls, queue_keys, timeout, connection=None):
-        """RQ's pop, recording what it pops in the in-hand set (see the module docstring)."""
+        """RQ's pop, recording what it pops in the in-hand set and reading its job (see
+        the module docstring); RQ's BLPOP only once nothing waits."""
         script = cls._pop_scripts.get(id(connection))
         if script is None:
             script = cls._pop_scripts[id(connection)] = connection.register_script(_POP_IN_HAND)
-        popped = script(keys=[*queue_keys, cls.inhand_key], args=[repr(time.time())])
-        if popped or timeout is None:
-            return tuple(popped) if popped else None
+        worker = cls.waiting_worker
+        while True:
+            popped = script(keys=[*queue_keys, cls.inhand_key],
+                            args=[repr(time.time()), Job.redis_job_namespace_prefix,
+                                  WORKERS_SUSPENDED if worker is not None else ""])
+            if not popped or popped[1]:
+                break
+            worker.wait_while_suspended()  # RQ's own wait, until `rq resume`
+        if popped:
+            queue_key, job_id, fields = popped
+            cls._taken[as_text(job_id)] = dict(zip(fields[::2], fields[1::2]))
+            return queue_key, job_id
+        if timeout is None:
+            return None
+        if worker is not None:
+            worker.show_idle()
         result = super().lpop(queue_keys, timeout, connection=connection)
         # The one moment a delivery is in no list: from BLPOP's answer to this write.
         connection.zadd(cls.inhand_key, {result[1]: time.time()})
         return result
+
+    @classmethod
+    def _fetch_dequeued_job(cls, connection, queue_key, job_id, job_class=None,
+                            serializer=None, death_penalty_class=None):
+        """RQ's, for a job the pop has read already: its job from that hash."""
+        fields = cls._taken.pop(job_id, None)
+        if fields is None:  # taken by RQ's BLPOP
+            return super()._fetch_dequeued_job(
+                connection, queue_key, job_id, job_class=job_class, serializer=serializer,
+                death_penalty_class=death_penalty_class)
+        if not fields:
+            return None  # its hash is gone: RQ passes over such a job too
+        job_cls = backend_class(cls, "job_class", override=job_class)
+        queue = cls.from_queue_key(queue_key, connection=connection, job_class=job_cls,
+                                   serializer=serializer,
+                                   death_penalty_class=death_penalty_class)
+        job = job_cls(parse_job_id(job_id), connection=connection, serializer=serializer)
+        try:
+            job.restore(fields)
+        except Exception as exc:  # as RQ's own fetch reports it
+            exc.job_id, exc.queue = job_id, queue
+            raise
+        job.hash_taken = MARK.encode() in fields
+        return job, queue
 
     def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
         if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit

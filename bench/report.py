@@ -35,10 +35,10 @@ LEDGER_ACCOUNT = [
     "| finish | EVALSHA, HMGET, ZREM, HINCRBY, HINCRBYFLOAT, HSET, EXPIRE | token check, lease "
     "released, the finished/duration counters, the result, its TTL |",
     "",
-    "On RQ these come on top of about 10 of RQ's own (its queue push and job hash, the "
-    "dequeue and the worker's busy/idle state): Switchyard's workers skip the RQ "
-    "bookkeeping the ledger already does (README, \"Engine configuration\"), so the total "
-    "is well under raw RQ's.",
+    "On RQ these come on top of RQ's own: its job hash and queue push in the create's "
+    "MULTI/EXEC, and one script that pops the job, notes it in hand, checks `rq suspend` "
+    "and takes the job hash. Switchyard's workers skip the RQ bookkeeping the ledger "
+    "already does (README, \"Engine configuration\"), so the total is well under raw RQ's.",
     "",
     "Raw Celery's result backend costs 7 commands a job (17 against 10 without one), so "
     "\"raw + 4\" leaves the ledger 11. A record that can be claimed exactly once needs a "

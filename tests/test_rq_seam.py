@@ -40,6 +40,7 @@ from adapters.rq_glue import (
     _Queue,
     _signals_to_the_main_thread,
 )
+from adapters.rq_queue import _Job
 from tests.harness import Engine, wait_until
 import tests.conformance.jobs  # noqa: F401 - the job types enqueued here
 
@@ -65,6 +66,9 @@ OVERRIDES = [
     (Worker, "maintain_heartbeats", ["self", "job", "execution"], _LeanForkWorker),
     (WorkerPool, "get_worker_process", ["self", "name", "burst", "_sleep", "logging_level"], _Pool),
     (Queue, "lpop", ["queue_keys", "timeout", "connection"], _Queue),
+    (Queue, "_fetch_dequeued_job", ["connection", "queue_key", "job_id", "job_class",
+                                    "serializer", "death_penalty_class"], _Queue),
+    (Job, "to_dict", ["self", "include_meta", "include_result"], _Job),
     (Queue, "enqueue_job", ["self", "job", "pipeline", "at_front", "unique"], _Queue),
     (Queue, "_persist_job", ["self", "job", "pipeline", "status"], _Queue),
     (Scheduler, "enqueue_jobs", ["self"], LedgerScheduler),
@@ -86,6 +90,10 @@ CALLED = [
     (Queue, "dequeue_any", ["queues", "timeout", "connection"]),
     (Execution, "__init__", ["self", "id", "job_id", "connection", "worker_name"]),
     (Job, "save", ["self", "pipeline"]),
+    (Job, "restore", ["self", "raw_data"]),
+    (Job, "__init__", ["self", "id", "connection", "serializer"]),
+    (Queue, "from_queue_key", ["queue_key", "connection", "job_class", "serializer",
+                               "death_penalty_class"]),
     (Job, "cleanup", ["self", "ttl", "pipeline"]),
     (Scheduler, "__init__", ["connection", "interval", "name"]),
     (Scheduler, "register_birth", ["self"]),
@@ -130,7 +138,8 @@ def test_each_rq_method_the_glue_calls_takes_what_it_passes(owner, method, param
 def test_every_override_in_the_glue_is_listed_here():
     listed = {(glue.__name__, method) for _, method, _, glue in OVERRIDES}
     for glue, bases in [(_LeanBookkeeping, (SimpleWorker, Worker)), (_LeanForkWorker, (Worker,)),
-                        (_Pool, (WorkerPool,)), (_Queue, (Queue,)), (LedgerScheduler, (Scheduler,))]:
+                        (_Pool, (WorkerPool,)), (_Queue, (Queue,)), (_Job, (Job,)),
+                        (LedgerScheduler, (Scheduler,))]:
         for name, member in vars(glue).items():
             func = member.__func__ if isinstance(member, classmethod) else member
             if inspect.isfunction(func) and any(hasattr(b, name) for b in bases):
@@ -163,6 +172,7 @@ def eng(redis_url, tmp_path, monkeypatch):
     _Queue.inhand_key = f"{engine.settings.namespace}rq:inhand"
     yield engine
     rq_glue.bind_worker_engine(None)
+    _Queue.waiting_worker = None
     engine.close()
 
 
@@ -211,7 +221,9 @@ def test_heartbeat_is_batched_and_state_written_on_change(eng):
     eng.redis.hset(worker.key, "state", "marker")
     worker.set_state("busy")  # no change: not written again
     assert eng.redis.hget(worker.key, "state") == "marker"
-    worker.set_state("idle")
+    worker.set_state("idle")  # between jobs: still shown busy
+    assert eng.redis.hget(worker.key, "state") == "marker"
+    worker.show_idle()  # the pop found nothing and waits
     assert eng.redis.hget(worker.key, "state") == "idle"
     worker.register_death()
 
