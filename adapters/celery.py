@@ -13,6 +13,7 @@ import time
 from urllib.parse import parse_qsl, urlparse
 
 
+import redis
 from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
@@ -169,6 +170,11 @@ class CeleryEngine(Engine):
             worker_send_task_events=False,
             worker_hijack_root_logger=False,
             broker_transport_options={
+                # kombu's ack emulation (an "unacked" hash and index, written when a
+                # message is taken and again when it is acknowledged: 8 commands a job)
+                # guards what the ledger guards already: a delivery a dead worker took is
+                # noted in hand (_note_received) and a claimed job has its lease.
+                "ack_emulation": False,
                 "visibility_timeout": self.settings.visibility_timeout,
                 "queue_order_strategy": "priority",
                 "priority_steps": [0, 3, 9],
@@ -256,15 +262,41 @@ class CeleryEngine(Engine):
                 producer._batch_local.current = None
                 session.close()
 
+    @property
+    def _in_hand_key(self) -> str:
+        return f"{self.settings.namespace}celery:inhand"
+
+    def _note_received(self, sender=None, request=None, **_) -> None:
+        """In the worker's main process, as a message of ours arrives from a Redis broker
+        (which forgets it once handed out): note the delivery in hand, so a worker killed
+        before its pool claims the job does not strand it."""
+        if request is None or request.name != TASK_NAME:
+            return
+        try:
+            job_id, token = request.args[:2]
+            self.client.ledger.note_in_hand(self._in_hand_key, str(job_id), str(token))
+        except (ValueError, TypeError):
+            return  # not a delivery of ours: nothing to note
+        except redis.RedisError as exc:
+            # the ledger is away; the claim that follows waits for it, and until then the
+            # message is in this process as it would be in kombu's own note
+            log.warning("could not note a delivery in hand: %s", exc)
+
     def recover_stranded(self) -> int:
-        """On a Redis broker, kombu keeps a message a worker took in its ``unacked`` hash
-        until the task is acknowledged, and gives it back only after the visibility
-        timeout (an hour): a worker killed after taking a message and before claiming it
-        would strand the job that long. Messages held there longer than a lease whose job
-        was never claimed are delivered again now (and taken out of the hash); RabbitMQ
-        hands back a dead consumer's messages itself."""
+        """Deliveries a worker took from a Redis broker and died with before claiming: the
+        notes of _note_received older than a lease whose job was never claimed are
+        delivered again. RabbitMQ hands back a dead consumer's messages itself."""
         if not self.redis_broker:
             return 0
+        return (self.client.ledger.recover_in_hand(self._in_hand_key)
+                + self._recover_unacked())
+
+    def _recover_unacked(self) -> int:
+        """Messages a worker of an earlier release (with kombu's ack emulation on) held in
+        kombu's ``unacked`` hash: kombu gives them back only after its visibility timeout
+        (an hour), and with ack emulation off not at all. Those held longer than a lease
+        whose job was never claimed are delivered again now, and every one that is not
+        its job's current delivery is taken out; the rest belong to running jobs."""
         client = self._broker_client()
         tags = client.zrangebyscore("unacked_index", "-inf",
                                     time.time() - self.settings.lease_seconds, start=0, num=500)
@@ -278,10 +310,6 @@ class CeleryEngine(Engine):
                 ours.append(tag)
         ledger = self.client.ledger
         recovered = ledger.redeliver_unclaimed(deliveries)
-        # A held message that is not its job's current delivery any more (taken over just
-        # now, or its job ended and its worker died before acknowledging) would only come
-        # back in an hour to be dropped: take it out. The rest belong to running jobs,
-        # whose workers acknowledge them when they end.
         tokens = ledger.current_tokens([job_id for job_id, _ in deliveries])
         stale = [tag for tag, (_, token), now_token in zip(ours, deliveries, tokens)
                  if token != now_token]
@@ -312,9 +340,13 @@ class CeleryEngine(Engine):
     def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
         signals.worker_process_init.connect(_mark_pool_child, weak=False)
+        if self.redis_broker:
+            signals.task_received.connect(self._note_received, weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
                 "--queues=" + ",".join(self._queue(q).name for q in queues),
-                "--loglevel=INFO", "--without-gossip", "--without-mingle",
+                # Celery's event heartbeats (a PUBLISH every 2 s) only feed event
+                # monitors; Switchyard's maintenance loop announces the worker
+                "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
                 f"--hostname={name or 'switchyard'}@%h"]
         with self.maintenance(queues, concurrency, name, pool=pool):
             log.info("starting the Celery worker: %s", " ".join(argv))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -95,18 +94,9 @@ class RQEngine(Engine):
             )
 
     def recover_stranded(self) -> int:
-        """Deliveries noted in hand longer than a lease ago: those never claimed (their
-        worker died in between) are delivered again; the notes are dropped either way."""
-        key = f"{self.settings.namespace}rq:inhand"
-        old = self.rq_redis.zrangebyscore(key, "-inf", time.time() - self.settings.lease_seconds,
-                                          start=0, num=500)
-        if not old:
-            return 0
-        members = [m.decode() if isinstance(m, bytes) else m for m in old]
-        deliveries = [tuple(m.rsplit("-", 1)) for m in members if m.count("-") == 1]
-        recovered = self.client.ledger.redeliver_unclaimed(deliveries)
-        self.rq_redis.zrem(key, *old)
-        return recovered
+        """Deliveries noted in hand (by the pop) and never claimed: delivered again."""
+        return self.client.ledger.recover_in_hand(f"{self.settings.namespace}rq:inhand",
+                                                  self.rq_redis)
 
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""

@@ -84,3 +84,35 @@ def test_another_database_takes_the_guarded_route(redis_url):
         broker.flushdb()
         broker.close()
         adapter.close()
+
+
+def test_a_message_an_earlier_release_left_in_kombus_unacked_hash_is_delivered_again(redis_url):
+    """Before kombu's ack emulation was turned off, a worker that died holding a message
+    left it in kombu's ``unacked`` hash, which kombu now never reads: the maintenance
+    loop delivers its job again and takes the message out."""
+    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        info = adapter.enqueue("t.echo", {"x": 1})
+        queue = adapter.engine._queue("default").name
+        message = raw.rpop(f"{queue}:3")  # taken by that worker, as kombu's BRPOP did
+        raw.hset("unacked", "tag-1", json.dumps([json.loads(message), queue, queue]))
+        raw.zadd("unacked_index", {"tag-1": 1.0})  # long before a lease ago
+        assert adapter.engine.recover_stranded() == 1
+        assert raw.zcard("unacked_index") == 0 and not raw.hexists("unacked", "tag-1")
+        record = adapter.ledger.current_tokens([info.id])
+        assert record == [""], "the lost delivery is cancelled; the job is due again"
+        assert raw.zscore("sy:due", info.id) is not None
+    finally:
+        adapter.close()
+        raw.close()
+
+
+def test_no_ack_emulation_on_a_redis_broker(redis_url):
+    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    try:
+        assert adapter.engine.app.conf.broker_transport_options["ack_emulation"] is False
+        with adapter.engine.app.connection_for_read() as conn:
+            assert conn.default_channel.ack_emulation is False
+    finally:
+        adapter.close()

@@ -99,8 +99,8 @@ class CeleryHooks(EngineHooks):
 
     def take_delivery_and_die(self, engine, enqueue):
         """A real worker whose pool children are stopped (SIGSTOP) takes the message from
-        the broker -- it is handed over (kombu's ``unacked`` on Redis, an unacked delivery
-        on RabbitMQ) but no child runs it -- and is then SIGKILLed."""
+        the broker -- it is handed over (noted in hand on Redis, an unacked delivery on
+        RabbitMQ) but no child runs it -- and is then SIGKILLed."""
         import psutil
 
         from tests.harness import wait_until
@@ -115,7 +115,7 @@ class CeleryHooks(EngineHooks):
             child.send_signal(signal.SIGSTOP)
         job = enqueue()
         if engine.adapter.engine.redis_broker:
-            wait_until(lambda: engine.redis.zcard("unacked_index"), 15, 0.02,
+            wait_until(lambda: engine.redis.zcard(engine.adapter.engine._in_hand_key), 15, 0.02,
                        "the worker to take the message")
         else:
             wait_until(lambda: _amqp_unacked(engine, job.queue), 15, 0.05,
