@@ -106,6 +106,7 @@ class Ledger(LedgerQueries):
         self._progress = client.register_script(scripts.source("progress"))
         self._maintain = client.register_script(scripts.source("maintain"))
         self._redeliver = client.register_script(scripts.source("redeliver"))
+        self._worker_beat = client.register_script(scripts.source("worker_beat"))
 
     def idempotency_key(self, tenant: str, key: str) -> str:
         """The key holding ``"<job id> <fingerprint>"`` for a tenant's idempotency key."""
@@ -298,14 +299,11 @@ class Ledger(LedgerQueries):
 
     # -- workers ------------------------------------------------------------------------
     def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:
-        """Announce a live worker."""
-        now = time.time()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(f"{self.ns}worker:{worker_id}", mapping={**info, "seen_at": repr(now)})
-        pipe.expire(f"{self.ns}worker:{worker_id}", int(ttl) + 1)
-        pipe.zadd(f"{self.ns}workers", {worker_id: now})
-        pipe.zremrangebyscore(f"{self.ns}workers", "-inf", now - ttl)
-        pipe.execute()
+        """Announce a live worker (its record, live for ``ttl`` seconds, and the live set)."""
+        argv: list = [self.ns, repr(time.time()), worker_id, ttl]
+        for field, value in info.items():
+            argv += [field, value]
+        self._worker_beat(args=argv)
 
     def worker_gone(self, worker_id: str) -> None:
         self.r.delete(f"{self.ns}worker:{worker_id}")
