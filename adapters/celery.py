@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlparse
 
 
 import redis
+from billiard.process import current_process
 from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
@@ -340,6 +341,13 @@ class CeleryEngine(Engine):
     def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
         signals.worker_process_init.connect(_mark_pool_child, weak=False)
+        prefork = pool == "prefork"
+        if prefork:
+            # The loop is a thread of the pool's first child, which forks nothing (a
+            # process of its own would cost a copy of the worker's memory); its
+            # replacement, should it die, starts another.
+            signals.worker_process_init.connect(self._loop_in_first_child, weak=False)
+            signals.worker_process_shutdown.connect(self._end_loop_in_child, weak=False)
         if self.redis_broker:
             signals.task_received.connect(self._note_received, weak=False)
         argv = ["worker", f"--concurrency={concurrency}", f"--pool={pool}",
@@ -348,9 +356,20 @@ class CeleryEngine(Engine):
                 # monitors; Switchyard's maintenance loop announces the worker
                 "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
                 f"--hostname={name or 'switchyard'}@%h"]
-        with self.maintenance(queues, concurrency, name, pool=pool):
+        with self.maintenance(queues, concurrency, name, pool=pool, in_worker=prefork) as loop:
+            self._loop = loop
             log.info("starting the Celery worker: %s", " ".join(argv))
             self.app.worker_main(argv)
+
+    _loop = None
+
+    def _loop_in_first_child(self, **_) -> None:
+        if self._loop is not None and getattr(current_process(), "index", None) == 0:
+            self._loop.start(in_thread=True)
+
+    def _end_loop_in_child(self, **_) -> None:
+        if self._loop is not None and self._loop.running_in_thread:
+            self._loop.stop(forget=False)  # the worker lives on; its launcher forgets it
 
     def run_scheduler(self, poll=1.0, catch_up=1, name=None):
         """Run Celery beat with a scheduler class that fires Switchyard's schedules."""

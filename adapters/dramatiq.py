@@ -130,7 +130,8 @@ class DramatiqEngine(Engine):
                                      f"used: {exc}") from None
         self._served: list[str] = []
         self._handoff: queue.Queue | None = None
-        self._loop = None  # the maintenance loop a worker process runs as a thread
+        self._loop = None  # the maintenance loop the first worker process runs as a thread
+        self._index = 0  # which of the launcher's worker processes this one is
         engine = self
 
         def run(job_id: str, token: str) -> None:
@@ -222,15 +223,16 @@ class DramatiqEngine(Engine):
         if self.redis_broker:  # where recover_stranded looks, whichever worker runs it
             self.broker.client.sadd(self._key("__queues__"), *self._served)
         stop = threading.Event()
-        # One process forks nothing: the loop is a thread of it (this launcher, which
-        # replaces a process a job ended, forks only from its main thread).
-        with self.maintenance(queues, concurrency, name, in_worker=concurrency == 1) as loop:
-            self._loop = loop if concurrency == 1 else None
+        # The loop is a thread of the first worker process, which forks nothing (this
+        # launcher, which replaces a process a job ended, forks only from its main
+        # thread): no process of its own, which would cost a copy of the worker's memory.
+        with self.maintenance(queues, concurrency, name, in_worker=True) as loop:
+            self._loop = loop
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
             log.info("starting %d Dramatiq worker process(es) on %s", concurrency,
                      ", ".join(self._served))
-            children = [self._fork() for _ in range(concurrency)]
+            children = {self._fork(index): index for index in range(concurrency)}
             told = False
             while children:
                 for pid in list(children):
@@ -239,11 +241,11 @@ class DramatiqEngine(Engine):
                     except ChildProcessError:
                         done, status = pid, 0
                     if done:
-                        children.remove(pid)
+                        index = children.pop(pid)
                         if not stop.is_set():
                             log.warning("worker process %d ended (status %d); starting "
                                         "another", pid, status)
-                            children.append(self._fork())
+                            children[self._fork(index)] = index
                 if stop.is_set() and not told:
                     told = True
                     for pid in children:  # a warm stop, if the signal did not reach them
@@ -252,7 +254,8 @@ class DramatiqEngine(Engine):
                 time.sleep(0.1)
         self.close()
 
-    def _fork(self) -> int:
+    def _fork(self, index: int) -> int:
+        self._index = index  # the child's place: the first runs the maintenance loop
         return fork_child(self._child, "Dramatiq worker process")
 
     def _child(self) -> None:
@@ -272,7 +275,7 @@ class DramatiqEngine(Engine):
         worker.start()
         limit = int((self.settings.max_timeout + self.settings.timeout_grace) * 1000)
         stopper = threading.Thread(target=worker.stop, kwargs={"timeout": limit})
-        with as_thread(self._loop):
+        with as_thread(self._loop if self._index == 0 else None):
             while not stopper.ident or stopper.is_alive():
                 if stop.is_set() and not stopper.ident:
                     stopper.start()  # the job in hand finishes; prefetched ones go back

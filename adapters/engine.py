@@ -176,17 +176,20 @@ class Engine(abc.ABC):
         """The maintenance loop beside the worker, for as long as the block runs: a
         thread where :meth:`forks_after_start` says no fork follows, else a process.
 
-        With ``in_worker`` the loop is the engine's to start, as a thread of the one
-        process it forks to run the jobs, where nothing forks again
-        (``loop.start(in_thread=True)`` there, ``loop.stop()`` at its end): a replacement
-        for a process a job ended starts one again."""
+        With ``in_worker`` the loop is the engine's to start, as a thread of one process
+        it forks to run the jobs, where nothing forks again (``loop.start(in_thread=True)``
+        there, ``loop.stop(forget=False)`` as that process ends): a replacement for a
+        process a job ended starts one again. The worker leaves the live list when the
+        block ends."""
         loop = Maintenance(self.client, queues, concurrency, name)
         if not in_worker:
             loop.start(in_thread=not self.forks_after_start(concurrency, **options))
         try:
             yield loop
         finally:
-            if not in_worker:
+            if in_worker:
+                loop.forget()
+            else:
                 loop.stop()
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ the token it was given is the job's current one, so a stale or duplicated messag
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import redis
@@ -84,6 +85,15 @@ class ClaimResult:
     max_retries: int = 0
     links: str = ""
     upstream: str = ""
+
+
+def _text(value) -> str:
+    """A record's value as the text Redis stores, spelled as redis-py would send it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    raise TypeError(f"a job record holds text and numbers, not {type(value).__name__}")
 
 
 class Ledger(LedgerQueries):
@@ -168,9 +178,11 @@ class Ledger(LedgerQueries):
             unknown = [k for k, _ in pairs if k not in record.FIELDS]
             if unknown:
                 raise KeyError(f"not fields of the job record (adapters/record.py): {unknown}")
-            argv += [rec.get("fingerprint") or "", len(pairs)]
+            flat = []
             for k, v in pairs:
-                argv += [k, v]
+                flat += [k, _text(v)]
+            argv += [rec.get("fingerprint") or "", json.dumps(flat, ensure_ascii=False,
+                                                              separators=(",", ":"))]
         return argv
 
     def delete_many(self, items: list[tuple[str, str, str]], workflow: dict | None = None) -> None:

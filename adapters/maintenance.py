@@ -80,12 +80,14 @@ class Maintenance:
     """The loop every worker runs beside its engine: a thread, or a process of its own.
 
     It releases due jobs, re-delivers jobs whose worker died, expires stale ones and
-    announces the worker. Where the engine forks after it starts (Celery's prefork pool
-    and RQ's WorkerPool fork their children from the launcher) it is a process forked
-    before the engine starts, while the launcher has no other thread: a child forked
-    while another thread holds a lock (a connection pool's, a stream's) waits on that
-    lock for ever. Where nothing forks (``in_thread``) it is a thread of the worker's
-    process, which saves that process's memory (a fork's resident pages count again).
+    announces the worker. It is a thread of a process that never forks: the worker's one
+    process (RQ's one SimpleWorker, Celery solo or threads), or the first child of a pool
+    (Celery prefork, Dramatiq's processes), whose replacement starts it again. Where the
+    only process that could hold it forks (RQ's WorkerPool, a fork-per-job Worker) it is
+    a process forked before the engine starts, while the launcher has no other thread: a
+    child forked while another thread holds a lock (a connection pool's, a stream's)
+    waits on that lock for ever. A thread saves a process's memory (a fork's resident
+    pages count again).
     The thread takes no signal (they stay the main thread's, where jobs run and their
     SIGALRM timeouts land) and holds its own connection, which :meth:`stop` shuts to end
     a wait at once; a job that ends the process ends the thread too, and its lease
@@ -120,10 +122,11 @@ class Maintenance:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the maintenance loop and take the worker off the live list."""
+    def stop(self, timeout: float = 5.0, forget: bool = True) -> None:
+        """Stop the maintenance loop and (``forget``) take the worker off the live list:
+        not where the loop's process is being replaced while the worker lives on."""
         if self._thread is not None:
-            self._stop_thread(timeout)
+            self._stop_thread(timeout, forget)
             return
         pid, self._pid = self._pid, None
         if pid is None:
@@ -140,16 +143,26 @@ class Maintenance:
         except (ProcessLookupError, ChildProcessError):
             pass  # already gone (or reaped by the engine)
 
-    def _stop_thread(self, timeout: float) -> None:
+    def _stop_thread(self, timeout: float, forget: bool) -> None:
         thread, self._thread = self._thread, None
         self._stop.set()
         waiter = self._waiter
         if waiter is not None:  # out of the blocking wait at once: its socket is shut
             waiter.connection_pool.disconnect(inuse_connections=True)
         thread.join(timeout)
+        if forget:
+            self.forget()
+
+    @property
+    def running_in_thread(self) -> bool:
+        """True while the loop runs as a thread of this process."""
+        return self._thread is not None
+
+    def forget(self) -> None:
+        """Take the worker off the live list (it is stopping); Redis may be away."""
         try:
             self.adapter.ledger.worker_gone(self.worker_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 - its entry then lapses on its own
             pass
 
     def _in_thread(self) -> None:

@@ -668,3 +668,20 @@ def test_a_deadline_earlier_than_the_loops_know_wakes_one_and_a_later_one_does_n
     rec, claim = started(ledger, now=T0)
     ledger.finish(rec["id"], rec["token"], "retry", '{"type": "T"}', repr(T0 + 2), now=T0 + 1)
     assert r.llen(NS + "wake") == 1  # a retry's backoff is a deadline too
+
+
+def test_create_stores_every_value_exactly_as_sent(ledger, r):
+    """The create script takes each record's fields as one JSON argument: whatever a
+    value holds (quotes, escapes, NUL, newlines, non-ASCII, a float's last digits) is
+    stored byte for byte, as a plain HSET of the same values would."""
+    tricky = {"s": "\"quoted\" \\ back\\slash \x00 nul\nline\ttab é ☃ 😀 \u2028",
+              "n": 12345678901234567890, "f": 0.1 + 0.2}
+    rec = job(payload=tricky, created_at=T0 + 0.123456789, timeout=1e-7,
+              idempotency_key="k-\u00e9-\"x\"")
+    ledger.create_many([rec], T0)
+    stored = r.hgetall(f"{NS}job:{rec['id']}")
+    for field, value in rec.items():
+        if field != "fingerprint":
+            assert stored[field] == str(value), field
+    assert json.loads(stored["payload"]) == tricky
+    assert ledger.create_many([rec], T0) == [(False, rec["id"])]  # the key found again

@@ -107,9 +107,9 @@ class CeleryHooks(EngineHooks):
 
         worker = engine.start_worker()
         main = psutil.Process(worker.proc.pid)
-        # the first child is the maintenance process, forked before the engine starts
+        # its one child is the pool's (with the maintenance loop as a thread)
         children = wait_until(
-            lambda: sorted(main.children(), key=lambda p: p.create_time())[1:], 30, 0.05,
+            lambda: len(main.children()) == 1 and main.children(), 30, 0.05,
             "the Celery worker's pool children")
         for child in children:
             child.send_signal(signal.SIGSTOP)
