@@ -1,0 +1,288 @@
+"""The ledger on a Redis Cluster: three primaries of the test's own, jobs end to end.
+
+``redis-server --cluster-enabled yes`` three times, joined by ``redis-cli --cluster
+create`` (no replicas), until every node says ``cluster_state:ok``. Switchyard is
+pointed at it with ``REDIS_URL=redis+cluster://...`` (16 ledger shards) and a broker of
+its own, a plain redis-server: a real worker of each engine that can use a cluster
+(Celery, Dramatiq) and the web process (gunicorn) run jobs there -- enqueue, run,
+result, retry (by policy and by hand), cancel, an idempotency key, a chain, a rate-limited
+type, a paused queue -- and a tenant's listing pages through every shard in order. The
+ledger's keys must really spread: over more than one slot and more than one node. RQ,
+whose queues must share the ledger's server, is refused with the reason.
+
+No redis-server or redis-cli, or a cluster that does not come up: the tests skip with
+the reason, unless ``REQUIRE_CLUSTER=1`` (set by ``.ci/run``) makes that a failure.
+``CLUSTER_BASE_PORT=P`` puts the nodes on ``P..P+2`` (their bus on ``P+50..``) and the
+broker on ``P+10``; unset, free ports are taken.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from adapters import (AdapterSettings, ConfigurationError, JobFilter, JobOptions, JobState,
+                      create_adapter)
+from service.embedded_redis import free_port
+import tests.deploy.cluster_jobs  # noqa: F401 - the job types, registered here too
+from tests.api.conftest import API_KEYS, ACME, gunicorn_argv, service_env
+from tests.harness import FAST_SETTINGS, ROOT, wait_until
+from tests.processes import Process
+
+JOBS = "tests.deploy.cluster_jobs"
+
+
+def _unavailable(why: str):
+    if os.environ.get("REQUIRE_CLUSTER") == "1":
+        pytest.fail(f"REQUIRE_CLUSTER=1 but no local Redis Cluster: {why}")
+    print(f"skipping: no local Redis Cluster: {why}")
+    pytest.skip(f"no local Redis Cluster: {why}")
+
+
+class LocalCluster:
+    """Three cluster-enabled redis-servers, every slot assigned, and a plain one (the broker)."""
+
+    def __init__(self, directory: Path):
+        base = int(os.environ.get("CLUSTER_BASE_PORT") or 0)
+        self.ports = [base + i for i in range(3)] if base else [free_port() for _ in range(3)]
+        self.bus = [base + 50 + i for i in range(3)] if base else [free_port() for _ in range(3)]
+        self.broker_port = base + 10 if base else free_port()
+        self.dir = directory
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+
+    def broker(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.broker_port}/{db}"
+
+    def _server(self, port: int, *extra: str) -> None:
+        self.procs.append(subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             "--maxmemory-policy", "noeviction", "--logfile", str(self.dir / f"{port}.log"),
+             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True))
+
+    def start(self) -> "LocalCluster":
+        for port, bus in zip(self.ports, self.bus):
+            self._server(port, "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                         "--cluster-config-file", str(self.dir / f"nodes-{port}.conf"))
+        self._server(self.broker_port)
+        for port in self.ports + [self.broker_port]:
+            wait_until(lambda: self._ping(port), 15, 0.05, f"redis-server on {port}")
+        made = subprocess.run(
+            [shutil.which("redis-cli"), "--cluster", "create",
+             *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "0",
+             "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        if made.returncode != 0:
+            raise RuntimeError(made.stdout[-2000:] + made.stderr[-2000:])
+        wait_until(lambda: all(self.node(p).cluster("INFO")["cluster_state"] == "ok"
+                               for p in self.ports), 30, 0.1, "cluster_state:ok on every node")
+        return self
+
+    def _ping(self, port: int) -> bool:
+        try:
+            return self.node(port).ping()
+        except redis.RedisError:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    log = self.dir / f"{port}.log"
+                    raise RuntimeError(log.read_text()[-2000:] if log.exists() else "exited")
+            return False
+
+    @staticmethod
+    def node(port: int) -> redis.Redis:
+        return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        _unavailable("redis-server or redis-cli is not on PATH")
+    root = Path(tempfile.mkdtemp(prefix="switchyard-cluster-"))
+    local = LocalCluster(root)
+    try:
+        try:
+            local.start()
+        except (RuntimeError, AssertionError, OSError, subprocess.TimeoutExpired) as exc:
+            _unavailable(f"the cluster did not come up: {str(exc).strip()[-500:]}")
+        yield local
+    finally:
+        local.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _env(cluster: LocalCluster, backend: str, db: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SWITCHYARD_", "CELERY_", "DRAMATIQ_", "QUEUE_", "REDIS_"))}
+    env.update(FAST_SETTINGS)
+    env.update({"REDIS_URL": cluster.url, "QUEUE_BACKEND": backend, "JOB_MODULES": JOBS,
+                "SWITCHYARD_NAMESPACE": f"sy{uuid.uuid4().hex[:6]}:",
+                "SWITCHYARD_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:6]}.",
+                {"celery": "CELERY_BROKER_URL", "dramatiq": "DRAMATIQ_BROKER_URL"}[backend]:
+                    cluster.broker(db),
+                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def test_rq_and_a_broker_on_the_cluster_are_refused_with_the_reason(cluster):
+    settings = AdapterSettings.from_env({"REDIS_URL": cluster.url})
+    assert settings.cluster and settings.ledger_shards == 16
+    with pytest.raises(ConfigurationError, match="MULTI/EXEC"):
+        create_adapter("rq", settings)
+    with pytest.raises(ConfigurationError, match="set CELERY_BROKER_URL"):
+        create_adapter("celery", settings)  # its broker would be REDIS_URL, the cluster
+    with pytest.raises(ConfigurationError, match="set DRAMATIQ_BROKER_URL"):
+        create_adapter("dramatiq", settings)
+
+
+def _call(port: int, method: str, path: str, body: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=None if body is None else json.dumps(body),
+                 headers={**ACME, "Content-Type": "application/json"})
+    answer = conn.getresponse()
+    return answer.status, json.loads(answer.read() or b"null")
+
+
+@pytest.mark.parametrize("backend, db", [("celery", 1), ("dramatiq", 2)])
+def test_jobs_run_end_to_end_on_a_cluster(backend, db, cluster, tmp_path):
+    env = _env(cluster, backend, db)
+    client = create_adapter(backend, AdapterSettings.from_env(env))
+    ledger = client.ledger
+    procs = []
+    try:
+        worker = Process([sys.executable, "-m", "adapters.worker", "--backend", backend,
+                          "-n", f"w-{backend}", "-Q", "default", "-c", "2"], env,
+                         tmp_path / "worker.log")
+        procs.append(worker)
+        wait_until(lambda: worker.assert_alive("worker") and client.workers(), 60, 0.1,
+                   "the worker's heartbeat in the ledger")
+        port = free_port()
+        web = Process(gunicorn_argv(port), service_env(cluster.url, **{
+            k: v for k, v in env.items() if k.startswith(("SWITCHYARD_", "CELERY_", "DRAMATIQ_"))},
+            QUEUE_BACKEND=backend, JOB_MODULES=JOBS, API_KEYS=API_KEYS), tmp_path / "web.log")
+        procs.append(web)
+
+        def web_ready():
+            web.assert_alive("web")
+            try:
+                return _call(port, "GET", "/readyz")[0] == 200
+            except OSError:
+                return False
+        wait_until(web_ready, 60, 0.1, "the web process to be ready")
+
+        # enqueue: one by one (each lands in a shard of its own), a batch (one shard), over HTTP
+        acme = [client.enqueue("c.echo", {"i": i}, tenant="acme").id for i in range(12)]
+        acme += [j.id for j in client.enqueue_many([("c.echo", {"b": i}, None) for i in range(4)],
+                                                   tenant="acme")]
+        for i in range(3):
+            status, body = _call(port, "POST", "/v1/jobs", {"type": "c.echo", "payload": {"h": i}})
+            assert status == 202, body
+            acme.append(body["id"])
+        globex = [client.enqueue("c.echo", {"g": i}, tenant="globex").id for i in range(3)]
+        flaky = client.enqueue("c.flaky", tenant="acme")
+        boom = client.enqueue("c.boom", tenant="acme")
+        rated = [client.enqueue("c.rated", {"i": i}, tenant="acme").id for i in range(3)]
+        chain = client.enqueue_workflow("chain", [("c.echo", {"step": 1}, None),
+                                                  ("c.echo", {"step": 2}, None)], tenant="acme")
+        first = client.enqueue("c.echo", {"k": 1}, JobOptions(idempotency_key="k-1"), tenant="acme")
+        again = client.enqueue("c.echo", {"k": 1}, JobOptions(idempotency_key="k-1"), tenant="acme")
+        assert again.id == first.id
+        later = client.enqueue("c.echo", {"later": 1}, JobOptions(delay=300), tenant="acme")
+        assert client.cancel(later.id).state is JobState.CANCELED
+
+        # run, result
+        for job_id in acme + globex + rated:
+            assert client.wait(job_id, timeout=60).state is JobState.SUCCEEDED, \
+                (job_id, client.get(job_id).error, worker.log())
+        assert client.get(acme[0]).result == {"i": 0}
+        _, body = _call(port, "GET", f"/v1/jobs/{acme[-1]}")
+        assert body["state"] == "succeeded" and body["result"] == {"h": 2}
+        assert client.wait(first.id, timeout=60).state is JobState.SUCCEEDED
+        # retry by policy (a backoff, released from the job's own shard) and by hand
+        done = client.wait(flaky.id, timeout=60)
+        assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2), done
+        assert client.wait(boom.id, timeout=60).state is JobState.FAILED
+        replay = client.retry(boom.id, tenant="acme")
+        assert client.wait(replay.id, timeout=60).state is JobState.FAILED
+        assert client.get(boom.id).retried_as == (replay.id,)
+        assert ledger.shards.of(replay.id) == ledger.shards.of(boom.id)
+        wf = wait_until(lambda: (lambda w: w if w.state.value == "succeeded" else None)(
+            client.get_workflow(chain.id)), 60, 0.1, "the chain to succeed")
+        assert [j.result for j in wf.jobs] == [{"step": 1}, {"step": 2}]
+
+        # a paused queue holds its jobs on every shard; resume releases them
+        client.queues().pause("default")
+        held = [client.enqueue("c.echo", {"p": i}, tenant="globex").id for i in range(4)]
+        wait_until(lambda: client.queues().get("default").queued == 4, 30, 0.1,
+                   "the jobs to wait in the paused queue")
+        assert all(client.get(j).state is JobState.QUEUED for j in held)
+        client.queues().resume("default")
+        for job_id in held:
+            assert client.wait(job_id, timeout=60).state is JobState.SUCCEEDED
+
+        # a tenant's listing: every shard merged newest first, paged by cursor
+        mine = set(acme + rated + [flaky.id, boom.id, replay.id, first.id, later.id]
+                   + [j.id for j in chain.jobs])
+        seen, cursor = [], None
+        while True:
+            items, cursor = client.search().page(JobFilter(tenant="acme"), limit=5, cursor=cursor)
+            seen += items
+            if cursor is None:
+                break
+        assert [j.id for j in seen if j.id in mine] == [j.id for j in seen]
+        assert {j.id for j in seen} == mine and len(seen) == len(mine)
+        keys = [(j.created_at, j.id) for j in seen]
+        assert keys == sorted(keys, reverse=True)
+        pages, cursor = [], None
+        while True:  # the same over HTTP
+            path = "/v1/jobs?limit=7" + (f"&cursor={cursor}" if cursor else "")
+            status, body = _call(port, "GET", path)
+            assert status == 200, body
+            pages += [item["id"] for item in body["items"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert pages == [j.id for j in seen]
+        failed, _ = client.search().page(JobFilter(tenant="acme", state="failed"), limit=50)
+        assert {j.id for j in failed} == {boom.id, replay.id}
+        assert client.search().counts("acme")["total"] == len(mine)
+        assert client.search().counts()["total"] == len(mine) + len(globex) + len(held)
+        assert client.ledger.tenants() == ["acme", "globex"]
+        assert client.queue_stats().counters  # summed over the shards
+
+        # the ledger really spreads: jobs in many slots, keys on every node
+        slots = {ledger.r.keyslot(ledger.key(job_id)) for job_id in mine}
+        assert len(slots) > 1, slots
+        ns = client.settings.namespace
+        per_node = {p: sum(1 for _ in cluster.node(p).scan_iter(match=f"{ns}*", count=1000))
+                    for p in cluster.ports}
+        assert sum(1 for n in per_node.values() if n) > 1, per_node
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.stop()
+        client.close()
