@@ -113,6 +113,7 @@ class Ledger(LedgerQueries):
         """True on a Redis Cluster, whose pipelines run no script: calls go one by one."""
         self.next_wake = 0.0
         """The earliest deadline the last ``maintain`` left (Unix seconds)."""
+        self._later = math.inf  # on a cluster: the earliest deadline of the shards skipped
         self._create = client.register_script(scripts.source("create"))
         self._create_loaded = False
         self._delete = client.register_script(scripts.source("delete"))
@@ -329,7 +330,7 @@ class Ledger(LedgerQueries):
         the time of the earliest deadline left (at most ``idle_seconds`` on)."""
         width = 2 + len(record.DISPATCH_FIELDS)
         wake, out = math.inf, []
-        for ns in self.shards.namespaces:  # one shard: one call, as ever
+        for ns in self._shards_due(now):  # one shard: one call, as ever
             flat = self._run(self._maintain, ns, [repr(now), limit, self.s.max_lost_deliveries,
                                                   self.s.lease_seconds, self.s.job_ttl,
                                                   self.s.idle_seconds])
@@ -337,11 +338,31 @@ class Ledger(LedgerQueries):
             out += [Dispatch.from_record({"id": flat[i], "token": flat[i + 1],
                                           **dict(zip(record.DISPATCH_FIELDS, flat[i + 2:i + width]))})
                     for i in range(1, len(flat), width)]
-        # on a cluster a deadline written to a shard but 0 wakes no loop: look again soon
-        self.next_wake = min(wake, now + CLUSTER_WAKE) if self.cluster else wake
+        if self.cluster:  # a deadline written to a shard but 0 wakes no loop: look again soon
+            wake, self._later = min(wake, self._later, now + CLUSTER_WAKE), math.inf
+        self.next_wake = wake
         if self.shards.count > 1:  # released together: high first, whichever shard
             out.sort(key=lambda d: _PRIORITY_ORDER.get(d.priority, 1))
         return out
+
+    def _shards_due(self, now: float):
+        """The shards to run the maintain script on: every one, except on a cluster, where
+        the loop looks every ``CLUSTER_WAKE`` seconds; there a shard whose earliest
+        deadline (its ``wake_at``, which the scripts move earlier when they write an
+        earlier one) has not come is skipped, for one GET (every shard's GETs in one
+        round trip per node) instead of its script."""
+        if not self.cluster:
+            return self.shards.namespaces
+        pipe = self.r.pipeline(transaction=False)
+        for ns in self.shards.namespaces:
+            pipe.get(f"{ns}wake_at")
+        due = []
+        for ns, at in zip(self.shards.namespaces, pipe.execute()):
+            if at is None or float(at) <= now:
+                due.append(ns)
+            else:
+                self._later = min(self._later, float(at))
+        return due
 
     def wait_for_deadline(self, timeout: float, connection: redis.Redis) -> bool:
         """Block until a deadline earlier than the last ``next_wake`` is written (True)
