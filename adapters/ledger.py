@@ -144,7 +144,7 @@ class Ledger(LedgerQueries):
 
         Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
         a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
-        ns = self.shards.ns(records[0]["id"]) if records else self.ns
+        ns = self.shards.one_shard(records) if records else self.ns
         if workflow is None:
             return self._outcomes(self._run(self._create, ns, self._create_argv(records, now)),
                                   batch)
@@ -195,7 +195,7 @@ class Ledger(LedgerQueries):
         command in the transaction, and the caller retries."""
         if not self._create_loaded:
             self.load_create_script()
-        ns = self.shards.ns(records[0]["id"])
+        ns = self.shards.one_shard(records)
         if workflow is not None:
             self._write_workflow(pipeline, ns, workflow, now)
         pipeline.evalsha(self._create.sha, 1, ns, ns,

@@ -85,3 +85,23 @@ class Shards:
             out.setdefault(self.ns(job_id), []).append(job_id)
         return out
 
+
+    def by_shard_records(self, records: list[dict]) -> list[list[dict]]:
+        """Job records grouped by the shard their ids name, in their order (one group
+        with one shard)."""
+        if self.count == 1:
+            return [records] if records else []
+        groups: dict[int, list[dict]] = {}
+        for rec in records:
+            groups.setdefault(self.of(rec["id"]), []).append(rec)
+        return list(groups.values())
+
+    def one_shard(self, records: list[dict]) -> str:
+        """The namespace of the shard every record's id names; ``ValueError`` if they
+        name several (one script cannot write them)."""
+        if self.count == 1:
+            return self.home
+        found = {self.ns(rec["id"]) for rec in records}
+        if len(found) != 1:
+            raise ValueError(f"one write's records are in {len(found)} shards, not one")
+        return found.pop()

@@ -26,6 +26,11 @@ def test_one_shard_is_the_namespace_as_it_is():
     shards = Shards("sy:")
     assert shards.namespaces == ("sy:",) and shards.ns("any") == "sy:"
     assert Shards("sy:", 3).namespaces == ("sy:{0}:", "sy:{1}:", "sy:{2}:")
+    four = Shards("sy:", 4)
+    ids = [four.new_id(0), four.new_id(1)]
+    assert [four.of(i) for i in ids] == [0, 1]
+    with pytest.raises(ValueError, match="in 2 shards"):  # one script cannot write them
+        four.one_shard([{"id": i} for i in ids])
     settings = AdapterSettings.from_env({})
     assert (settings.ledger_shards, settings.home_namespace, settings.cluster) == (1, "sy:", False)
     cluster = AdapterSettings.from_env({"REDIS_URL": "redis+cluster://a:7000,b:7001"})

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -174,9 +175,28 @@ def test_jobs_run_end_to_end_on_a_cluster(backend, db, cluster, tmp_path):
         for job_id in held:
             assert client.wait(job_id, timeout=60).state is JobState.SUCCEEDED
 
+        # the operator's side: a bulk retry (a job of its own, acting shard by shard), the
+        # audit log and a schedule (shard 0's keys)
+        op = client.bulk().submit("retry", {"tenant": "acme", "state": "failed",
+                                            "type": "c.boom"}, actor="ops-key")
+        done = client.wait(op.id, timeout=60)
+        assert done.state is JobState.SUCCEEDED and done.result["done"] == 2, done
+        bulk_retries = [i for j in (boom.id, replay.id) for i in client.get(j).retried_as
+                        if i != replay.id]
+        assert len(bulk_retries) == 2  # each written in the shard of the job it replays
+        assert {ledger.shards.of(i) for i in bulk_retries} == {ledger.shards.of(boom.id),
+                                                               ledger.shards.of(replay.id)}
+        for job_id in bulk_retries:
+            assert client.wait(job_id, timeout=60).state is JobState.FAILED
+        entries, _ = client.audit().list(10)
+        assert [e["action"] for e in entries] == ["bulk.retry.finished", "bulk.retry"]
+        client.schedules().create("acme", "tick", "c.echo", {"s": 1}, every=1)
+        fired = client.schedules().tick(time.time() + 2)
+        assert len(fired) == 1 and client.wait(fired[0], timeout=60).result == {"s": 1}
+
         # a tenant's listing: every shard merged newest first, paged by cursor
         mine = set(acme + rated + [flaky.id, boom.id, replay.id, first.id, later.id]
-                   + [j.id for j in chain.jobs])
+                   + [j.id for j in chain.jobs] + bulk_retries + fired + [op.id])
         seen, cursor = [], None
         while True:
             items, cursor = client.search().page(JobFilter(tenant="acme"), limit=5, cursor=cursor)
@@ -198,10 +218,10 @@ def test_jobs_run_end_to_end_on_a_cluster(backend, db, cluster, tmp_path):
                 break
         assert pages == [j.id for j in seen]
         failed, _ = client.search().page(JobFilter(tenant="acme", state="failed"), limit=50)
-        assert {j.id for j in failed} == {boom.id, replay.id}
+        assert {j.id for j in failed} == {boom.id, replay.id, *bulk_retries}
         assert client.search().counts("acme")["total"] == len(mine)
         assert client.search().counts()["total"] == len(mine) + len(globex) + len(held)
-        assert client.ledger.tenants() == ["acme", "globex"]
+        assert "acme" in client.ledger.tenants() and "globex" in client.ledger.tenants()
         assert client.queue_stats().counters  # summed over the shards
 
         # the ledger really spreads: jobs in many slots, keys on every node
@@ -211,6 +231,9 @@ def test_jobs_run_end_to_end_on_a_cluster(backend, db, cluster, tmp_path):
         per_node = {p: sum(1 for _ in cluster.node(p).scan_iter(match=f"{ns}*", count=1000))
                     for p in cluster.ports}
         assert sum(1 for n in per_node.values() if n) > 1, per_node
+        # the web's rate limiter counts in the cluster too (shard 0's slot)
+        assert any(any(True for _ in cluster.node(p).scan_iter(match=f"{ns}{{0}}:limits*"))
+                   for p in cluster.ports)
     finally:
         for proc in procs:
             proc.terminate()
