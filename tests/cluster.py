@@ -22,12 +22,21 @@ from tests.harness import wait_until
 __all__ = ["LocalCluster"]
 
 
+def _node_port() -> int:
+    """A free port below 55535: redis-cli's ``--cluster create`` refuses a node whose
+    port + 10000 (the default bus port) is not a port, whatever ``--cluster-port`` says."""
+    while True:
+        port = free_port()
+        if port < 55535:
+            return port
+
+
 class LocalCluster:
     """Three cluster-enabled redis-servers, every slot assigned, and a plain one (the broker)."""
 
     def __init__(self, directory: Path):
         base = int(os.environ.get("CLUSTER_BASE_PORT") or 0)
-        self.ports = [base + i for i in range(3)] if base else [free_port() for _ in range(3)]
+        self.ports = [base + i for i in range(3)] if base else [_node_port() for _ in range(3)]
         self.bus = [base + 50 + i for i in range(3)] if base else [free_port() for _ in range(3)]
         self.broker_port = base + 10 if base else free_port()
         self.dir = directory

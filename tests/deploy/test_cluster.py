@@ -3,10 +3,11 @@
 ``redis-server --cluster-enabled yes`` three times, joined by ``redis-cli --cluster
 create`` (no replicas), until every node says ``cluster_state:ok``. Switchyard is
 pointed at it with ``REDIS_URL=redis+cluster://...`` (16 ledger shards) and a broker of
-its own, a plain redis-server: a real worker of each engine that can use a cluster
-(Celery, Dramatiq) and the web process (gunicorn) run jobs there -- enqueue, run,
-result, retry (by policy and by hand), cancel, an idempotency key, a chain, a rate-limited
-type, a paused queue -- and a tenant's listing pages through every shard in order. The
+its own (a plain redis-server, or RabbitMQ for Celery when it answers): a real worker of
+each engine that can use a cluster (Celery, Dramatiq) and the web process (gunicorn) run
+jobs there -- enqueue, run, result, retry (by policy, by hand, in bulk), cancel, an
+idempotency key, a chain, a rate-limited type, a paused queue, a schedule, the audit
+log -- and a tenant's listing pages through every shard in order. The
 ledger's keys must really spread: over more than one slot and more than one node. RQ,
 whose queues must share the ledger's server, is refused with the reason.
 
@@ -36,6 +37,7 @@ from service.embedded_redis import free_port
 import tests.deploy.cluster_jobs  # noqa: F401 - the job types, registered here too
 from tests.api.conftest import API_KEYS, ACME, gunicorn_argv, service_env
 from tests.cluster import LocalCluster
+from tests.conftest import AMQP_URL, amqp_reachable
 from tests.harness import FAST_SETTINGS, ROOT, wait_until
 from tests.processes import Process
 
@@ -66,15 +68,14 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _env(cluster: LocalCluster, backend: str, db: int) -> dict[str, str]:
+def _env(cluster: LocalCluster, backend: str, broker: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SWITCHYARD_", "CELERY_", "DRAMATIQ_", "QUEUE_", "REDIS_"))}
     env.update(FAST_SETTINGS)
     env.update({"REDIS_URL": cluster.url, "QUEUE_BACKEND": backend, "JOB_MODULES": JOBS,
                 "SWITCHYARD_NAMESPACE": f"sy{uuid.uuid4().hex[:6]}:",
                 "SWITCHYARD_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:6]}.",
-                {"celery": "CELERY_BROKER_URL", "dramatiq": "DRAMATIQ_BROKER_URL"}[backend]:
-                    cluster.broker(db),
+                {"celery": "CELERY_BROKER_URL", "dramatiq": "DRAMATIQ_BROKER_URL"}[backend]: broker,
                 "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
     return env
 
@@ -98,9 +99,17 @@ def _call(port: int, method: str, path: str, body: dict | None = None):
     return answer.status, json.loads(answer.read() or b"null")
 
 
-@pytest.mark.parametrize("backend, db", [("celery", 1), ("dramatiq", 2)])
-def test_jobs_run_end_to_end_on_a_cluster(backend, db, cluster, tmp_path):
-    env = _env(cluster, backend, db)
+@pytest.mark.parametrize("backend, broker", [("celery", 1), ("celery", "amqp"), ("dramatiq", 2)])
+def test_jobs_run_end_to_end_on_a_cluster(backend, broker, cluster, tmp_path):
+    if broker == "amqp":  # RabbitMQ as the broker, the ledger on the cluster
+        why = amqp_reachable()
+        if why is not None:
+            if os.environ.get("REQUIRE_AMQP") == "1":
+                pytest.fail(f"REQUIRE_AMQP=1 but RabbitMQ at {AMQP_URL} is unreachable: {why}")
+            pytest.skip(f"RabbitMQ at {AMQP_URL} is unreachable: {why}")
+        env = _env(cluster, backend, AMQP_URL)
+    else:  # a database of the plain redis-server beside the cluster
+        env = _env(cluster, backend, cluster.broker(broker))
     client = create_adapter(backend, AdapterSettings.from_env(env))
     ledger = client.ledger
     procs = []
