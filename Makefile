@@ -62,7 +62,7 @@ bench-smoke: $(BENCH_STAMP)  ## the quick CI version (< 2 min): checks every fig
 
 .PHONY: scaling
 
-scaling: $(BENCH_STAMP)  ## one Redis's reach: per-worker jobs/s, commands/job, a second worker host (~4 min; SCALING_ARGS=--quick < 1 min): SCALING.md
+scaling: $(BENCH_STAMP)  ## one Redis's reach: per-worker jobs/s, commands/job, a second worker host, a local cluster (~4 min; SCALING_ARGS=--quick < 1 min): SCALING.md
 	$(BIN)/python -m bench.scaling $(SCALING_ARGS)
 
 .PHONY: compare

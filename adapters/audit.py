@@ -60,7 +60,7 @@ class Audit:
 
     def __init__(self, client: Any):
         self.r = client.redis
-        self.ns = client.settings.namespace
+        self.ns = client.settings.home_namespace
 
     def _stream(self, tenant: str | None) -> str:
         return f"{self.ns}audit" if tenant is None else f"{self.ns}audit:{tenant}"

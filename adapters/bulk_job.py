@@ -32,7 +32,7 @@ from .bulk import BULK_TYPE, CHUNK, check_filter, matching_ids
 from .errors import BackendUnavailable, InvalidJob, InvalidState, UnknownJobType, UnsupportedFeature
 from .registry import job
 from .types import JobInfo
-from .validation import build_record, replay
+from .validation import build_record, placement, replay
 
 __all__ = ["run_bulk", "Operation"]
 
@@ -155,8 +155,10 @@ class Operation:
             info = JobInfo.from_record(rec)
             try:
                 spec, links = replay(info)
+                # in the shard of the job it replays (create writes its retried_as)
                 records.append(build_record(self.client, *spec, info.tenant, now, links,
-                                            info.id))
+                                            info.id, shard=placement(self.client, [spec],
+                                                                     info.tenant, info.id)))
             except InvalidState:
                 counts["skipped:not_retryable"] += 1
             except UnknownJobType:
@@ -165,12 +167,13 @@ class Operation:
                 counts["errors:invalid"] += 1
             except UnsupportedFeature:
                 counts["errors:unsupported"] += 1
-        if records:
+        # one write per ledger shard (one with a single shard): a write is one script
+        for group in self.ledger.shards.by_shard_records(records):
             try:
-                self.client._write(records, now)
-                counts["done"] += len(records)
+                self.client._write(group, now)
+                counts["done"] += len(group)
             except BackendUnavailable:
-                counts["errors:unavailable"] += len(records)
+                counts["errors:unavailable"] += len(group)
         return counts
 
     def _cancel(self, ids: list[str]) -> collections.Counter:

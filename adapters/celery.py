@@ -145,6 +145,7 @@ class CeleryEngine(Engine):
 
     def __init__(self, client):
         super().__init__(client)
+        self.refuse_cluster_broker(self.settings.broker_url)
         broker = self.settings.celery_broker_url
         self.redis_broker = broker.split(":", 1)[0] in ("redis", "rediss", "unix")
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
@@ -152,7 +153,7 @@ class CeleryEngine(Engine):
         self._broker_redis = None
         # One transaction for a job and its message when the broker is the ledger's Redis
         # and this kombu routes publishes through batch sessions (kombu 5.7).
-        self.shares_ledger_redis = (self.redis_broker and _BATCHES
+        self.shares_ledger_redis = (self.redis_broker and _BATCHES and not self.settings.cluster
                                     and _same_redis(broker, self.settings.redis_url))
         self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
         self.app.conf.update(

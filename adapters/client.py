@@ -294,7 +294,7 @@ class Switchyard(Workflows, Operations):
 
     def keyspace(self) -> KeySpace:
         """The ledger's Redis and namespace, for a job module's own records."""
-        return KeySpace(self.redis, self.settings.namespace)
+        return KeySpace(self.redis, self.settings.home_namespace)
 
     def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless Redis answers."""

@@ -6,6 +6,10 @@ certificate check everywhere: ``AdapterSettings.redis_tls_verify`` and
 ``redis_ca_file`` (``REDIS_TLS_VERIFY`` / ``REDIS_CA_FILE``, or the URL's own
 ``?ssl_cert_reqs=`` / ``?ssl_ca_certs=``). A plain ``redis://`` or ``unix://`` URL
 gets no TLS options at all.
+
+A ``redis+cluster://host:port,host:port`` ``REDIS_URL`` (``rediss+cluster://`` over TLS)
+makes the ledger's client a ``redis.cluster.RedisCluster`` (:func:`redis_client`); every
+other Redis (a broker, the file store's own URL) is a single server's.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import ssl
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 from .errors import ConfigurationError
-from .settings import AdapterSettings, TLS_QUERY
+from .settings import CLUSTER_SCHEMES, AdapterSettings, TLS_QUERY
 
 __all__ = ["QUIET_CLIENT", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
-           "check_tls", "strip_tls_query"]
+           "check_tls", "strip_tls_query", "is_cluster", "blocking_twin", "disconnect"]
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
@@ -36,7 +41,7 @@ def strip_tls_query(url: str) -> str:
     """``url`` without the TLS options of its query (the settings carry them); a URL
     that is not Redis's (an AMQP broker) is left as it is."""
     parsed = urlparse(url)
-    if not parsed.query or parsed.scheme not in ("redis", "rediss", "unix"):
+    if not parsed.query or parsed.scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
         return url
     query = [(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True)
              if k not in TLS_QUERY]
@@ -44,7 +49,7 @@ def strip_tls_query(url: str) -> str:
 
 
 def _is_tls(url: str) -> bool:
-    return urlparse(url).scheme == "rediss"
+    return urlparse(url).scheme in ("rediss", "rediss+cluster")
 
 
 def redis_tls_options(settings: AdapterSettings, url: str) -> dict:
@@ -67,8 +72,54 @@ def redis_client(settings: AdapterSettings, url: str | None = None, **options) -
     keeps the ones its traffic needs, e.g. none for RQ's blocking pops.
     """
     url = url or settings.redis_url
+    if url.split(":", 1)[0] in CLUSTER_SCHEMES:
+        return _cluster_client(settings, url, **options)
     return redis.Redis.from_url(strip_tls_query(url), **redis_tls_options(settings, url),
                                 **options)
+
+
+def _cluster_client(settings: AdapterSettings, url: str, **options) -> RedisCluster:
+    """A ``RedisCluster`` started from the nodes the URL lists (its password, if any,
+    is every node's)."""
+    parsed = urlparse(url)
+    tls = redis_tls_options(settings, url)
+    nodes = [ClusterNode(host, port) for host, port in settings.cluster_nodes]
+    options.pop("health_check_interval", None)  # each node's pool checks on its own use
+    return RedisCluster(startup_nodes=nodes, username=parsed.username or None,
+                        password=parsed.password or None, ssl=bool(tls), **tls, **options)
+
+
+def is_cluster(client) -> bool:
+    """True if ``client`` is a Redis Cluster's."""
+    return isinstance(client, RedisCluster)
+
+
+def blocking_twin(client, socket_timeout: float):
+    """A client like ``client`` (same server or cluster, same options) of its own
+    connections, whose socket timeout leaves room for a blocking wait."""
+    if is_cluster(client):
+        kwargs = dict(client.nodes_manager.connection_kwargs)
+        kwargs["socket_timeout"] = socket_timeout
+        for name in ("host", "port", "connection_pool", "retry"):
+            kwargs.pop(name, None)
+        return RedisCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in
+                                           client.nodes_manager.startup_nodes.values()],
+                            **kwargs)
+    pool = client.connection_pool
+    return redis.Redis(connection_pool=type(pool)(
+        connection_class=pool.connection_class,
+        **{**pool.connection_kwargs, "socket_timeout": socket_timeout}))
+
+
+def disconnect(client, in_use: bool = False) -> None:
+    """Close every connection of ``client`` (``in_use``: those in a call too, which ends
+    a blocking wait at once)."""
+    if is_cluster(client):
+        for node in client.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect(inuse_connections=in_use)
+        return
+    client.connection_pool.disconnect(inuse_connections=in_use)
 
 
 def celery_broker_ssl(settings: AdapterSettings) -> dict | None:
@@ -88,6 +139,8 @@ def celery_broker_ssl(settings: AdapterSettings) -> dict | None:
 def limiter_storage(settings: AdapterSettings) -> tuple[str, dict]:
     """The ``limits`` storage URI and the TLS part of its options for the ledger's Redis."""
     url = settings.redis_url
+    if settings.cluster:  # the limits package spells a cluster URL as Switchyard does
+        return strip_tls_query(url), redis_tls_options(settings, url)
     # the limits package spells a Unix socket URL redis+unix://
     uri = "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
     return strip_tls_query(uri), redis_tls_options(settings, url)

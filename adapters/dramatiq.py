@@ -109,6 +109,7 @@ class DramatiqEngine(Engine):
 
     def __init__(self, client):
         super().__init__(client)
+        self.refuse_cluster_broker(self.env.raw("DRAMATIQ_BROKER_URL"))
         url = broker_url(self.settings, self.env)
         self.redis_broker = url.split(":", 1)[0] in _REDIS_SCHEMES
         middleware = [TimeLimit(), CurrentMessage()]

@@ -78,10 +78,11 @@ import math
 from typing import Any, ClassVar, Iterator
 
 from .env import Env
-from .errors import UnsupportedFeature
+from .errors import ConfigurationError, UnsupportedFeature
 from .ledger import Dispatch
 from .maintenance import Maintenance, run_beat
 from .runner import execute
+from .settings import CLUSTER_SCHEMES
 from .types import Capability
 
 __all__ = ["Engine", "Dispatch"]
@@ -119,6 +120,24 @@ class Engine(abc.ABC):
         """The reader of the variables the settings came from, for the engine's own
         (``self.env.url("MY_BROKER_URL", ...)``): the same checks and messages as every
         other setting; a bad one raises ``ConfigurationError`` (launchers exit 3)."""
+
+    def refuse_cluster_broker(self, url: str | None) -> None:
+        """``ConfigurationError`` if ``REDIS_URL`` is a Redis Cluster and ``url`` (the
+        engine's broker; ``None``: the engine keeps its queues in ``REDIS_URL``) is that
+        cluster too. A cluster holds the ledger only: an engine's own keys (kombu's,
+        Dramatiq's, RQ's) and their transactions span slots."""
+        if not self.settings.cluster or (url and url.split(":", 1)[0] not in CLUSTER_SCHEMES):
+            return
+        if self.broker_variable is None:
+            raise ConfigurationError(
+                f"REDIS_URL is a Redis Cluster, which holds Switchyard's ledger only; the "
+                f"{self.name} engine keeps its queues in REDIS_URL and commits a job with its "
+                "message in one MULTI/EXEC, which a cluster cannot do across slots: use "
+                "QUEUE_BACKEND=celery or dramatiq with a broker URL of their own, or a plain Redis")
+        raise ConfigurationError(
+            f"REDIS_URL is a Redis Cluster, which holds Switchyard's ledger only: set "
+            f"{self.broker_variable} to the {self.name} broker (amqp:// for RabbitMQ, or a "
+            "plain redis:// server), not to the cluster")
 
     @abc.abstractmethod
     def publish(self, deliveries: list[Dispatch], pipeline: Any = None

@@ -28,6 +28,11 @@ Keys (``ns`` is ``SWITCHYARD_NAMESPACE``, ``sy:`` by default):
                               tenant's workflows by creation time
     {ns}stats                 hash: the counters behind /metrics (see ``Ledger.stats``)
 
+On a sharded ledger (a Redis Cluster, ``adapters/shards.py``) each shard ``sy:{i}:`` holds
+all of these for its own jobs; the keys that are no job's (workers, schedules, audit,
+bulk operations) are shard 0's. Every script is given one shard's namespace, as ARGV[1]
+and as KEYS[1] (the key a cluster client routes by), and touches that shard alone.
+
 The scripts are in ``adapters/lua/`` (loaded by ``adapters/scripts.py``); the reads are
 in ``adapters/ledger_queries.py``.
 
@@ -40,16 +45,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import redis
 
 from . import record, scripts
+from .connections import is_cluster
 from .errors import IdempotencyKeyReused
 from .ledger_queries import LedgerQueries
 from .settings import AdapterSettings
+from .shards import Shards
 
-__all__ = ["Ledger", "Dispatch", "ClaimResult"]
+__all__ = ["Ledger", "Dispatch", "ClaimResult", "CLUSTER_WAKE"]
+
+CLUSTER_WAKE = 1.0
+"""On a Redis Cluster a worker's maintenance wait is woken by shard 0's deadlines only
+(one blocking pop cannot span slots), so its next run is at most this far off: a
+deadline written to another shard is met within it."""
+_PRIORITY_ORDER = {"high": 0, "default": 1, "low": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +116,14 @@ class Ledger(LedgerQueries):
     def __init__(self, client: redis.Redis, settings: AdapterSettings):
         self.r = client
         self.s = settings
-        self.ns = settings.namespace
+        self.shards = Shards(settings.namespace, settings.ledger_shards)
+        self.ns = self.shards.home
+        """The home namespace: the only one with one shard (``adapters/shards.py``)."""
+        self.cluster = is_cluster(client)
+        """True on a Redis Cluster, whose pipelines run no script: calls go one by one."""
         self.next_wake = 0.0
         """The earliest deadline the last ``maintain`` left (Unix seconds)."""
+        self._later = math.inf  # on a cluster: the earliest deadline of the shards skipped
         self._create = client.register_script(scripts.source("create"))
         self._create_loaded = False
         self._delete = client.register_script(scripts.source("delete"))
@@ -118,9 +137,14 @@ class Ledger(LedgerQueries):
         self._redeliver = client.register_script(scripts.source("redeliver"))
         self._worker_beat = client.register_script(scripts.source("worker_beat"))
 
+    def _run(self, script, ns: str, args: list, client=None):
+        """Run a ledger script on shard ``ns`` (its namespace is ARGV[1] and KEYS[1])."""
+        return script(keys=[ns], args=[ns, *args], client=client)
+
     def idempotency_key(self, tenant: str, key: str) -> str:
         """The key holding ``"<job id> <fingerprint>"`` for a tenant's idempotency key."""
-        return f"{self.ns}idem:{tenant}:{key}"
+        ns = self.shards.namespaces[self.shards.of_name("idem", tenant)]
+        return f"{ns}idem:{tenant}:{key}"
 
     # -- writes from the API side ---------------------------------------------------
     def create_many(self, records: list[dict], now: float, workflow: dict | None = None,
@@ -131,16 +155,36 @@ class Ledger(LedgerQueries):
 
         Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
         a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
+        ns = self.shards.one_shard(records) if records else self.ns
         if workflow is None:
-            return self._outcomes(self._create(args=self._create_argv(records, now)), batch)
+            return self._outcomes(self._run(self._create, ns, self._create_argv(records, now)),
+                                  batch)
+        if self.cluster:
+            # a cluster's pipeline runs no script: the workflow first (its shard's MULTI),
+            # then its jobs; a failed write takes the workflow back
+            pipe = self.r.pipeline(transaction=True)
+            self._write_workflow(pipe, ns, workflow, now)
+            pipe.execute()
+            try:
+                return self._outcomes(self._run(self._create, ns, self._create_argv(records, now)),
+                                      batch)
+            except BaseException:
+                self._drop_workflow(self.r, ns, workflow)
+                raise
         pipe = self.r.pipeline(transaction=True)
-        self._write_workflow(pipe, workflow, now)
-        self._create(args=self._create_argv(records, now), client=pipe)
+        self._write_workflow(pipe, ns, workflow, now)
+        self._run(self._create, ns, self._create_argv(records, now), client=pipe)
         return self._outcomes(pipe.execute()[-1], batch)
 
-    def _write_workflow(self, pipe, workflow: dict, now: float) -> None:
-        pipe.hset(f"{self.ns}wf:{workflow['id']}", mapping=workflow)
-        pipe.zadd(f"{self.ns}wft:{workflow['tenant']}", {workflow["id"]: now})
+    @staticmethod
+    def _write_workflow(pipe, ns: str, workflow: dict, now: float) -> None:
+        pipe.hset(f"{ns}wf:{workflow['id']}", mapping=workflow)
+        pipe.zadd(f"{ns}wft:{workflow['tenant']}", {workflow["id"]: now})
+
+    @staticmethod
+    def _drop_workflow(target, ns: str, workflow: dict) -> None:
+        target.delete(f"{ns}wf:{workflow['id']}")
+        target.zrem(f"{ns}wft:{workflow['tenant']}", workflow["id"])
 
     @staticmethod
     def _outcomes(flat: list, batch: bool = True) -> list[tuple[bool, str]]:
@@ -162,9 +206,11 @@ class Ledger(LedgerQueries):
         command in the transaction, and the caller retries."""
         if not self._create_loaded:
             self.load_create_script()
+        ns = self.shards.one_shard(records)
         if workflow is not None:
-            self._write_workflow(pipeline, workflow, now)
-        pipeline.evalsha(self._create.sha, 0, *self._create_argv(records, now, guard=False))
+            self._write_workflow(pipeline, ns, workflow, now)
+        pipeline.evalsha(self._create.sha, 1, ns, ns,
+                         *self._create_argv(records, now, guard=False))
 
     def load_create_script(self) -> None:
         """Load the create script into Redis (on first use, or after a restart)."""
@@ -172,7 +218,7 @@ class Ledger(LedgerQueries):
         self._create_loaded = True
 
     def _create_argv(self, records: list[dict], now: float, guard: bool = True) -> list:
-        argv = [self.ns, repr(now), self.s.idempotency_ttl, self.s.lease_seconds if guard else -1]
+        argv = [repr(now), self.s.idempotency_ttl, self.s.lease_seconds if guard else -1]
         for rec in records:
             pairs = [(k, v) for k, v in rec.items() if k != "fingerprint"]
             unknown = [k for k, _ in pairs if k not in record.FIELDS]
@@ -188,46 +234,64 @@ class Ledger(LedgerQueries):
     def delete_many(self, items: list[tuple[str, str, str]], workflow: dict | None = None) -> None:
         """Remove never-published records ``(id, tenant, idempotency_key)`` (and their
         ``workflow``)."""
+        ns = self.shards.ns(items[0][0]) if items else self.ns  # one write: one shard
+        if self.cluster:
+            for job_id, tenant, idem in items:
+                self._run(self._delete, ns, [repr(time.time()), job_id, tenant, idem])
+            if workflow is not None:
+                self._drop_workflow(self.r, ns, workflow)
+            return
         pipe = self.r.pipeline(transaction=True)
         for job_id, tenant, idem in items:
-            self._delete(args=[self.ns, repr(time.time()), job_id, tenant, idem], client=pipe)
+            self._run(self._delete, ns, [repr(time.time()), job_id, tenant, idem], client=pipe)
         if workflow is not None:
-            pipe.delete(f"{self.ns}wf:{workflow['id']}")
-            pipe.zrem(f"{self.ns}wft:{workflow['tenant']}", workflow["id"])
+            self._drop_workflow(pipe, ns, workflow)
         pipe.execute()
+
+    def _each(self, script, calls: list[tuple[str, list]]) -> list:
+        """``script`` once per ``(job id, args)``: in one pipelined round trip, or on a
+        cluster (whose pipelines run no script) one by one."""
+        if self.cluster:
+            return [self._run(script, self.shards.ns(job_id), args) for job_id, args in calls]
+        pipe = self.r.pipeline(transaction=False)
+        for job_id, args in calls:
+            self._run(script, self.shards.ns(job_id), args, client=pipe)
+        return pipe.execute()
 
     def cancel_many(self, job_ids: list[str], reason: str, now: float) -> list[str]:
         """:meth:`cancel` of each job, in one round trip; the outcome of each."""
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in job_ids:
-            self._cancel(args=[self.ns, repr(now), job_id, reason, self.s.job_ttl], client=pipe)
-        return pipe.execute()
+        return self._each(self._cancel, [(job_id, [repr(now), job_id, reason, self.s.job_ttl])
+                                         for job_id in job_ids])
 
     def purge_many(self, job_ids: list[str], now: float,
                    states: tuple[str, ...] = ()) -> list[str]:
         """Delete jobs for good (only those in one of ``states``, if given), in one round
         trip: ``deleted``, ``running`` (refused), ``changed`` (in another state now) or
         ``missing`` each; a waiting job ends canceled first (``lua/purge.lua``)."""
-        pipe = self.r.pipeline(transaction=False)
         allowed = ",".join(states)
-        for job_id in job_ids:
-            self._purge(args=[self.ns, repr(now), job_id, self.s.job_ttl, allowed], client=pipe)
-        return pipe.execute()
+        return self._each(self._purge, [(job_id, [repr(now), job_id, self.s.job_ttl, allowed])
+                                        for job_id in job_ids])
 
     def dispatched(self, job_ids: list[str], pipeline: redis.client.Pipeline | None = None) -> None:
         """The engine has the jobs: lift their dispatch guard (in ``pipeline`` if given, so
         an engine that shares this Redis can commit it with its own write)."""
-        (self.r if pipeline is None else pipeline).zrem(f"{self.ns}dispatching", *job_ids)
+        target = self.r if pipeline is None else pipeline
+        if self.shards.count == 1:
+            target.zrem(f"{self.ns}dispatching", *job_ids)
+            return
+        for ns, ids in self.shards.by_shard(job_ids).items():
+            target.zrem(f"{ns}dispatching", *ids)
 
     def cancel(self, job_id: str, reason: str, now: float) -> str:
         """``canceled``, ``requested`` (it is running), ``ended:<state>`` or ``missing``."""
-        return self._cancel(args=[self.ns, repr(now), job_id, reason, self.s.job_ttl])
+        return self._run(self._cancel, self.shards.ns(job_id),
+                         [repr(now), job_id, reason, self.s.job_ttl])
 
     # -- writes from the worker side ------------------------------------------------
     def claim(self, job_id: str, token: str, worker: str, now: float) -> ClaimResult:
         """Atomically decide whether this delivery runs, and mark it started if so."""
-        r = self._claim(args=[self.ns, repr(now), job_id, token, worker,
-                              self.s.lease_seconds, self.s.job_ttl])
+        r = self._run(self._claim, self.shards.ns(job_id),
+                      [repr(now), job_id, token, worker, self.s.lease_seconds, self.s.job_ttl])
         if r[0] == "drop":
             return ClaimResult("drop", reason=r[1])
         if r[0] == "defer":
@@ -242,19 +306,20 @@ class Ledger(LedgerQueries):
                now: float | None = None) -> bool:
         """Record the end of an attempt; False if this worker no longer owns the job."""
         now = time.time() if now is None else now
-        return bool(self._finish(args=[self.ns, repr(now), job_id, token, outcome,
-                                       self.s.job_ttl, a, b]))
+        return bool(self._run(self._finish, self.shards.ns(job_id),
+                              [repr(now), job_id, token, outcome, self.s.job_ttl, a, b]))
 
     def heartbeat(self, job_id: str, token: str) -> str:
         """Renew the lease; ``ok``, ``cancel`` (a cancel is pending) or ``lost``."""
-        return self._heartbeat(args=[self.ns, repr(time.time()), job_id, token,
-                                     self.s.lease_seconds])
+        return self._run(self._heartbeat, self.shards.ns(job_id),
+                         [repr(time.time()), job_id, token, self.s.lease_seconds])
 
     def progress(self, job_id: str, token: str, progress: dict) -> bool:
         """Store the job's latest progress; False (and nothing stored) if ``token`` is no
         longer the job's current delivery (a stale attempt)."""
         value = record.encode({"progress": progress})["progress"]
-        return bool(self._progress(args=[self.ns, repr(time.time()), job_id, token, value]))
+        return bool(self._run(self._progress, self.shards.ns(job_id),
+                              [repr(time.time()), job_id, token, value]))
 
     def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
         """Deliveries ``(job id, token)`` that a worker took from the engine and died with
@@ -263,10 +328,14 @@ class Ledger(LedgerQueries):
         how many were."""
         if not deliveries:
             return 0
-        argv: list = [self.ns, repr(time.time())]
-        for job_id, token in deliveries:
-            argv += [job_id, token]
-        return int(self._redeliver(args=argv))
+        tokens = dict(deliveries)
+        n = 0
+        for ns, ids in self.shards.by_shard([job_id for job_id, _ in deliveries]).items():
+            argv: list = [repr(time.time())]
+            for job_id in ids:
+                argv += [job_id, tokens[job_id]]
+            n += int(self._run(self._redeliver, ns, argv))
+        return n
 
     def note_in_hand(self, key: str, job_id: str, token: str) -> None:
         """Note in ``key`` (a set of ``<job id>-<token>`` by time) a delivery a worker took
@@ -295,27 +364,58 @@ class Ledger(LedgerQueries):
         """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
         the released jobs ordered by priority (``high`` first). ``next_wake`` is then
         the time of the earliest deadline left (at most ``idle_seconds`` on)."""
-        flat = self._maintain(args=[self.ns, repr(now), limit, self.s.max_lost_deliveries,
-                                    self.s.lease_seconds, self.s.job_ttl, self.s.idle_seconds])
-        self.next_wake = float(flat[0])
         width = 2 + len(record.DISPATCH_FIELDS)
-        return [Dispatch.from_record({"id": flat[i], "token": flat[i + 1],
-                                      **dict(zip(record.DISPATCH_FIELDS, flat[i + 2:i + width]))})
-                for i in range(1, len(flat), width)]
+        wake, out = math.inf, []
+        for ns in self._shards_due(now):  # one shard: one call, as ever
+            flat = self._run(self._maintain, ns, [repr(now), limit, self.s.max_lost_deliveries,
+                                                  self.s.lease_seconds, self.s.job_ttl,
+                                                  self.s.idle_seconds])
+            wake = min(wake, float(flat[0]))
+            out += [Dispatch.from_record({"id": flat[i], "token": flat[i + 1],
+                                          **dict(zip(record.DISPATCH_FIELDS, flat[i + 2:i + width]))})
+                    for i in range(1, len(flat), width)]
+        if self.cluster:  # a deadline written to a shard but 0 wakes no loop: look again soon
+            wake, self._later = min(wake, self._later, now + CLUSTER_WAKE), math.inf
+        self.next_wake = wake
+        if self.shards.count > 1:  # released together: high first, whichever shard
+            out.sort(key=lambda d: _PRIORITY_ORDER.get(d.priority, 1))
+        return out
+
+    def _shards_due(self, now: float):
+        """The shards to run the maintain script on: every one, except on a cluster, where
+        the loop looks every ``CLUSTER_WAKE`` seconds; there a shard whose earliest
+        deadline (its ``wake_at``, which the scripts move earlier when they write an
+        earlier one) has not come is skipped, for one GET (every shard's GETs in one
+        round trip per node) instead of its script."""
+        if not self.cluster:
+            return self.shards.namespaces
+        pipe = self.r.pipeline(transaction=False)
+        for ns in self.shards.namespaces:
+            pipe.get(f"{ns}wake_at")
+        due = []
+        for ns, at in zip(self.shards.namespaces, pipe.execute()):
+            if at is None or float(at) <= now:
+                due.append(ns)
+            else:
+                self._later = min(self._later, float(at))
+        return due
 
     def wait_for_deadline(self, timeout: float, connection: redis.Redis) -> bool:
         """Block until a deadline earlier than the last ``next_wake`` is written (True)
         or ``timeout`` seconds pass (False), on ``connection`` (one with no socket
         timeout shorter than ``timeout``)."""
-        return connection.blpop([f"{self.ns}wake"], timeout=timeout) is not None
+        if self.cluster:  # one blocking pop cannot span slots: shard 0's (see CLUSTER_WAKE)
+            return connection.blpop([f"{self.ns}wake"], timeout=timeout) is not None
+        return connection.blpop([f"{ns}wake" for ns in self.shards.namespaces],
+                                timeout=timeout) is not None
 
     # -- workers ------------------------------------------------------------------------
     def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:
         """Announce a live worker (its record, live for ``ttl`` seconds, and the live set)."""
-        argv: list = [self.ns, repr(time.time()), worker_id, ttl]
+        argv: list = [repr(time.time()), worker_id, ttl]
         for field, value in info.items():
             argv += [field, value]
-        self._worker_beat(args=argv)
+        self._run(self._worker_beat, self.ns, argv)
 
     def worker_gone(self, worker_id: str) -> None:
         self.r.delete(f"{self.ns}worker:{worker_id}")

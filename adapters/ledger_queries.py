@@ -2,11 +2,18 @@
 
 No read changes a job (``page`` only drops index entries of records that expired);
 every state change is a script, in ``adapters/ledger.py``.
+
+On a sharded ledger (``adapters/shards.py``) a read of one job goes to its shard; a read
+over many (a tenant's page, counters, backlogs) reads every shard and merges: pages by
+``(creation time, id)``, the order every shard's index keeps, so a cursor means the same
+position in every shard and paging goes on across them.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import re
 import time
 
 import redis
@@ -14,7 +21,16 @@ import redis
 from . import record
 from .types import utc
 
-__all__ = ["LedgerQueries"]
+__all__ = ["LedgerQueries", "merge_newest"]
+
+
+def merge_newest(walks):
+    """One newest-first walk of ``(id, score)`` out of one per shard, each newest first
+    (equal scores by descending id, as ZREVRANGEBYSCORE gives them)."""
+    walks = list(walks)
+    if len(walks) == 1:
+        return walks[0]
+    return heapq.merge(*walks, key=lambda entry: (entry[1], entry[0]), reverse=True)
 
 
 class LedgerQueries:
@@ -22,15 +38,17 @@ class LedgerQueries:
 
     r: redis.Redis
     ns: str
+    s: "AdapterSettings"  # noqa: F821 - set by the Ledger
+    shards: "Shards"  # noqa: F821 - adapters.shards, set by the Ledger
 
     def key(self, job_id: str) -> str:
-        return f"{self.ns}job:{job_id}"
+        return f"{self.shards.ns(job_id)}job:{job_id}"
 
     def load(self, job_id: str) -> dict[str, str]:
         return self.r.hgetall(self.key(job_id))
 
     def load_workflow(self, workflow_id: str) -> dict[str, str]:
-        return self.r.hgetall(f"{self.ns}wf:{workflow_id}")
+        return self.r.hgetall(f"{self.shards.ns(workflow_id)}wf:{workflow_id}")
 
     def load_many(self, job_ids: list[str]) -> list[dict[str, str]]:
         pipe = self.r.pipeline(transaction=False)
@@ -84,7 +102,6 @@ class LedgerQueries:
         entries; the cursor then points there, so a sparse filter pages on instead of
         ending early.
         """
-        index = f"{self.ns}t:{tenant}"
         score = after = None
         if cursor:
             raw_score, _, raw_after = cursor.partition("|")
@@ -93,7 +110,8 @@ class LedgerQueries:
         found: list[dict] = []
         scanned = 0
         position: tuple[str, float] | None = None
-        walker = self._walk(index, score, after, chunk)
+        walker = merge_newest(self._walk(f"{ns}t:{tenant}", score, after, chunk)
+                              for ns in self.shards.namespaces)
         exhausted = False
         while len(found) < limit and scanned < scan_cap:
             batch = [entry for _, entry in zip(range(chunk), walker)]
@@ -115,8 +133,8 @@ class LedgerQueries:
                     found.append(rec)
                     if len(found) == limit:
                         break
-            if gone:
-                self.r.zrem(index, *gone)
+            for ns, ids in self.shards.by_shard(gone).items():
+                self.r.zrem(f"{ns}t:{tenant}", *ids)
             if len(batch) < chunk and len(found) < limit:
                 exhausted = True
                 break
@@ -128,22 +146,33 @@ class LedgerQueries:
                         fields: tuple[str, ...] = ("id", "type", "state", "created_at"),
                         batch: int = 500):
         """Yield ``fields`` of each of ``tenant``'s jobs created in ``[start, end)``, oldest
-        first; records that have expired are skipped. Paged by offset, so jobs created
-        in the same instant (a batch) are all read."""
-        index = f"{self.ns}t:{tenant}"
+        first (every shard's, merged); records that have expired are skipped."""
+        walks = [self._created_in(ns, tenant, start, end, fields, batch)
+                 for ns in self.shards.namespaces]
+        if len(walks) == 1:
+            yield from (values for _, values in walks[0])
+            return
+        yield from (values for _, values in heapq.merge(*walks, key=lambda e: e[0]))
+
+    def _created_in(self, ns: str, tenant: str, start: float, end: float,
+                    fields: tuple[str, ...], batch: int):
+        """``(score, fields)`` of one shard's jobs of ``tenant`` in ``[start, end)``, oldest
+        first. Paged by offset, so jobs created in the same instant (a batch) are all read."""
+        index = f"{ns}t:{tenant}"
         offset = 0
         while True:
-            ids = self.r.zrangebyscore(index, start, f"({end!r}", start=offset, num=batch)
-            if not ids:
+            entries = self.r.zrangebyscore(index, start, f"({end!r}", start=offset, num=batch,
+                                           withscores=True)
+            if not entries:
                 return
-            offset += len(ids)
+            offset += len(entries)
             pipe = self.r.pipeline(transaction=False)
-            for job_id in ids:
+            for job_id, _ in entries:
                 pipe.hmget(self.key(job_id), fields)
-            for values in pipe.execute():
+            for (_, score), values in zip(entries, pipe.execute()):
                 if any(v is not None for v in values):
-                    yield dict(zip(fields, values))
-            if len(ids) < batch:
+                    yield score, dict(zip(fields, values))
+            if len(entries) < batch:
                 return
 
     def tenants(self) -> list[str]:
@@ -152,9 +181,17 @@ class LedgerQueries:
         Only a walk over every tenant (an operator's bulk operation) asks, so it is paid
         there: a set of tenants kept by the create script would cost every enqueue one
         more command (a single job's 12 would be 13)."""
-        prefix = f"{self.ns}t:"
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-        return sorted({key[len(prefix):] for key in self.r.scan_iter(match=pattern, count=1000)})
+        def glob(text: str) -> str:
+            return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+        if self.shards.count == 1:
+            prefix = f"{self.ns}t:"
+            return sorted({key[len(prefix):]
+                           for key in self.r.scan_iter(match=glob(prefix) + "*", count=1000)})
+        base = self.s.namespace  # one walk of the keyspace for every shard: sy:{*}:t:*
+        shape = re.compile(re.escape(base) + r"\{\d+\}:t:(.*)", re.S)
+        keys = self.r.scan_iter(match=glob(base) + "{*}:t:*", count=1000)
+        return sorted({m.group(1) for m in map(shape.fullmatch, keys) if m})
 
     def stats(self) -> dict[str, float]:
         """Counters since the ledger began: ``enqueued|type|backend``;
@@ -163,29 +200,50 @@ class LedgerQueries:
         ``duration_sum|type|backend``; and ``finished|type|backend|state``, jobs that
         ended without running (canceled or expired while waiting, lost for good).
         Records of older versions may also hold ``duration|type|backend|le``."""
-        return {k: float(v) for k, v in self.r.hgetall(f"{self.ns}stats").items()}
+        out: dict[str, float] = {}
+        for ns in self.shards.namespaces:
+            for k, v in self.r.hgetall(f"{ns}stats").items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
 
     def counts_by_state(self) -> dict[str, int]:
         """Jobs waiting in the ledger right now: ``scheduled`` (due set) and ``running``."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.zcard(f"{self.ns}due")
-        pipe.zcard(f"{self.ns}leases")
-        due, running = pipe.execute()
-        return {"scheduled": due, "running": running}
+        for ns in self.shards.namespaces:
+            pipe.zcard(f"{ns}due")
+            pipe.zcard(f"{ns}leases")
+        answers = pipe.execute()
+        return {"scheduled": sum(answers[::2]), "running": sum(answers[1::2])}
 
-    def backlog(self) -> dict[str, tuple[int, float | None]]:
-        """Per queue ever used: ``(jobs queued now, when the oldest of them became
-        queued)``, the time ``None`` for an empty queue."""
-        queues = sorted(self.r.smembers(f"{self.ns}queues"))
+    def backlog(self, queues: list[str] | None = None) -> dict[str, tuple[int, float | None]]:
+        """Per queue ever used (or of ``queues``): ``(jobs queued now, when the oldest of
+        them became queued)``, the time ``None`` for an empty queue."""
+        queues = sorted(self.queue_names()) if queues is None else queues
         if not queues:
             return {}
         pipe = self.r.pipeline(transaction=False)
         for name in queues:
-            pipe.zcard(f"{self.ns}queued:{name}")
-            pipe.zrange(f"{self.ns}queued:{name}", 0, 0, withscores=True)
-        answers = pipe.execute()
-        return {name: (count, oldest[0][1] if oldest else None)
-                for name, count, oldest in zip(queues, answers[::2], answers[1::2])}
+            for ns in self.shards.namespaces:
+                pipe.zcard(f"{ns}queued:{name}")
+                pipe.zrange(f"{ns}queued:{name}", 0, 0, withscores=True)
+        answers = iter(pipe.execute())
+        out = {}
+        for name in queues:
+            count, oldest = 0, None
+            for _ in self.shards.namespaces:
+                n, first = next(answers), next(answers)
+                count += n
+                if first and (oldest is None or first[0][1] < oldest):
+                    oldest = first[0][1]
+            out[name] = (count, oldest)
+        return out
+
+    def queue_names(self) -> set[str]:
+        """Every queue a job was ever enqueued to (or that was paused), of every shard."""
+        names: set[str] = set()
+        for ns in self.shards.namespaces:
+            names |= self.r.smembers(f"{ns}queues")
+        return names
 
     def paused(self) -> dict[str, dict]:
         """The paused queues (``{ns}paused``): ``{queue: {"at": datetime, "by": str | None}}``."""

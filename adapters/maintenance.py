@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import redis
 
+from .connections import blocking_twin, disconnect
 from .errors import BackendUnavailable
 from .queues import RELEASE_BATCH
 from .runner import worker_name
@@ -148,7 +149,7 @@ class Maintenance:
         self._stop.set()
         waiter = self._waiter
         if waiter is not None:  # out of the blocking wait at once: its socket is shut
-            waiter.connection_pool.disconnect(inuse_connections=True)
+            disconnect(waiter, in_use=True)
         thread.join(timeout)
         if forget:
             self.forget()
@@ -173,7 +174,7 @@ class Maintenance:
                 log.exception("worker maintenance crashed")
         finally:
             if self._waiter is not None:
-                self._waiter.connection_pool.disconnect()
+                disconnect(self._waiter)
 
     def _child(self) -> None:
         class Stop(BaseException):
@@ -195,7 +196,7 @@ class Maintenance:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:  # a fresh connection: a wait cut short leaves its reply unread
-                self.adapter.ledger.r.connection_pool.disconnect()
+                disconnect(self.adapter.ledger.r)
                 self.adapter.ledger.worker_gone(self.worker_id)
             except Exception:
                 pass
@@ -213,11 +214,7 @@ class Maintenance:
         parent = os.getppid() if watch_parent else None
         ledger = self.adapter.ledger
         # its own connection, with room for the longest wait
-        pool = ledger.r.connection_pool
-        waiter = self._waiter = redis.Redis(connection_pool=type(pool)(
-            connection_class=pool.connection_class,
-            **{**pool.connection_kwargs,
-               "socket_timeout": settings.idle_seconds + settings.redis_timeout}))
+        waiter = self._waiter = blocking_twin(ledger.r, settings.idle_seconds + settings.redis_timeout)
         # A delivery a dead worker took but never claimed is looked for a few times per
         # lease: it is run again well within the lease time, like a job it had started.
         sweep_every = max(settings.tick_seconds, settings.lease_seconds / 4)

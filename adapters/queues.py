@@ -19,6 +19,10 @@ parked jobs of any queue that is not paused (:meth:`Queues.release_parked`).
 
 A parked job is a queued job for everything else: it counts in the queue's backlog,
 ``cancel`` cancels it (unpark drops it then), ``expires_at`` expires it.
+
+On a sharded ledger (``adapters/shards.py``) the flag is written to every shard's
+``paused`` (each claim reads its own shard's), unpark runs shard by shard, and a queue's
+figures add its shards up.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class Queues:
 
     def __init__(self, client: Any):
         self.client = client
-        self.ns = client.settings.namespace
+        self.ns = client.ledger.ns
+        self.shards = client.ledger.shards
         self._unpark = client.redis.register_script(scripts.source("unpark"))
 
     def pause(self, queue: str, by: str | None = None) -> QueueInfo:
@@ -67,10 +72,11 @@ class Queues:
         self.client.require(Capability.PAUSE_QUEUES, "pausing queues")
         state = json.dumps({"at": time.time(), "by": by})
         with unavailable("cannot write to Redis"):
-            pipe = self.client.redis.pipeline(transaction=True)
-            pipe.hsetnx(f"{self.ns}paused", queue, state)
-            pipe.sadd(f"{self.ns}queues", queue)  # a known queue from now on, used or not
-            pipe.execute()
+            for ns in self.shards.namespaces:  # one shard's MULTI each
+                pipe = self.client.redis.pipeline(transaction=True)
+                pipe.hsetnx(f"{ns}paused", queue, state)
+                pipe.sadd(f"{ns}queues", queue)  # a known queue from now on, used or not
+                pipe.execute()
         return self.get(queue)
 
     def resume(self, queue: str) -> QueueInfo:
@@ -80,7 +86,8 @@ class Queues:
         check_queue_name(queue)
         self.client.require(Capability.PAUSE_QUEUES, "pausing queues")
         with unavailable("cannot write to Redis"):
-            self.client.redis.hdel(f"{self.ns}paused", queue)
+            for ns in self.shards.namespaces:
+                self.client.redis.hdel(f"{ns}paused", queue)
             while self.release_parked(queue) >= RELEASE_BATCH:
                 pass
             for _ in range(PUBLISH_ROUNDS):
@@ -92,7 +99,8 @@ class Queues:
         """Move up to one batch of parked jobs of ``queue`` (or of every queue) that is
         not paused to the due set; returns how many left the parked sets. The
         maintenance loop calls it, so an interrupted resume finishes on its own."""
-        return int(self._unpark(args=[self.ns, repr(time.time()), queue, RELEASE_BATCH]))
+        return sum(int(self._unpark(keys=[ns], args=[ns, repr(time.time()), queue, RELEASE_BATCH]))
+                   for ns in self.shards.namespaces)
 
     def paused(self) -> dict[str, dict]:
         """``{queue: {"at": datetime, "by": str | None}}`` of every paused queue."""
@@ -107,33 +115,32 @@ class Queues:
     def list(self) -> list[QueueInfo]:
         """Every queue ever used or paused, by name."""
         with unavailable("cannot read from Redis"):
-            names = self.client.redis.smembers(f"{self.ns}queues")
+            names = self.client.ledger.queue_names()
             return self._infos(sorted(set(names) | set(self.client.ledger.paused())))
 
     def _infos(self, names: list[str]) -> list[QueueInfo]:
-        r, ns = self.client.redis, self.ns
+        r = self.client.redis
         with unavailable("cannot read from Redis"):
             paused = self.client.ledger.paused()
+            backlog = self.client.ledger.backlog(names)
             pipe = r.pipeline(transaction=False)
-            for name in names:
-                pipe.zcard(f"{ns}queued:{name}")
-                pipe.zrange(f"{ns}queued:{name}", 0, 0, withscores=True)
             now = time.time()
             last = int(now // 60) * 60 - 60  # the last whole minute
             for minute in range(last - 60 * (THROUGHPUT_MINUTES - 1), last + 60, 60):
-                pipe.hmget(f"{ns}m:{minute}", [f"q|{name}" for name in names] or ["-"])
-            answers = pipe.execute()
-            minutes, answers = answers[len(names) * 2:], answers[:len(names) * 2]
+                for ns in self.shards.namespaces:
+                    pipe.hmget(f"{ns}m:{minute}", [f"q|{name}" for name in names] or ["-"])
+            minutes = pipe.execute()
             running = self._per_queue("leases")
             waiting = self._per_queue("due", limit=WAITING_READ)
         out = []
-        for i, (name, count, oldest) in enumerate(zip(names, answers[::2], answers[1::2])):
+        for i, name in enumerate(names):
+            count, oldest = backlog[name]
             state = paused.get(name)
             ended = sum(int(row[i] or 0) for row in minutes)
             out.append(QueueInfo(
                 name=name, paused=state is not None, paused_at=state and state["at"],
                 paused_by=state and state["by"], queued=count,
-                oldest_queued_age=max(0.0, now - oldest[0][1]) if oldest else None,
+                oldest_queued_age=max(0.0, now - oldest) if oldest is not None else None,
                 running=running.get(name, 0), waiting=waiting.get(name, 0),
                 finished_per_minute=ended / THROUGHPUT_MINUTES))
         return out
@@ -141,11 +148,12 @@ class Queues:
     def _per_queue(self, deadlines: str, limit: int = -1) -> dict[str, int]:
         """Jobs of a deadline set per queue: ``leases`` (running: as many as run at once),
         ``due`` (scheduled and retrying, the soonest ``limit`` read)."""
-        r = self.client.redis
-        ids = r.zrange(f"{self.ns}{deadlines}", 0, limit - 1 if limit > 0 else -1)
+        r, ledger = self.client.redis, self.client.ledger
+        ids = [job_id for ns in self.shards.namespaces
+               for job_id in r.zrange(f"{ns}{deadlines}", 0, limit - 1 if limit > 0 else -1)]
         pipe = r.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(f"{self.ns}job:{job_id}", "queue")
+            pipe.hget(ledger.key(job_id), "queue")
         counts: dict[str, int] = {}
         for name in pipe.execute() if ids else []:
             if name:

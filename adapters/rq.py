@@ -52,6 +52,7 @@ class RQEngine(Engine):
 
     def __init__(self, client):
         super().__init__(client)
+        self.refuse_cluster_broker(None)
         # RQ stores bytes, so it gets its own client that does not decode.
         self.rq_redis = redis_client(
             self.settings, socket_connect_timeout=self.settings.redis_timeout,

@@ -157,7 +157,7 @@ class Schedules:
         holds the schedules and which enqueues their jobs."""
         self.adapter = adapter
         self.r = adapter.redis
-        self.ns = adapter.settings.namespace
+        self.ns = adapter.settings.home_namespace
         self.index = f"{self.ns}schedules"
         self.catch_up = catch_up
         self._cas = self.r.register_script(_CAS)

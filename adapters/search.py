@@ -17,6 +17,11 @@ per-minute outcomes and run-time buckets (``record.DURATION_BUCKETS``), ~25 h.
 
 Records whose TTL ran out leave the indexes at the maintenance tick (``{ns}gone``); a
 walk that meets one first drops it too, as ``LedgerQueries.page`` does.
+
+On a sharded ledger (``adapters/shards.py``) every shard keeps these indexes for its own
+jobs: an index is named by its key in shard 0 (:meth:`Search.index`), a walk reads the
+same index of every shard and merges them newest first (``merge_newest``; a cursor is a
+position in all of them), and counts, failure groups and minutes add the shards up.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any, Iterator
 
 from . import record, scripts
 from .errors import unavailable
+from .ledger_queries import merge_newest
 from .types import JobInfo
 
 __all__ = ["Search", "Searching", "JobFilter", "STATES", "INDEXED_STATES"]
@@ -111,12 +117,14 @@ class Search:
         self.ledger = ledger
         self.r = ledger.r
         self.ns = ledger.ns
+        self.shards = ledger.shards
         self._groups = self.r.register_script(scripts.source("failure_groups"))
         self._minutes = self.r.register_script(scripts.source("minutes"))
 
     # -- which index ------------------------------------------------------------------
     def index(self, f: JobFilter) -> str:
-        """The key the filter walks: of its state's index and its type's the shorter."""
+        """The key the filter walks (shard 0's, on a sharded ledger: every shard has one of
+        that name): of its state's index and its type's the shorter."""
         by_state = by_type = None
         if f.state in INDEXED_STATES:
             by_state = (f"{self.ns}as:{f.state}" if f.tenant is None
@@ -125,17 +133,36 @@ class Search:
             by_type = (f"{self.ns}aty:{f.type}" if f.tenant is None
                        else f"{self.ns}ty:{f.tenant}:{f.type}")
         if by_state and by_type:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.zcard(by_state)
-            pipe.zcard(by_type)
-            in_state, of_type = pipe.execute()
+            in_state, of_type = self._sizes([by_state, by_type])
             return by_type if of_type < in_state else by_state
         return by_state or by_type or (
             f"{self.ns}all" if f.tenant is None else f"{self.ns}t:{f.tenant}")
 
+    def _in_shards(self, index: str) -> list[str]:
+        """The index ``index`` (shard 0's key) of every shard."""
+        suffix = index[len(self.ns):]
+        return [ns + suffix for ns in self.shards.namespaces]
+
+    def _sizes(self, indexes: list[str]) -> list[int]:
+        """The ZCARD of each index, summed over the shards, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for index in indexes:
+            for key in self._in_shards(index):
+                pipe.zcard(key)
+        answers = pipe.execute()
+        n = self.shards.count
+        return [sum(answers[i * n:(i + 1) * n]) for i in range(len(indexes))]
+
     def _walk(self, index: str, f: JobFilter, cursor: str | None, chunk: int
               ) -> Iterator[tuple[str, float]]:
-        """``(id, score)`` newest first after ``cursor`` within the created range.
+        """``(id, score)`` newest first after ``cursor`` within the created range, of
+        every shard's ``index``."""
+        return merge_newest(self._walk_one(key, f, cursor, chunk) for key in self._in_shards(index))
+
+    def _walk_one(self, index: str, f: JobFilter, cursor: str | None, chunk: int
+                  ) -> Iterator[tuple[str, float]]:
+        """``(id, score)`` of one shard's index newest first after ``cursor`` within the
+        created range.
 
         A position is a score and an id (jobs of one batch share a score): members of
         that score come in descending id order, then those below it."""
@@ -165,7 +192,8 @@ class Search:
         does not match. ``names`` None reads the whole record, else those fields only.
         Entries whose record is gone are dropped from ``index``."""
         walker = self._walk(index, f, cursor, chunk)
-        state_answered = index.startswith((f"{self.ns}ts:", f"{self.ns}as:"))
+        state_answered = index[len(self.ns):].startswith(("ts:", "as:"))
+        suffix = index[len(self.ns):]
         while True:
             batch = [entry for _, entry in zip(range(chunk), walker)]
             if not batch:
@@ -185,8 +213,8 @@ class Search:
                     yield job_id, score, None
                 else:
                     yield job_id, score, rec if f.matches(rec, state_answered) else None
-            if gone:
-                self.r.zrem(index, *gone)
+            for ns, ids in self.shards.by_shard(gone).items():
+                self.r.zrem(ns + suffix, *ids)
             if len(batch) < chunk:
                 return
 
@@ -249,12 +277,10 @@ class Search:
     def counts(self, tenant: str | None = None) -> dict[str, int]:
         """Jobs per state now (every state, and ``total``), of a tenant or of all: one
         ZCARD per index, ``succeeded`` being the total less the rest."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zcard(f"{self.ns}all" if tenant is None else f"{self.ns}t:{tenant}")
-        for state in INDEXED_STATES:
-            pipe.zcard(self.index(JobFilter(tenant=tenant, state=state)))
+        indexes = [f"{self.ns}all" if tenant is None else f"{self.ns}t:{tenant}"]
+        indexes += [self.index(JobFilter(tenant=tenant, state=state)) for state in INDEXED_STATES]
         with unavailable(_READ):
-            total, *rest = pipe.execute()
+            total, *rest = self._sizes(indexes)
         out = dict(zip(INDEXED_STATES, rest))
         out["succeeded"] = max(0, total - sum(rest))
         return {**{s: out[s] for s in STATES}, "total": total}
@@ -268,16 +294,33 @@ class Search:
         ``type``, ``error_type``, ``count``, ``latest_at`` (creation time of its newest
         job), ``sample_id`` and ``message`` (that job's)."""
         index = self.index(JobFilter(tenant=tenant, state="failed"))
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zcard(index)
-        self._groups(args=[self.ns, repr(time.time()), index, max(1, scan)], client=pipe)
         with unavailable(_READ):
-            total, flat = pipe.execute()
-        scanned = int(flat[0])
-        groups = [{"type": flat[i], "error_type": flat[i + 1], "count": int(flat[i + 2]),
-                   "latest_at": float(flat[i + 3]), "sample_id": flat[i + 4],
-                   "message": flat[i + 5]} for i in range(1, len(flat), 6)]
-        top = sorted(groups, key=lambda g: (-g["count"], -g["latest_at"]))[:limit]
+            if self.shards.count == 1:
+                pipe = self.r.pipeline(transaction=False)
+                pipe.zcard(index)
+                self._groups(keys=[self.ns], args=[self.ns, repr(time.time()), index,
+                                                   max(1, scan)], client=pipe)
+                total, flat = pipe.execute()
+                answers = [flat]
+            else:  # each shard's newest `scan` (a cluster's pipeline runs no script)
+                total = self._sizes([index])[0]
+                answers = [self._groups(keys=[ns], args=[ns, repr(time.time()), key, max(1, scan)])
+                           for ns, key in zip(self.shards.namespaces, self._in_shards(index))]
+        scanned, merged = 0, {}
+        for flat in answers:
+            scanned += int(flat[0])
+            for i in range(1, len(flat), 6):
+                g = {"type": flat[i], "error_type": flat[i + 1], "count": int(flat[i + 2]),
+                     "latest_at": float(flat[i + 3]), "sample_id": flat[i + 4],
+                     "message": flat[i + 5]}
+                seen = merged.get((g["type"], g["error_type"]))
+                if seen is None:
+                    merged[(g["type"], g["error_type"])] = g
+                else:
+                    newest = g if g["latest_at"] > seen["latest_at"] else seen
+                    merged[(g["type"], g["error_type"])] = {**newest,
+                                                            "count": seen["count"] + g["count"]}
+        top = sorted(merged.values(), key=lambda g: (-g["count"], -g["latest_at"]))[:limit]
         return {"groups": top, "scanned": scanned, "total": total,
                 "complete": scanned >= total}
 
@@ -294,11 +337,12 @@ class Search:
         if not starts:
             return []
         with unavailable(_READ):
-            flat = self._minutes(args=[self.ns, repr(time.time()), starts[0], len(starts),
-                                       *_MINUTE_FIELDS])
+            flats = [self._minutes(keys=[ns], args=[ns, repr(time.time()), starts[0], len(starts),
+                                                    *_MINUTE_FIELDS])
+                     for ns in self.shards.namespaces]
+        flat = [sum(int(v) for v in values) for values in zip(*flats)]
         width = len(_MINUTE_FIELDS)
-        return [self._row(start, [int(v) for v in flat[i * width:(i + 1) * width]])
-                for i, start in enumerate(starts)]
+        return [self._row(start, flat[i * width:(i + 1) * width]) for i, start in enumerate(starts)]
 
     @staticmethod
     def _row(start: int, values: list[int]) -> dict:

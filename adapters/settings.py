@@ -20,17 +20,48 @@ _TLS_VERIFY = {"none": "none", "cert_none": "none", "optional": "optional",
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""A ``REDIS_URL`` of a Redis Cluster: ``redis+cluster://[:password@]host:port,host:port``
+(any of its nodes; the client learns the rest). The ledger alone may live there."""
+CLUSTER_SHARDS = 16
+"""``SWITCHYARD_LEDGER_SHARDS`` on a Redis Cluster when unset."""
 _BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix")
 
 
 def _redis_url(env: Env, default: str) -> str:
-    """``REDIS_URL``, checked: its scheme, a port that is a number, a host, a numbered database."""
-    parts = env.url("REDIS_URL", default, _REDIS_SCHEMES, "redis://, rediss:// or unix://")
+    """``REDIS_URL``, checked: its scheme, a port that is a number, a host, a numbered database
+    (a cluster's: every ``host:port`` of its list, and database 0, the only one it has)."""
+    raw = env.text("REDIS_URL", default)
+    if raw.split(":", 1)[0] in CLUSTER_SCHEMES:
+        _cluster_nodes(raw)
+        return raw
+    parts = env.url("REDIS_URL", default, _REDIS_SCHEMES + CLUSTER_SCHEMES,
+                    "redis://, rediss://, unix:// or redis+cluster://")
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
         raise ConfigurationError(f"REDIS_URL={redact_url(env.text('REDIS_URL'))!r}: the "
                                  "database after the '/' must be a number")
     return env.text("REDIS_URL", default)
+
+
+def _cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The ``(host, port)`` list of a ``redis+cluster://`` URL; ``ConfigurationError`` if
+    one is not ``host:port`` or the URL names a database other than 0."""
+    parsed = urlparse(url)
+    hosts = parsed.netloc.rpartition("@")[2]
+    nodes = []
+    for item in filter(None, hosts.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"REDIS_URL={redact_url(url)!r}: {item!r} is not "
+                                     "host:port (a cluster URL lists its nodes so)")
+        nodes.append((host.strip("[]"), int(port)))
+    if not nodes:
+        raise ConfigurationError(f"REDIS_URL={redact_url(url)!r} names no cluster node")
+    if parsed.path.strip("/") not in ("", "0"):
+        raise ConfigurationError(f"REDIS_URL={redact_url(url)!r}: a Redis Cluster has "
+                                 "database 0 only")
+    return nodes
 
 
 def _tls(env: Env, urls: dict[str, str]) -> tuple[str, str | None]:
@@ -80,6 +111,10 @@ class AdapterSettings:
     (:attr:`adapters.engine.Engine.env`), never from ``os.environ``."""
     namespace: str = "sy:"
     """``SWITCHYARD_NAMESPACE``: prefix of every ledger key."""
+    ledger_shards: int = 1
+    """``SWITCHYARD_LEDGER_SHARDS``: hash-tagged namespaces the ledger's jobs spread over
+    (``adapters/shards.py``); 1 (the namespace as it is) unless ``REDIS_URL`` is a
+    cluster's, where it defaults to ``CLUSTER_SHARDS``."""
     queue_prefix: str = ""
     """``SWITCHYARD_QUEUE_PREFIX``: prefix of every engine queue name."""
     default_queue: str = "default"
@@ -127,6 +162,22 @@ class AdapterSettings:
     """``SWITCHYARD_SCHEDULE_CATCH_UP``: missed runs a scheduler fires after downtime."""
 
     @property
+    def cluster(self) -> bool:
+        """True if ``REDIS_URL`` is a Redis Cluster's (``redis+cluster://``)."""
+        return self.redis_url.split(":", 1)[0] in CLUSTER_SCHEMES
+
+    @property
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` nodes a cluster ``REDIS_URL`` lists."""
+        return _cluster_nodes(self.redis_url)
+
+    @property
+    def home_namespace(self) -> str:
+        """Where the keys that belong to no job live (schedules, audit, workers, the jobs'
+        stores): ``namespace`` itself, or shard 0's ``{namespace}{0}:`` when sharded."""
+        return self.namespace if self.ledger_shards == 1 else f"{self.namespace}{{0}}:"
+
+    @property
     def celery_broker_url(self) -> str:
         """The broker Celery connects to."""
         return self.broker_url or self.redis_url
@@ -147,6 +198,9 @@ class AdapterSettings:
             redis_url=redis_url,
             broker_url=broker,
             namespace=env.text("SWITCHYARD_NAMESPACE", cls.namespace),
+            ledger_shards=env.integer(
+                "SWITCHYARD_LEDGER_SHARDS",
+                CLUSTER_SHARDS if redis_url.split(":", 1)[0] in CLUSTER_SCHEMES else 1, 1, 1024),
             queue_prefix=env.text("SWITCHYARD_QUEUE_PREFIX"),
             default_timeout=env.number("SWITCHYARD_DEFAULT_TIMEOUT", cls.default_timeout, 0.001),
             max_timeout=env.number("SWITCHYARD_MAX_TIMEOUT", cls.max_timeout, 0.001),
@@ -169,6 +223,9 @@ class AdapterSettings:
         )
         values.update(overrides)
         settings = cls(**values)
+        if settings.ledger_shards > 1 and ("{" in settings.namespace or "}" in settings.namespace):
+            raise ConfigurationError("SWITCHYARD_NAMESPACE must not hold '{' or '}': the "
+                                     "ledger's shards put their hash tags after it")
         if settings.watch_seconds * 2 >= settings.lease_seconds:
             raise ConfigurationError("SWITCHYARD_WATCH_SECONDS must be under half of "
                                      "SWITCHYARD_LEASE_SECONDS, or live jobs lose their lease")

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from . import record
-from .errors import InvalidJob, InvalidState, UnknownJobType
+from .errors import InvalidJob, InvalidState, UnknownJobType, UnsupportedFeature
 from .jsonlimits import json_problems, lone_surrogate
 from .options import JobOptions, Priority
 from .payloads import check_payload, flatten_errors
@@ -29,7 +29,7 @@ from .types import Capability, JobState
 
 __all__ = ["QUEUE_NAME", "SCHEDULE_NAME", "PRIORITIES", "MAX_KEY_LENGTH", "MAX_BATCH", "WORKFLOW_KINDS",
            "build_record", "build_records", "build_workflow", "prefixed", "check_payload",
-           "flatten_errors", "timestamp", "replay"]
+           "flatten_errors", "timestamp", "replay", "placement"]
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """A queue name: 1-64 letters, digits, ``_``, ``-`` or ``.``."""
@@ -88,7 +88,7 @@ def _refuse(option: str, message: str, why: str) -> InvalidJob:
 def build_record(client: Any, job_type: str, payload: dict | None,
                  options: JobOptions | None, tenant: str, now: float,
                  links: dict | None = None, retry_of: str | None = None, *,
-                 builtin: bool = False) -> dict:
+                 builtin: bool = False, shard: int | None = None) -> dict:
     """The ledger record of one job, or ``InvalidJob`` / ``UnsupportedFeature``;
     ``builtin`` lets Switchyard enqueue its own job types."""
     settings = client.settings
@@ -175,7 +175,8 @@ def build_record(client: Any, job_type: str, payload: dict | None,
              max_retries, float(timeout)],
             sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     rec = record.encode({
-        "id": uuid.uuid4().hex, "type": definition.name, "tenant": tenant,
+        "id": uuid.uuid4().hex if shard is None else client.ledger.shards.new_id(shard),
+        "type": definition.name, "tenant": tenant,
         "backend": client.name, "state": (JobState.SCHEDULED if due else JobState.QUEUED).value,
         "queue": queue, "priority": priority, "payload": payload, "attempts": 0,
         "max_retries": max_retries, "timeout": timeout, "rate": (limit, window),
@@ -206,18 +207,50 @@ def build_records(client: Any, jobs: Iterable[Spec], tenant: str, now: float,
     if len(jobs) > MAX_BATCH:
         raise InvalidJob(f"a batch holds at most {MAX_BATCH} jobs",
                          {"jobs": [f"at most {MAX_BATCH} jobs"]})
+    shard = placement(client, jobs, tenant, retry_of)
     if not batch:
-        return [build_record(client, *jobs[0], tenant, now, links, retry_of)]
+        return [build_record(client, *jobs[0], tenant, now, links, retry_of, shard=shard)]
     records, errors = [], {}
     for index, (job_type, payload, options) in enumerate(jobs):
         try:
             records.append(build_record(client, job_type, payload, options, tenant, now,
-                                        links, retry_of))
+                                        links, retry_of, shard=shard))
         except InvalidJob as exc:
             errors.update(prefixed(f"jobs.{index}.", exc).errors)
     if errors:
         raise InvalidJob("some jobs are not valid; none was enqueued", errors)
     return records
+
+
+def placement(client: Any, specs: Iterable[Spec], tenant: str,
+              retry_of: str | None = None) -> int | None:
+    """The ledger shard every job of one write (a job, a batch, a workflow) goes to
+    (:mod:`adapters.shards` gives the rules); ``None`` on a ledger of one shard. An
+    unknown type is left for :func:`build_record` to refuse. Jobs whose rules name two
+    shards cannot be written by one script: ``UnsupportedFeature`` says which rules."""
+    shards = client.ledger.shards
+    if shards.count == 1:
+        return None
+    wants: dict[int, str] = {}
+    for job_type, _, options in specs:
+        if options is not None and options.idempotency_key:
+            wants.setdefault(shards.of_name("idem", tenant),
+                             f"idempotency keys of tenant {tenant!r}")
+        try:
+            definition = get_definition(job_type)
+        except UnknownJobType:
+            continue
+        if definition.rate_limit:
+            wants.setdefault(shards.of_name("rl", definition.name),
+                             f"the rate limit of {definition.name!r}")
+    if retry_of:
+        wants.setdefault(shards.of(retry_of), f"the job {retry_of} it retries")
+    if len(wants) > 1:
+        raise UnsupportedFeature(
+            "a sharded ledger (Redis Cluster) writes one request's jobs in one shard, and "
+            "these jobs' " + " and ".join(wants.values()) + " are in different shards; "
+            "enqueue them separately")
+    return next(iter(wants)) if wants else shards.random()
 
 
 def _place(kind: str, index: int, header: int) -> str:
@@ -238,9 +271,10 @@ def build_workflow(client: Any, kind: str, jobs: list[Spec], body: Spec | None,
     if not jobs or len(jobs) + (body is not None) > MAX_BATCH:
         name = "chord.header" if kind == "chord" else kind
         raise InvalidJob(f"a workflow holds 1 to {MAX_BATCH} jobs", {name: [f"1 to {MAX_BATCH} jobs"]})
-    workflow_id = uuid.uuid4().hex
-    links = {"workflow": workflow_id}
     specs = list(jobs) + ([body] if body is not None else [])
+    shard = placement(client, specs, tenant)
+    workflow_id = uuid.uuid4().hex if shard is None else client.ledger.shards.new_id(shard)
+    links = {"workflow": workflow_id}
     records, errors = [], {}
     for index, (job_type, payload, options) in enumerate(specs):
         place = _place(kind, index, len(jobs))
@@ -248,7 +282,8 @@ def build_workflow(client: Any, kind: str, jobs: list[Spec], body: Spec | None,
             errors[f"{place}.options.idempotency_key"] = ["is not allowed in a workflow"]
             continue
         try:
-            rec = build_record(client, job_type, payload, options, tenant, now, links)
+            rec = build_record(client, job_type, payload, options, tenant, now, links,
+                               shard=shard)
         except InvalidJob as exc:
             errors.update(prefixed(f"{place}.", exc).errors)
             continue

@@ -7,7 +7,9 @@ private Redis on another host:
 1. jobs/s of that one worker process on no-op and on 50 ms jobs
    (:func:`bench.measure.throughput_run`, as in BENCHMARKS.md);
 2. Redis commands per job, total and inside scripts (:func:`bench.measure.commands_run`);
-3. the same throughput with a second worker on a second host, same Redis: the gain.
+3. the same throughput with a second worker on a second host, same Redis: the gain;
+4. the ledger on a local Redis Cluster of three primaries (:mod:`bench.scaling_cluster`):
+   one worker's jobs/s and what each primary carries of a job.
 
 Then Redis's own ceiling on this machine (``redis-benchmark``: client commands per
 second, and commands per second inside an EVALSHA), and from it an estimate of the
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import redis
 
-from bench import measure, scaling_report
+from bench import measure, scaling_cluster, scaling_report
 from bench.meta import machine
 from bench.plan import FULL, Plan
 from bench.redisstats import CommandCounter
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one run of each figure (< 3 min)")
     parser.add_argument("--out", type=Path, default=ROOT / "SCALING.md")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma list (default: all)")
+    parser.add_argument("--cluster-engine", default="celery", choices=("celery", "dramatiq", "none"),
+                        help="the engine of the Redis Cluster figures (none: leave them out)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     log_dir = Path(tempfile.mkdtemp(prefix="switchyard-scaling-"))
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         results["ceiling"] = redis_ceiling(host, port, 20000 if args.quick else 100000)
         _say(f"Redis ceiling: {results['ceiling'].get('client_per_s', 0):.0f} commands/s, "
              f"{results['ceiling'].get('in_script_per_s', 0):.0f} in scripts/s")
+    if args.cluster_engine != "none":
+        results["cluster"] = scaling_cluster.bench_cluster(args.cluster_engine, plan, log_dir, _say)
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["seconds"] = round(time.monotonic() - started, 1)
     command = "make scaling" + (" SCALING_ARGS=--quick" if args.quick else "")

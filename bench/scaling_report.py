@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["markdown", "primary_capacity"]
+__all__ = ["markdown", "primary_capacity", "cluster_section"]
 
 
 def _cell(s: dict | None, digits: int = 1) -> str:
@@ -131,17 +131,66 @@ def markdown(results: dict, command: str) -> str:
                              f"{two['median'] / one['median']:.2f}x |")
     else:
         lines.append(f"Not measured: {where['why']}.")
-    lines += [
-        "",
-        "## A Redis cluster",
-        "",
-        "Not measured, and not measurable yet: Switchyard does not run on Redis Cluster. The "
-        "ledger's Lua scripts (`adapters/lua/`) build the names of the keys they touch from "
-        "the namespace inside the script (the job's record, the tenant's index, the lease and "
-        "queue sets) rather than receiving them all as `KEYS`, and those keys carry no common "
-        "hash tag, so a cluster would refuse them or route them to the wrong node. Until the "
-        "ledger is cluster-ready the ceiling of one deployment is the single primary above; "
-        "a replica adds availability (failover), not write capacity.",
+    lines += ["", "## A Redis cluster", ""]
+    lines += cluster_section(results.get("cluster"), ceiling, results)
+    return "\n".join(lines)
+
+
+def cluster_section(row: dict | None, ceiling: dict, results: dict) -> list[str]:
+    """What the ledger on a Redis Cluster was measured to do (``bench.scaling_cluster``)."""
+    lines = [
+        "Switchyard's ledger runs on Redis Cluster (`REDIS_URL=redis+cluster://...`, README "
+        "\"Redis Cluster\"): it is cut into hash-tagged shards (`sy:{0}:` ... `sy:{15}:`), each "
+        "a whole ledger in one slot, so every Lua script touches one slot of one node, and "
+        "a job lives in the shard its id hashes to (the ledger picks ids so that a "
+        "workflow, a tenant's idempotency keys, a rate-limited type and a retry share their "
+        "keys' shard). Reads over many jobs (a tenant's listing, counts, backlogs, the "
+        "maintenance tick) read every shard and merge. The engine's broker is not on the "
+        "cluster (kombu's, Dramatiq's and RQ's keys span slots): Celery and Dramatiq take a "
+        "broker of their own, RQ is refused.",
         "",
     ]
-    return "\n".join(lines)
+    if not row:
+        return lines + ["Not measured here (`--cluster-engine none`).", ""]
+    if "why" in row:
+        return lines + [f"Not measured: {row['why']}.", ""]
+    c = row["commands"]
+    lines += [
+        f"Measured: a local cluster of {row['nodes']} primaries (no replicas) on loopback, "
+        f"{row['shards']} ledger shards, one {row['engine']} worker (`-c 1`) whose broker is "
+        "a plain redis-server beside it. No-op jobs/s as above (paused, pre-filled, timed "
+        f"from the resume): **{_cell(row['noop'])}** ({row['noop']['jobs']} jobs a run). "
+        f"Redis commands per no-op job on the cluster, {c['jobs']} jobs enqueued one by one, "
+        "from each primary's `INFO commandstats` (scripts' own commands included), less the "
+        "worker's idle rate and the bench's own reads of the counters:",
+        "",
+        "| primary | ledger shards it owns | keys at the end | commands / job | share | "
+        "idle commands/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = c["total"] or 1.0
+    for port, node in sorted(c["per_node"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| {port} | {node['shards']} | {node['keys']} | "
+                     f"{node['commands_per_job']:.1f} | {node['commands_per_job'] / total:.0%} | "
+                     f"{node['idle_per_s']:.1f} |")
+    lines += ["", f"In all: {c['total']:.1f} commands per job, {c['idle_per_s']:.1f} idle "
+              "commands/s for the worker (on a cluster, where one blocking wait cannot span "
+              "slots, its maintenance reads every shard's next deadline once a second, one GET "
+              "each, and runs the maintain script only where one has come)."]
+    if "client_per_s" in ceiling:
+        busiest = max(node["commands_per_job"] for node in c["per_node"].values())
+        floor = ceiling["client_per_s"] / busiest if busiest > 0 else 0.0
+        single = next((primary_capacity(r, ceiling)["floor"] for r in results.get("engines", [])
+                       if r["engine"] == row["engine"]), None)
+        lines += [
+            "",
+            "What it can carry, by the floor method above (every command at the client rate "
+            f"of the single server, {ceiling['client_per_s']:,.0f}/s, and the busiest primary "
+            f"as the bound): **{floor:,.0f} jobs/s** for the cluster's ledger"
+            + (f", against {single:,.0f} jobs/s for one primary holding ledger and broker"
+               if single else "")
+            + ". An estimate again: all nodes share this machine's cores here, and the "
+              "broker's load is elsewhere; on machines of their own each primary adds its "
+              "share of the ledger's work.",
+        ]
+    return lines + [""]

@@ -28,7 +28,7 @@ def init_app(app: flask.Flask, settings: Settings) -> Limiter:
         storage_uri=storage_uri,
         storage_options={
             **tls,
-            "key_prefix": f"{settings.adapter.namespace}limits",
+            "key_prefix": f"{settings.adapter.home_namespace}limits",
             "socket_connect_timeout": settings.adapter.redis_timeout,
             "socket_timeout": settings.adapter.redis_timeout,
         },

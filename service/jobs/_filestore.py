@@ -128,6 +128,6 @@ def file_store() -> FileStore:
                 # bytes in, bytes out: a client that does not decode
                 store = RedisFileStore(redis_client(
                     settings, socket_connect_timeout=settings.redis_timeout,
-                    socket_timeout=settings.redis_timeout), settings.namespace, settings.job_ttl)
+                    socket_timeout=settings.redis_timeout), settings.home_namespace, settings.job_ttl)
             _stores[key] = store
         return store
