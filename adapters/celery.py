@@ -19,6 +19,7 @@ from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
+from . import inhand
 from .connections import celery_broker_ssl, redis_client, strip_tls_query
 from .engine import Engine
 from .errors import BackendUnavailable
@@ -276,7 +277,7 @@ class CeleryEngine(Engine):
             return
         try:
             job_id, token = request.args[:2]
-            self.client.ledger.note_in_hand(self._in_hand_key, str(job_id), str(token))
+            inhand.note(self.client.ledger, self._in_hand_key, str(job_id), str(token))
         except (ValueError, TypeError):
             return  # not a delivery of ours: nothing to note
         except redis.RedisError as exc:
@@ -290,8 +291,7 @@ class CeleryEngine(Engine):
         delivered again. RabbitMQ hands back a dead consumer's messages itself."""
         if not self.redis_broker:
             return 0
-        return (self.client.ledger.recover_in_hand(self._in_hand_key)
-                + self._recover_unacked())
+        return inhand.recover(self.client.ledger, self._in_hand_key) + self._recover_unacked()
 
     def _recover_unacked(self) -> int:
         """Messages a worker of an earlier release (with kombu's ack emulation on) held in

@@ -337,29 +337,6 @@ class Ledger(LedgerQueries):
             n += int(self._run(self._redeliver, ns, argv))
         return n
 
-    def note_in_hand(self, key: str, job_id: str, token: str) -> None:
-        """Note in ``key`` (a set of ``<job id>-<token>`` by time) a delivery a worker took
-        from a broker that forgets it once handed out (kombu's Redis transport without ack
-        emulation; RQ's pop notes its own inside its script): :meth:`recover_in_hand`
-        delivers it again if its worker dies before claiming it."""
-        self.r.zadd(key, {f"{job_id}-{token}": time.time()})
-
-    def recover_in_hand(self, key: str, client: redis.Redis | None = None,
-                        limit: int = 500) -> int:
-        """Deliveries noted in ``key`` longer than a lease ago: those never claimed (their
-        worker died in between) are delivered again; the notes are dropped either way (a
-        claimed one is its lease's from then on). ``client``: the one that wrote them."""
-        client = client or self.r
-        old = client.zrangebyscore(key, "-inf", time.time() - self.s.lease_seconds,
-                                   start=0, num=limit)
-        if not old:
-            return 0
-        members = [m.decode() if isinstance(m, bytes) else m for m in old]
-        recovered = self.redeliver_unclaimed(
-            [tuple(m.rsplit("-", 1)) for m in members if m.count("-") == 1])
-        client.zrem(key, *old)
-        return recovered
-
     def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
         """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
         the released jobs ordered by priority (``high`` first). ``next_wake`` is then

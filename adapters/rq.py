@@ -15,6 +15,7 @@ import os
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from . import inhand
 from .connections import QUIET_CLIENT, redis_client
 from .engine import Engine
 from .ledger import Dispatch
@@ -96,8 +97,8 @@ class RQEngine(Engine):
 
     def recover_stranded(self) -> int:
         """Deliveries noted in hand (by the pop) and never claimed: delivered again."""
-        return self.client.ledger.recover_in_hand(f"{self.settings.namespace}rq:inhand",
-                                                  self.rq_redis)
+        return inhand.recover(self.client.ledger, f"{self.settings.namespace}rq:inhand",
+                              self.rq_redis)
 
     def worker_queue_names(self, queues: list[str]) -> list[str]:
         """RQ queue names in the order a worker must listen: all highs, then defaults, then lows."""
