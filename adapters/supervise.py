@@ -1,9 +1,11 @@
 """A parent of a few MiB that keeps one worker process running.
 
-    python adapters/supervise.py COMMAND [ARG...]
+    python -I adapters/supervise.py COMMAND [ARG...]
 
 Run by path, never imported (``python -m adapters.supervise`` would import the package,
-and the point is to hold none of it): :mod:`adapters.worker` execs it when the engine's
+and the point is to hold none of it), and isolated (``-I``): run by path, Python would put
+``adapters/`` first on ``sys.path``, where ``types.py`` hides the standard library's.
+:func:`command` spells the call. :mod:`adapters.worker` execs it when the engine's
 worker, with the options given, runs every job in its one process with nothing to start
 another when a job takes that process down (``os._exit``, a crash in a C extension, the
 kernel's OOM killer) -- RQ's one SimpleWorker, Celery's solo and threads pools. Such a
@@ -13,7 +15,7 @@ started again, as RQ's WorkerPool or Celery's prefork pool replace a child.
 * SIGTERM, SIGINT and SIGQUIT reach the worker as SIGTERM, the warm shutdown of every
   engine: where the platform (or a terminal's Ctrl-C) signals the whole process group, the
   worker takes the second one as the same request. The parent then waits for the worker
-  and exits with its status (128 + the signal's number for a worker a signal ended).
+  and ends as it did: with its exit code, or by the signal that ended it.
 * A worker that ends on its own with 0 (its work done) ends the parent too, as does one
   that exits 2 or 3 (a usage or configuration error: starting it again cannot cure that).
   Any other end starts it again, at once if it ran for a while, else after a pause that
@@ -35,6 +37,11 @@ FINAL_CODES = {0, 2, 3}
 STEADY_SECONDS = 10.0
 """A worker that ran this long is started again at once."""
 MAX_PAUSE = 15.0
+
+
+def command(argv: list[str]) -> list[str]:
+    """The command that runs ``argv`` under this supervisor."""
+    return [sys.executable, "-I", os.path.abspath(__file__), *argv]
 
 
 def _say(level: str, message: str) -> None:
@@ -79,6 +86,8 @@ def supervise(argv: list[str]) -> int:
                 break
         code = os.waitstatus_to_exitcode(status)
         exit_code = code if code >= 0 else 128 - code
+        if stopping and code < 0:
+            _die_by(-code)  # as the worker did, so the platform sees what it would have
         if stopping or code in FINAL_CODES:
             return exit_code
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
@@ -88,6 +97,13 @@ def supervise(argv: list[str]) -> int:
                         + (f" in {pause:.1f}s" if pause else ""))
         if pause and signal.sigtimedwait(STOP_SIGNALS, pause) is not None:
             return exit_code
+
+
+def _die_by(signum: int) -> None:
+    """End this process by ``signum``, its default action (returns if that is to go on)."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
 
 
 def stop_with_supervisor() -> None:

@@ -16,6 +16,7 @@ from .connections import check_tls
 from .errors import SwitchyardError
 from .registry import definitions, load_job_modules
 from .client import create_adapter
+from . import supervise
 from .supervise import stop_with_supervisor, supervised
 
 log = logging.getLogger("switchyard.worker")
@@ -61,11 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             # again if a job takes it down (adapters/supervise.py says how)
             sys.stdout.flush()
             sys.stderr.flush()
-            here = os.path.dirname(os.path.abspath(__file__))
-            os.execv(sys.executable, [
-                sys.executable, os.path.join(here, "supervise.py"), sys.executable, "-m",
-                __spec__.name if __spec__ else "adapters.worker",
-                *(sys.argv[1:] if argv is None else argv)])
+            os.execv(sys.executable, supervise.command([
+                sys.executable, "-m", __spec__.name if __spec__ else "adapters.worker",
+                *(sys.argv[1:] if argv is None else argv)]))
         stop_with_supervisor()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] or sorted(
         {"default"} | {d.queue for d in definitions().values()})

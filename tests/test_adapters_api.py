@@ -91,7 +91,7 @@ def test_unknown_alias_says_did_you_mean():
     ({"CELERY_BROKER_URL": "sqs://x"}, "CELERY_BROKER_URL"),
     ({"SWITCHYARD_LEASE_SECONDS": "abc"}, "not a number"),
     ({"SWITCHYARD_LEASE_SECONDS": "1", "SWITCHYARD_WATCH_SECONDS": "0.6"}, "half"),
-    ({"CELERY_VISIBILITY_TIMEOUT": "60"}, "VISIBILITY"),
+    ({"CELERY_VISIBILITY_TIMEOUT": "soon"}, "CELERY_VISIBILITY_TIMEOUT"),
 ])
 def test_bad_settings_fail_with_one_clear_message(env, message):
     with pytest.raises(ConfigurationError, match=message):

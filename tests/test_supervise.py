@@ -16,7 +16,7 @@ import psutil
 
 from tests.harness import ROOT, wait_until
 
-SUPERVISE = str(ROOT / "adapters" / "supervise.py")
+from adapters.supervise import command
 
 # Counts its starts in a file; dies with os._exit(7) until the `deaths`-th start, then
 # runs until SIGTERM (exit 0) or exits with `final`.
@@ -44,8 +44,8 @@ def _supervise(tmp_path, deaths: int, final: str = "run") -> tuple[subprocess.Po
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(root=str(ROOT)))
     starts = tmp_path / "starts"
-    proc = subprocess.Popen([sys.executable, SUPERVISE, sys.executable, str(script), str(starts),
-                             str(deaths), final], stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(command([sys.executable, str(script), str(starts), str(deaths),
+                                     final]), stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     return proc, str(starts)
 
@@ -95,6 +95,23 @@ def test_the_worker_does_not_outlive_a_killed_supervisor(tmp_path):
         proc.wait(5)
         wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE,
                    10, message="the orphaned worker to stop")
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_worker_a_signal_ends_while_stopping_ends_the_supervisor_by_that_signal(tmp_path):
+    """SIGTERM before the worker has a handler: it dies by the signal, and so does the
+    supervisor, as a worker without one would have (a platform reads -15, not 143)."""
+    script = tmp_path / "bare.py"
+    script.write_text("import os, signal, sys\nopen(sys.argv[1], 'w').close()\nsignal.pause()\n")
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(command([sys.executable, str(script), str(ready)]),
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(ready.exists, 10, message="the worker to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == -signal.SIGTERM
     finally:
         proc.kill()
         proc.communicate()
