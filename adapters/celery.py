@@ -17,7 +17,8 @@ from celery import Celery, beat, signals
 from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
-from .connections import celery_broker_ssl, redis_client, strip_tls_query
+from .connections import celery_broker, celery_broker_ssl, redis_client, strip_tls_query
+from .settings import SentinelURL, is_sentinel
 from .engine import Engine
 from .errors import BackendUnavailable
 from .ledger import Dispatch
@@ -106,6 +107,9 @@ class _IntoTransaction(PublishBatch):
 def _same_redis(a: str, b: str) -> bool:
     """True if two Redis URLs name the same server and database."""
     def where(url: str):
+        if is_sentinel(url):
+            parts = SentinelURL.parse(url)
+            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
         parsed = urlparse(strip_tls_query(url))
         query = dict(parse_qsl(parsed.query))
         if parsed.scheme == "unix":
@@ -144,7 +148,8 @@ class CeleryEngine(Engine):
     def __init__(self, client):
         super().__init__(client)
         broker = self.settings.celery_broker_url
-        self.redis_broker = broker.split(":", 1)[0] in ("redis", "rediss", "unix")
+        self.redis_broker = is_sentinel(broker) or broker.split(":", 1)[0] in (
+            "redis", "rediss", "unix")
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
@@ -152,7 +157,8 @@ class CeleryEngine(Engine):
         # and this kombu routes publishes through batch sessions (kombu 5.7).
         self.shares_ledger_redis = (self.redis_broker and _BATCHES
                                     and _same_redis(broker, self.settings.redis_url))
-        self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
+        kombu_broker, sentinel_options = celery_broker(self.settings)
+        self.app = Celery("switchyard", broker=kombu_broker, set_as_current=False)
         self.app.conf.update(
             task_serializer="json",
             result_serializer="json",
@@ -173,6 +179,7 @@ class CeleryEngine(Engine):
                 "queue_order_strategy": "priority",
                 "priority_steps": [0, 3, 9],
                 "sep": ":",
+                **sentinel_options,
             } if self.redis_broker else {},
         )
         broker_ssl = celery_broker_ssl(self.settings)

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import redis
 
+from .connections import redis_twin
 from .errors import BackendUnavailable
 from .queues import RELEASE_BATCH
 from .runner import worker_name
@@ -199,11 +200,8 @@ class Maintenance:
         parent = os.getppid() if watch_parent else None
         ledger = self.adapter.ledger
         # its own connection, with room for the longest wait
-        pool = ledger.r.connection_pool
-        waiter = self._waiter = redis.Redis(connection_pool=type(pool)(
-            connection_class=pool.connection_class,
-            **{**pool.connection_kwargs,
-               "socket_timeout": settings.idle_seconds + settings.redis_timeout}))
+        waiter = self._waiter = redis_twin(
+            ledger.r, socket_timeout=settings.idle_seconds + settings.redis_timeout)
         # A delivery a dead worker took but never claimed is looked for a few times per
         # lease: it is run again well within the lease time, like a job it had started.
         sweep_every = max(settings.tick_seconds, settings.lease_seconds / 4)
