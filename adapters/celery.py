@@ -20,7 +20,8 @@ from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from . import inhand
-from .connections import celery_broker_ssl, redis_client, strip_tls_query
+from .connections import celery_broker, celery_broker_ssl, redis_client, strip_tls_query
+from .settings import SentinelURL, is_sentinel
 from .engine import Engine
 from .errors import BackendUnavailable
 from .ledger import Dispatch
@@ -109,6 +110,9 @@ class _IntoTransaction(PublishBatch):
 def _same_redis(a: str, b: str) -> bool:
     """True if two Redis URLs name the same server and database."""
     def where(url: str):
+        if is_sentinel(url):
+            parts = SentinelURL.parse(url)
+            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
         parsed = urlparse(strip_tls_query(url))
         query = dict(parse_qsl(parsed.query))
         if parsed.scheme == "unix":
@@ -148,7 +152,8 @@ class CeleryEngine(Engine):
         super().__init__(client)
         self.refuse_cluster_broker(self.settings.broker_url)
         broker = self.settings.celery_broker_url
-        self.redis_broker = broker.split(":", 1)[0] in ("redis", "rediss", "unix")
+        self.redis_broker = is_sentinel(broker) or broker.split(":", 1)[0] in (
+            "redis", "rediss", "unix")
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
@@ -156,7 +161,8 @@ class CeleryEngine(Engine):
         # and this kombu routes publishes through batch sessions (kombu 5.7).
         self.shares_ledger_redis = (self.redis_broker and _BATCHES and not self.settings.cluster
                                     and _same_redis(broker, self.settings.redis_url))
-        self.app = Celery("switchyard", broker=strip_tls_query(broker), set_as_current=False)
+        kombu_broker, sentinel_options = celery_broker(self.settings)
+        self.app = Celery("switchyard", broker=kombu_broker, set_as_current=False)
         self.app.conf.update(
             task_serializer="json",
             result_serializer="json",
@@ -182,6 +188,7 @@ class CeleryEngine(Engine):
                 "queue_order_strategy": "priority",
                 "priority_steps": [0, 3, 9],
                 "sep": ":",
+                **sentinel_options,
             } if self.redis_broker else {},
         )
         broker_ssl = celery_broker_ssl(self.settings)

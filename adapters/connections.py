@@ -10,22 +10,30 @@ gets no TLS options at all.
 A ``redis+cluster://host:port,host:port`` ``REDIS_URL`` (``rediss+cluster://`` over TLS)
 makes the ledger's client a ``redis.cluster.RedisCluster`` (:func:`redis_client`); every
 other Redis (a broker, the file store's own URL) is a single server's.
+
+A ``redis+sentinel://`` URL names sentinels and the primary they watch: every client
+built here is then redis-py's Sentinel client of that primary, which asks the sentinels
+where it is on each new connection and drops its connections when a failover moves it
+(a connection error, or ``READONLY`` from a demoted primary), so the next command goes
+to the new primary. TLS to sentinels is not supported.
 """
 
 from __future__ import annotations
 
 import inspect
 import ssl
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import parse_qsl, quote, urlencode, urlparse, urlunparse
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+import redis.sentinel
 
 from .errors import ConfigurationError
-from .settings import CLUSTER_SCHEMES, AdapterSettings, TLS_QUERY
+from .settings import CLUSTER_SCHEMES, AdapterSettings, SentinelURL, TLS_QUERY, is_sentinel
 
 __all__ = ["QUIET_CLIENT", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
-           "check_tls", "strip_tls_query", "is_cluster", "blocking_twin", "disconnect"]
+           "check_tls", "strip_tls_query", "is_cluster", "blocking_twin", "disconnect",
+           "celery_broker"]
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
@@ -74,6 +82,8 @@ def redis_client(settings: AdapterSettings, url: str | None = None, **options) -
     url = url or settings.redis_url
     if url.split(":", 1)[0] in CLUSTER_SCHEMES:
         return _cluster_client(settings, url, **options)
+    if is_sentinel(url):
+        return _sentinel_client(settings, url, options)
     return redis.Redis.from_url(strip_tls_query(url), **redis_tls_options(settings, url),
                                 **options)
 
@@ -106,9 +116,13 @@ def blocking_twin(client, socket_timeout: float):
                                            client.nodes_manager.startup_nodes.values()],
                             **kwargs)
     pool = client.connection_pool
-    return redis.Redis(connection_pool=type(pool)(
-        connection_class=pool.connection_class,
-        **{**pool.connection_kwargs, "socket_timeout": socket_timeout}))
+    kwargs = {**pool.connection_kwargs, "socket_timeout": socket_timeout}
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):  # the same primary, found anew
+        return redis.Redis(connection_pool=type(pool)(
+            pool.service_name, pool.sentinel_manager, connection_class=pool.connection_class,
+            **kwargs))
+    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
+                                                  **kwargs))
 
 
 def disconnect(client, in_use: bool = False) -> None:
@@ -120,6 +134,38 @@ def disconnect(client, in_use: bool = False) -> None:
                 node.redis_connection.connection_pool.disconnect(inuse_connections=in_use)
         return
     client.connection_pool.disconnect(inuse_connections=in_use)
+
+
+def _sentinel_client(settings: AdapterSettings, url: str, options: dict) -> redis.Redis:
+    where = SentinelURL.parse(url)
+    auth = {k: v for k, v in (("username", where.username), ("password", where.password)) if v}
+    # the sentinels answer a few short questions: the caller's timeouts, never none
+    timeout = options.get("socket_timeout") or settings.redis_timeout
+    sentinel_kwargs = {"socket_timeout": timeout,
+                       "socket_connect_timeout": options.get("socket_connect_timeout") or timeout}
+    if settings.sentinel_password:
+        sentinel_kwargs["password"] = settings.sentinel_password
+    sentinel = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(where.master, db=where.db, **auth, **options)
+
+
+def celery_broker(settings: AdapterSettings) -> tuple[str, dict]:
+    """Celery's broker URL and the transport options that come from it: a
+    ``redis+sentinel://`` URL becomes kombu's own spelling, ``sentinel://h1:p1;sentinel://
+    h2:p2/<db>`` with the ``master_name`` (and the sentinels' password) as options."""
+    url = settings.celery_broker_url
+    if not is_sentinel(url):
+        return strip_tls_query(url), {}
+    where = SentinelURL.parse(url, "CELERY_BROKER_URL")
+    auth = ""
+    if where.username or where.password:
+        auth = quote(where.username or "", safe="") + (
+            ":" + quote(where.password, safe="") if where.password else "") + "@"
+    broker = ";".join(f"sentinel://{auth}{host}:{port}/{where.db}" for host, port in where.sentinels)
+    options = {"master_name": where.master}
+    if settings.sentinel_password:
+        options["sentinel_kwargs"] = {"password": settings.sentinel_password}
+    return broker, options
 
 
 def celery_broker_ssl(settings: AdapterSettings) -> dict | None:
@@ -141,6 +187,19 @@ def limiter_storage(settings: AdapterSettings) -> tuple[str, dict]:
     url = settings.redis_url
     if settings.cluster:  # the limits package spells a cluster URL as Switchyard does
         return strip_tls_query(url), redis_tls_options(settings, url)
+    if is_sentinel(url):
+        # limits reads the primary's name from the path whole: the database goes apart
+        where = SentinelURL.parse(url)
+        hosts = ",".join(f"{host}:{port}" for host, port in where.sentinels)
+        options = {"service_name": where.master, "db": where.db, "use_replicas": False}
+        if where.password:
+            options["password"] = where.password
+        if where.username:
+            options["username"] = where.username
+        if where.password or settings.sentinel_password:
+            # limits gives the sentinels the primary's password unless told theirs
+            options["sentinel_kwargs"] = {"password": settings.sentinel_password}
+        return f"redis+sentinel://{hosts}", options
     # the limits package spells a Unix socket URL redis+unix://
     uri = "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
     return strip_tls_query(uri), redis_tls_options(settings, url)

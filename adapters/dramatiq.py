@@ -53,6 +53,7 @@ from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
 from .ledger import Dispatch
 from .maintenance import as_thread, fork_child
+from .settings import SentinelURL, is_sentinel
 from .types import Capability
 
 __all__ = ["DramatiqEngine", "ACTOR_NAME"]
@@ -91,6 +92,9 @@ def broker_url(settings, env: Env | None = None) -> str:
     """``DRAMATIQ_BROKER_URL`` (checked), else the ledger's ``REDIS_URL``. An AMQP URL
     ending in ``//`` (kombu's way of naming the vhost ``/``) is given to pika as ``/%2F``."""
     env = env or Env()
+    if is_sentinel(env.raw("DRAMATIQ_BROKER_URL")):
+        SentinelURL.parse(env.raw("DRAMATIQ_BROKER_URL"), "DRAMATIQ_BROKER_URL")
+        return env.raw("DRAMATIQ_BROKER_URL")
     parts = env.url("DRAMATIQ_BROKER_URL", None, (*_REDIS_SCHEMES, "amqp", "amqps"),
                     "redis:// or amqp://", host=False)
     if parts is not None and parts.scheme.startswith("amqp") and parts.path == "//":
@@ -111,7 +115,7 @@ class DramatiqEngine(Engine):
         super().__init__(client)
         self.refuse_cluster_broker(self.env.raw("DRAMATIQ_BROKER_URL"))
         url = broker_url(self.settings, self.env)
-        self.redis_broker = url.split(":", 1)[0] in _REDIS_SCHEMES
+        self.redis_broker = is_sentinel(url) or url.split(":", 1)[0] in _REDIS_SCHEMES
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:

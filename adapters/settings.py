@@ -6,12 +6,12 @@ import dataclasses
 import os
 import ssl
 from typing import Mapping
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from .env import Env, redact_url
 from .errors import ConfigurationError
 
-__all__ = ["AdapterSettings"]
+__all__ = ["AdapterSettings", "SentinelURL", "is_sentinel"]
 
 TLS_QUERY = ("ssl_cert_reqs", "ssl_ca_certs")
 """The query options of a ``rediss://`` URL that AdapterSettings takes over."""
@@ -26,17 +26,76 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 CLUSTER_SHARDS = 16
 """``SWITCHYARD_LEDGER_SHARDS`` on a Redis Cluster when unset."""
 _BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix")
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """A ``redis+sentinel://[[user]:password@]host:port,host:port/<master>[/<db>]`` URL:
+    the sentinels to ask, the name of the primary they watch, its database and the
+    credentials of the primary (sentinels that need their own take
+    ``REDIS_SENTINEL_PASSWORD``)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, name: str = "REDIS_URL") -> "SentinelURL":
+        """The parts of ``url``; ``ConfigurationError`` saying what is wrong with it."""
+        shown = redact_url(url)
+        rest = url[len(SENTINEL_SCHEME) + 3:] if is_sentinel(url) else None
+        if rest is None:
+            raise ConfigurationError(f"{name}={shown!r} is not a {SENTINEL_SCHEME}:// URL")
+        rest = rest.partition("?")[0]
+        netloc, _, path = rest.partition("/")
+        auth, _, hosts = netloc.rpartition("@")
+        username = password = None
+        if auth:
+            user, colon, secret = auth.partition(":")
+            username, password = unquote(user) or None, unquote(secret) if colon else None
+        sentinels = []
+        for host in hosts.split(","):
+            hostname, colon, port = host.strip().rpartition(":")
+            if not colon:
+                hostname, port = port, "26379"
+            if not hostname:
+                raise ConfigurationError(f"{name}={shown!r}: a sentinel has no host ({host!r})")
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigurationError(f"{name}={shown!r}: sentinel {host!r} has a port that "
+                                         "is not a number from 1 to 65535")
+            sentinels.append((hostname.strip("[]"), int(port)))
+        master, _, db = path.strip("/").partition("/")
+        if not master:
+            raise ConfigurationError(f"{name}={shown!r} names no primary: write the master name "
+                                     f"the sentinels monitor after the hosts, "
+                                     f"{SENTINEL_SCHEME}://host:26379,host:26379/mymaster")
+        if db and not db.isdigit():
+            raise ConfigurationError(f"{name}={shown!r}: the database after the master name "
+                                     "must be a number")
+        return cls(tuple(sentinels), master, int(db or 0), username, password)
+
+
+def is_sentinel(url: str | None) -> bool:
+    """True if ``url`` names a primary through its sentinels."""
+    return bool(url) and url.startswith(SENTINEL_SCHEME + "://")
 
 
 def _redis_url(env: Env, default: str) -> str:
     """``REDIS_URL``, checked: its scheme, a port that is a number, a host, a numbered database
-    (a cluster's: every ``host:port`` of its list, and database 0, the only one it has)."""
+    (a cluster's: every ``host:port`` of its list, and database 0, the only one it has; a
+    sentinel URL's: its sentinels, the primary's name and its database)."""
     raw = env.text("REDIS_URL", default)
     if raw.split(":", 1)[0] in CLUSTER_SCHEMES:
         _cluster_nodes(raw)
         return raw
+    if is_sentinel(raw):
+        SentinelURL.parse(raw)
+        return raw
     parts = env.url("REDIS_URL", default, _REDIS_SCHEMES + CLUSTER_SCHEMES,
-                    "redis://, rediss://, unix:// or redis+cluster://")
+                    "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://")
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
         raise ConfigurationError(f"REDIS_URL={redact_url(env.text('REDIS_URL'))!r}: the "
@@ -156,6 +215,9 @@ class AdapterSettings:
     redis_ca_file: str | None = None
     """``REDIS_CA_FILE`` (or a URL's ``?ssl_ca_certs=``): the CA certificates (PEM) that
     ``rediss://`` servers are checked against; the system's when unset."""
+    sentinel_password: str | None = None
+    """``REDIS_SENTINEL_PASSWORD``: the password of the sentinels themselves, when they
+    have one (``requirepass`` in sentinel.conf); the primary's is the URL's."""
     scheduler_poll: float = 1.0
     """``SWITCHYARD_SCHEDULER_POLL``: seconds between the scheduler's beats."""
     schedule_catch_up: int = 1
@@ -189,7 +251,11 @@ class AdapterSettings:
         env = Env(variables)
         redis_url = _redis_url(env, cls.redis_url)
         broker = env.raw("CELERY_BROKER_URL")
-        env.url("CELERY_BROKER_URL", None, _BROKER_SCHEMES, "redis:// or amqp://", host=False)
+        if is_sentinel(broker):
+            SentinelURL.parse(broker, "CELERY_BROKER_URL")
+        else:
+            env.url("CELERY_BROKER_URL", None, _BROKER_SCHEMES,
+                    "redis://, redis+sentinel:// or amqp://", host=False)
         redis_broker = broker and urlparse(broker).scheme in ("redis", "rediss", "unix")
         tls_verify, ca_file = _tls(env, {"REDIS_URL": redis_url,
                                          **({"CELERY_BROKER_URL": broker} if redis_broker else {})})
@@ -218,6 +284,7 @@ class AdapterSettings:
             queue_expires=env.integer("SWITCHYARD_QUEUE_EXPIRES", None, 1),
             redis_tls_verify=tls_verify,
             redis_ca_file=ca_file,
+            sentinel_password=env.raw("REDIS_SENTINEL_PASSWORD") or None,
             scheduler_poll=env.number("SWITCHYARD_SCHEDULER_POLL", cls.scheduler_poll, 0.0),
             schedule_catch_up=env.integer("SWITCHYARD_SCHEDULE_CATCH_UP", cls.schedule_catch_up, 0),
         )

@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import redis
-
 from adapters import ALIASES, AdapterSettings, JobInfo, JobState, create_adapter, resolve_engine
+from adapters.connections import redis_client
 from tests.conformance.hooks import hooks_for
 from tests.processes import ROOT, Process
 
@@ -93,9 +92,9 @@ class Engine:
         self.log_dir = log_dir
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.workers: list[WorkerProcess] = []
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.engine_class = resolve_engine(self.backend)
         self.settings = AdapterSettings.from_env(self.env())
+        self.redis = redis_client(self.settings, decode_responses=True)
         self.adapter = create_adapter(self.backend, self.settings)
         self.hooks = hooks_for(type(self.adapter.engine), HOOKS_OVERRIDE.get(leg))
 
