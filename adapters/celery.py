@@ -21,7 +21,7 @@ from kombu import Exchange, Queue
 
 from . import inhand
 from .connections import celery_broker, celery_broker_ssl, redis_client, strip_tls_query
-from .settings import SentinelURL, is_sentinel
+from .settings import SentinelURL, is_redis_url, is_sentinel
 from .engine import Engine
 from .errors import BackendUnavailable
 from .ledger import Dispatch
@@ -152,8 +152,7 @@ class CeleryEngine(Engine):
         super().__init__(client)
         self.refuse_cluster_broker(self.settings.broker_url)
         broker = self.settings.celery_broker_url
-        self.redis_broker = is_sentinel(broker) or broker.split(":", 1)[0] in (
-            "redis", "rediss", "unix")
+        self.redis_broker = is_redis_url(broker)
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None

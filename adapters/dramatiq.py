@@ -53,7 +53,7 @@ from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
 from .ledger import Dispatch
 from .maintenance import as_thread, fork_child
-from .settings import SentinelURL, is_sentinel
+from .settings import SentinelURL, is_redis_url, is_sentinel
 from .types import Capability
 
 __all__ = ["DramatiqEngine", "ACTOR_NAME"]
@@ -115,7 +115,7 @@ class DramatiqEngine(Engine):
         super().__init__(client)
         self.refuse_cluster_broker(self.env.raw("DRAMATIQ_BROKER_URL"))
         url = broker_url(self.settings, self.env)
-        self.redis_broker = is_sentinel(url) or url.split(":", 1)[0] in _REDIS_SCHEMES
+        self.redis_broker = is_redis_url(url)
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:

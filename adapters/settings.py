@@ -83,6 +83,12 @@ def is_sentinel(url: str | None) -> bool:
     return bool(url) and url.startswith(SENTINEL_SCHEME + "://")
 
 
+def is_redis_url(url: str | None) -> bool:
+    """True if ``url`` names a Redis (a server, a Unix socket, or one through sentinels):
+    an engine's broker that is Redis, not RabbitMQ."""
+    return is_sentinel(url) or bool(url) and url.split(":", 1)[0] in _REDIS_SCHEMES
+
+
 def _redis_url(env: Env, default: str) -> str:
     """``REDIS_URL``, checked: its scheme, a port that is a number, a host, a numbered database
     (a cluster's: every ``host:port`` of its list, and database 0, the only one it has; a

@@ -14,7 +14,17 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["find_redis_server", "free_port", "EmbeddedRedis"]
+__all__ = ["find_redis_server", "free_port", "answers_ping", "EmbeddedRedis"]
+
+
+def answers_ping(port: int, timeout: float = 0.2, host: str = "127.0.0.1") -> bool:
+    """True if a Redis (or sentinel) on ``host:port`` answers PING; False while it cannot."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def find_redis_server(prefer_bundled: bool = False) -> str:
@@ -67,13 +77,9 @@ class EmbeddedRedis:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.binary} exited with {self.process.returncode}; "
                                    f"see {self.dir}/redis.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
+            if answers_ping(self.port):
+                return self
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"{self.binary} did not answer on port {self.port} in {timeout}s")
 

@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import uuid
 import pytest
 
 from service.supervisor import Supervisor as _Supervisor
-from service.embedded_redis import free_port
+from service.embedded_redis import answers_ping, free_port
 from tests.api.test_devrun import DEVRUN, Devrun, devrun_env, request, wait_until_up
 from tests.harness import ROOT, wait_until
 
@@ -65,12 +64,7 @@ def describe(pids: list[int]) -> str:
 
 
 def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+    return answers_ping(port, timeout=0.5)
 
 
 def catches_sigterm(pid: int) -> bool:

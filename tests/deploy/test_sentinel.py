@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from adapters import JobNotFound
+from service.embedded_redis import answers_ping
 from tests.api.conftest import ACME, API_KEYS, gunicorn_argv, service_env
 from tests.harness import ROOT, WORKER_ENGINES, Engine, wait_until
 from tests.processes import Process
@@ -68,12 +69,7 @@ class Node(Process):
         super().__init__(argv, dict(os.environ), directory / f"{name}.log", start=False)
 
     def answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return answers_ping(self.port, timeout=1)
 
 
 class Cluster:

@@ -25,7 +25,7 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 
 from adapters import resolve_engine
-from service.embedded_redis import find_redis_server, free_port
+from service.embedded_redis import answers_ping, find_redis_server, free_port
 from tests.harness import ROOT, wait_until
 from tests.processes import Process
 
@@ -97,12 +97,7 @@ class PrivateRedis:
     def _answers(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"redis-server exited: {Path(self.dir, 'redis.log').read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return answers_ping(self.port)
 
     def stop(self, how: str = "shutdown") -> None:
         """``shutdown`` (SHUTDOWN, as a restart by the operator) or ``kill`` (SIGKILL)."""
