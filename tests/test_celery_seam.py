@@ -20,7 +20,7 @@ from kombu.transport.redis import PublishBatch
 
 import tests.conformance.jobs  # noqa: F401 - registers t.*
 from adapters import AdapterSettings, JobOptions, Switchyard
-from adapters.celery import CeleryEngine, _same_redis
+from adapters.celery import CeleryEngine, _IntoTransaction, _same_redis
 
 
 def test_the_kombu_internals_used_are_there():
@@ -31,6 +31,22 @@ def test_the_kombu_internals_used_are_there():
     state = _ProducerBatchState(10)
     assert state.session is None and hasattr(state, "publish")
     assert "_batch_local" in inspect.getsource(Producer.__init__)
+
+
+def test_the_transaction_session_has_what_kombus_batch_sets_up(redis_url):
+    """Switchyard's session sets up kombu's batch state itself (kombu's __init__ makes a
+    client and a pipeline only to have them replaced): the same attributes, or kombu
+    has changed under it."""
+    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env({"REDIS_URL": redis_url}))
+    try:
+        with adapter.engine.app.producer_or_acquire() as producer:
+            theirs = PublishBatch(producer.channel, 10)
+            ours = _IntoTransaction(producer.channel, adapter.redis.pipeline())
+            assert set(vars(ours)) == set(vars(theirs))
+            theirs.close()
+            ours.close()
+    finally:
+        adapter.close()
 
 
 @pytest.mark.parametrize("ledger, broker, same", [
@@ -65,6 +81,27 @@ def test_a_job_and_its_message_commit_in_one_transaction(redis_url):
         assert high["headers"]["task"] == "switchyard.run"
         assert high["headers"]["argsrepr"].startswith(f"['{info.id}'")
         assert raw.llen(f"{queue}:3") == 1
+    finally:
+        adapter.close()
+        raw.close()
+
+
+def test_an_expiring_queue_has_its_pexpire_in_the_transaction(redis_url):
+    """SWITCHYARD_QUEUE_EXPIRES: kombu adds the queue's PEXPIRE to a publish only on a
+    channel that declared the queue, so the first enqueue declares it and every one,
+    first or not, leaves the queue's lists with a TTL. (A queue of its own: kombu's
+    declaration cache, shared by every app on one broker URL in a process, knows a queue
+    by its name, not its arguments.)"""
+    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env(
+        {"REDIS_URL": redis_url, "SWITCHYARD_QUEUE_EXPIRES": "600"}))
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        queue = adapter.engine._queue("expiring").name
+        for n in range(2):
+            raw.delete(f"{queue}:3")
+            adapter.enqueue("t.echo", {"x": n}, JobOptions(queue="expiring"))
+            assert raw.llen(f"{queue}:3") == 1
+            assert 0 < raw.pttl(f"{queue}:3") <= 600_000, n
     finally:
         adapter.close()
         raw.close()
