@@ -163,6 +163,8 @@ class CeleryEngine(Engine):
         broker = self.settings.celery_broker_url
         self.redis_broker = is_redis_url(broker)
         self._priorities = _REDIS_PRIORITY if self.redis_broker else _AMQP_PRIORITY
+        # a Redis broker forgets a message once handed out: the worker notes it in hand
+        self.in_hand_key = self._in_hand_key if self.redis_broker else None
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
         # One transaction for a job and its message when the broker is the ledger's Redis

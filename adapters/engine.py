@@ -63,7 +63,9 @@ That is the whole of it:
 - Optional: ``run_scheduler`` (the default runs the engine-neutral beat, which fires
   the schedules kept in the ledger), ``recover_stranded`` (deliveries a dead worker took
   from the broker but never claimed; a broker that hands them back, as RabbitMQ does,
-  needs nothing), ``close``.
+  needs nothing), ``in_hand_key`` (where those deliveries are noted, if in the ledger's
+  Redis: the claim then takes each note out as it claims, so the sweep only ever reads
+  the notes of deliveries that were never claimed), ``close``.
 
 Then add the alias to :data:`adapters.resolve.ALIASES` and a leg to
 ``tests/conftest.py::engine_legs``: every conformance case runs on it, and each
@@ -96,6 +98,10 @@ class Engine(abc.ABC):
     shares_ledger_redis: ClassVar[bool] = False
     """True if deliveries are written to the ledger's own Redis, so :meth:`publish` can
     queue them in the ledger's transaction."""
+    in_hand_key: str | None = None
+    """The sorted set of the ledger's Redis in which the worker notes each delivery it
+    takes (``<job id>-<token>``, see ``adapters/inhand.py``), or None: the claim of the
+    delivery takes its note out in the same script."""
     runs_at_publish: ClassVar[bool] = False
     """True if :meth:`publish` runs the jobs before it returns (the inline engine)."""
     brokers: ClassVar[tuple[str, ...]] = ("redis",)

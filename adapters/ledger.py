@@ -288,10 +288,15 @@ class Ledger(LedgerQueries):
                          [repr(now), job_id, reason, self.s.job_ttl])
 
     # -- writes from the worker side ------------------------------------------------
-    def claim(self, job_id: str, token: str, worker: str, now: float) -> ClaimResult:
-        """Atomically decide whether this delivery runs, and mark it started if so."""
+    def claim(self, job_id: str, token: str, worker: str, now: float,
+              in_hand_key: str | None = None) -> ClaimResult:
+        """Atomically decide whether this delivery runs, and mark it started if so; the
+        delivery's note in ``in_hand_key`` (``adapters/inhand.py``) is taken out, whatever
+        the answer (not on a cluster, where it may live in another slot: the sweep does)."""
+        note = "" if self.cluster or not in_hand_key else in_hand_key
         r = self._run(self._claim, self.shards.ns(job_id),
-                      [repr(now), job_id, token, worker, self.s.lease_seconds, self.s.job_ttl])
+                      [repr(now), job_id, token, worker, self.s.lease_seconds, self.s.job_ttl,
+                       note])
         if r[0] == "drop":
             return ClaimResult("drop", reason=r[1])
         if r[0] == "defer":

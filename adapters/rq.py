@@ -54,6 +54,7 @@ class RQEngine(Engine):
     def __init__(self, client):
         super().__init__(client)
         self.refuse_cluster_broker(None)
+        self.in_hand_key = f"{self.settings.namespace}rq:inhand"  # written by the pop
         # RQ stores bytes, so it gets its own client that does not decode.
         self.rq_redis = redis_client(
             self.settings, socket_connect_timeout=self.settings.redis_timeout,
@@ -97,7 +98,7 @@ class RQEngine(Engine):
 
     def recover_stranded(self) -> int:
         """Deliveries noted in hand (by the pop) and never claimed: delivered again."""
-        return inhand.recover(self.client.ledger, f"{self.settings.namespace}rq:inhand",
+        return inhand.recover(self.client.ledger, self.in_hand_key,
                               self.rq_redis)
 
     def worker_queue_names(self, queues: list[str]) -> list[str]:
@@ -125,7 +126,7 @@ class RQEngine(Engine):
         bookkeeping the ledger already does (see the module docstring).
         """
         bind_worker_engine(self)
-        _Queue.inhand_key = f"{self.settings.namespace}rq:inhand"
+        _Queue.inhand_key = self.in_hand_key
         worker_class = _LeanForkWorker if forking else _LeanSimpleWorker
         names = self.worker_queue_names(queues)
         log.info("starting %d RQ %s(s) on %s", concurrency,

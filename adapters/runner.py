@@ -256,8 +256,9 @@ def execute(adapter: Any, job_id: str, token: str) -> Outcome:
     ledger = adapter.process_ledger()
     settings = adapter.settings
     patience = settings.lease_seconds
+    in_hand_key = getattr(adapter.engine, "in_hand_key", None)
     claim = ride_out(f"claim of job {job_id}", lambda: ledger.claim(
-        job_id, token, worker_name(), time.time()), patience)
+        job_id, token, worker_name(), time.time(), in_hand_key), patience)
     if claim.action == "drop":
         log.info("job %s: delivery dropped (%s)", job_id, claim.reason)
         return Outcome("dropped", claim.reason)

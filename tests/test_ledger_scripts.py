@@ -685,3 +685,20 @@ def test_create_stores_every_value_exactly_as_sent(ledger, r):
             assert stored[field] == str(value), field
     assert json.loads(stored["payload"]) == tricky
     assert ledger.create_many([rec], T0) == [(False, rec["id"])]  # the key found again
+
+
+def test_a_claim_takes_its_deliverys_note_in_hand_out_whatever_it_answers(ledger, r):
+    """The worker notes a delivery in hand as it takes it (adapters/inhand.py); the claim
+    takes that note out in its own script, run or drop, so the sweep finds only the
+    notes of deliveries a dead worker took and never claimed."""
+    key = "test:inhand"
+    rec, other = job(), job()
+    ledger.create_many([rec, other], T0)
+    notes = {f"{rec['id']}-{rec['token']}": T0, f"{rec['id']}-old-token": T0,
+             f"{other['id']}-{other['token']}": T0}
+    r.zadd(NS + key, notes)
+    assert ledger.claim(rec["id"], rec["token"], "w", T0, NS + key).action == "run"
+    assert ledger.claim(rec["id"], "old-token", "w", T0, NS + key).reason == "stale"
+    assert zset(r, key) == {f"{other['id']}-{other['token']}": T0}, "the other is not claimed"
+    assert ledger.claim(other["id"], other["token"], "w", T0).action == "run"
+    assert zset(r, key) == {f"{other['id']}-{other['token']}": T0}, "no key given: untouched"

@@ -1,8 +1,11 @@
 -- Decide whether a delivery runs, and mark the job started if so.
--- ARGV: ns, now, id, token, worker, lease_seconds, job_ttl
+-- ARGV: ns, now, id, token, worker, lease_seconds, job_ttl, in-hand key ('' for none)
 -- -> {'drop', why} | {'defer', when} | {'run', the values of CLAIM_FIELDS...}
 --    (why 'paused': parked in {ns}parked:{queue})
 local id, token = ARGV[3], ARGV[4]
+-- The delivery's note in hand (adapters/inhand.py) has done its work whatever the answer:
+-- a claimed job is its lease's from now on, and a dropped or deferred delivery is used up.
+if ARGV[8] and ARGV[8] ~= '' then redis.call('ZREM', ARGV[8], id .. '-' .. token) end
 local key = ns .. 'job:' .. id
 local names = {'state', 'token', 'expires_at', 'rate', 'type', 'attempts', 'queue', 'events',
                'created_at'}

@@ -74,7 +74,7 @@ class RQHooks(EngineHooks):
         from adapters.rq import _Queue
 
         job = enqueue()
-        _Queue.inhand_key = f"{engine.settings.namespace}rq:inhand"
+        _Queue.inhand_key = engine.adapter.engine.in_hand_key
         keys = [f"rq:queue:{n}" for n in engine.adapter.engine.worker_queue_names([job.queue])]
         popped = _Queue.lpop(keys, None, connection=engine.adapter.engine.rq_redis)
         assert popped and popped[1].decode().startswith(job.id), popped

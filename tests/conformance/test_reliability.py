@@ -54,3 +54,18 @@ def test_delivery_taken_by_a_worker_that_died_before_claiming_runs_within_a_leas
     assert done.state is JobState.SUCCEEDED
     assert done.attempts == 1  # it had never started
     assert engine.redis.llen(f"test:runs:{info.id}") == 1
+
+
+def test_claimed_deliveries_leave_no_note_in_hand_for_the_sweep(engine):
+    """A delivery noted in hand as the worker took it (Redis brokers forget a message once
+    handed out) has its note taken out by its claim: the maintenance sweep reads only
+    the notes of deliveries that were never claimed, not one per job run."""
+    needs(engine, Capability.CRASH_RECOVERY)
+    engine.start_worker()
+    infos = [engine.adapter.enqueue("t.echo", {"tag": str(n)}) for n in range(5)]
+    for info in infos:
+        assert engine.wait_for(info.id).state is JobState.SUCCEEDED
+    key = engine.adapter.engine.in_hand_key
+    if key is not None:
+        assert engine.redis.zcard(key) == 0, engine.redis.zrange(key, 0, -1)
+    assert engine.adapter.recover_stranded() == 0
