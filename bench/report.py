@@ -188,6 +188,80 @@ def targets(results: dict) -> list[dict]:
                     "measured": (f"{r:.2f}x" if r
                                  else _http_reason(http)),
                     "met": (r >= 3.0) if r else None})
+    return out + ahead_targets(results)
+
+
+def _worst(results: dict, engine: str, value, highest: bool = True):
+    """``(value, setting key)`` of the engine's setting where ``value(setting)`` is worst
+    (highest, or lowest), over the settings measured; None if none was."""
+    seen = [(v, st.key) for st in SETTINGS if st.engine == engine
+            for v in [value(st)] if v is not None]
+    if not seen:
+        return None
+    return max(seen) if highest else min(seen)
+
+
+def ahead_targets(results: dict) -> list[dict]:
+    """The targets of "ahead of the raw engines everywhere": no-op throughput, enqueue
+    rates, client commands per job, idle commands, memory, and raw Dramatiq's default."""
+    out = []
+
+    def add(target, worst, fmt, met):
+        out.append({"target": target, "measured": NOT_MEASURED if worst is None else
+                    fmt(*worst), "met": None if worst is None else met(worst[0])})
+
+    add("Celery no-op throughput >= 1.0x raw on every worker setting",
+        _worst(results, "celery", lambda st: _ratio_of(results, st, "throughput_noop"), False),
+        lambda r, key: f"lowest {r:.2f}x ({key})", lambda r: r >= 1.0)
+    for engine, method in (("celery", "single"), ("rq", "single"), ("rq", "batch")):
+        sy, raw = _enqueue(results, engine, "switchyard", method), _enqueue(results, engine, "raw",
+                                                                            method)
+        r = _ratio(sy and sy["median"], raw and raw["median"])
+        add(f"in-process {method} enqueue >= 1.0x raw ({engine})",
+            None if r is None else (r, ""),
+            lambda r, _, sy=sy, raw=raw: f"{r:.2f}x ({_fmt(sy['median'], 0)} vs "
+                                         f"{_fmt(raw['median'], 0)} jobs/s)", lambda r: r >= 1.0)
+    for engine in ENGINES:
+        add(f"client Redis commands per no-op job <= 8 on every {engine} worker setting",
+            _worst(results, engine, lambda st: _median(
+                _row(results, st.engine, st.key, "switchyard"), "commands", "client")),
+            lambda v, key: f"highest {v:.1f} ({key})", lambda v: v <= 8.05)
+    def idle(st, flavour="switchyard"):
+        v = _median(_row(results, st.engine, st.key, flavour), "commands", "idle_total_per_s")
+        return None if v is None else v / st.processes
+    settings = {st.key: st for st in SETTINGS}
+    for engine in ENGINES:
+        add(f"idle Redis commands/s per {engine} worker slot (process or thread) <= 2",
+            _worst(results, engine, idle),
+            lambda v, key: (f"highest {v:.1f}/s ({key}; raw {_fmt(idle(settings[key], 'raw'))}/s)"),
+            lambda v: v <= 2.05)
+
+    def over_raw(st):
+        raw = _row(results, st.engine, st.key, "raw")
+        sy = _row(results, st.engine, st.key, "switchyard")
+        if raw and sy and raw.get("peak_rss_mib") and sy.get("peak_rss_mib"):
+            return sy["peak_rss_mib"] - raw["peak_rss_mib"]
+        return None
+    for engine in ENGINES:
+        add(f"peak {engine} worker memory <= raw + 15 MiB on every setting",
+            _worst(results, engine, over_raw),
+            lambda d, key: f"largest {d:+.0f} MiB ({key})" + (
+                "; beside RQ's fork-per-job worker the maintenance loop is a process of its "
+                "own (a thread there would be forked into each work horse, holding whatever "
+                "lock it held), and each process's RSS counts the pages it shares"
+                if d > 15.5 and key.startswith("fork") else ""),
+            lambda d: d <= 15.5)
+    dramatiq = _median(_row(results, "dramatiq", DEFAULT_SETTING["dramatiq"], "raw"),
+                       "throughput_noop")
+    for engine in ENGINES:
+        sy = _median(_row(results, engine, DEFAULT_SETTING[engine], "switchyard"),
+                     "throughput_noop")
+        r = _ratio(sy, dramatiq)
+        add(f"Switchyard's default {engine} worker >= raw Dramatiq's default "
+            f"({DEFAULT_SETTING['dramatiq']}), no-op",
+            None if r is None else (r, ""),
+            lambda r, _, sy=sy: f"{r:.2f}x ({_fmt(sy)} vs {_fmt(dramatiq)} jobs/s)",
+            lambda r: r >= 1.0)
     return out
 
 
