@@ -10,7 +10,6 @@ import os
 import signal
 import threading
 import time
-from urllib.parse import parse_qsl, urlparse
 
 
 import redis
@@ -20,10 +19,11 @@ from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from . import inhand
-from .connections import celery_broker, celery_broker_ssl, redis_client, strip_tls_query
-from .settings import SentinelURL, is_redis_url, is_sentinel
+from .connections import celery_broker, celery_broker_ssl, redis_client
+from .settings import is_redis_url
 from .engine import Engine
 from .errors import BackendUnavailable
+from .celery_seam import BATCHES, PUBLISH_BATCH, into_transaction, same_redis
 from .ledger import Dispatch
 from .maintenance import SchedulerBeat
 from .types import Capability
@@ -36,8 +36,6 @@ TASK_NAME = "switchyard.run"
 # kombu's Redis transport serves priority 0 first; AMQP serves the highest number first.
 _REDIS_PRIORITY = {"high": 0, "default": 3, "low": 9}
 _AMQP_PRIORITY = {"high": 9, "default": 5, "low": 0}
-# Messages a Redis publish batch buffers before it sends them (kombu's Producer.batch).
-_PUBLISH_BATCH = 500
 
 
 _job_in_hand = False
@@ -82,56 +80,6 @@ def _delivery_of(raw: bytes | None) -> tuple[str, str] | None:
         return None
 
 
-try:  # kombu's Redis publish batch (kombu 5.7): the seam the one-transaction path uses
-    from kombu.messaging import _ProducerBatchState
-    from kombu.transport.redis import PublishBatch
-    _BATCHES = True
-except ImportError:  # pragma: no cover - an older kombu: the guarded route
-    _BATCHES = False
-    PublishBatch = object
-
-
-class _IntoTransaction(PublishBatch):
-    """kombu's Redis publish batch, its commands queued in the client's MULTI; flushing
-    is the client's ``EXEC``."""
-
-    def __init__(self, channel, pipeline):  # pylint: disable=super-init-not-called
-        # kombu's own __init__ makes a Redis client and a pipeline of its own, a sixth of
-        # a single enqueue's time, only for this session to replace them with the client's.
-        self.channel = channel
-        self.max_size = _PUBLISH_BATCH
-        self.pipeline = pipeline
-        self._buffered = 0
-        self._collecting = None
-        self._failed = None
-        self._aborted = False
-        self._closed = False
-        self._stack = contextlib.ExitStack()
-
-    def flush(self):
-        self._buffered = 0
-
-    def discard(self):
-        self._aborted = True
-        self._buffered = 0
-
-
-def _same_redis(a: str, b: str) -> bool:
-    """True if two Redis URLs name the same server and database."""
-    def where(url: str):
-        if is_sentinel(url):
-            parts = SentinelURL.parse(url)
-            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
-        parsed = urlparse(strip_tls_query(url))
-        query = dict(parse_qsl(parsed.query))
-        if parsed.scheme == "unix":
-            return ("unix", parsed.path, query.get("db", "0"))
-        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
-                (parsed.path or "/0").strip("/") or query.get("db", "0"))
-
-    return where(a) == where(b)
-
-
 def _mark_pool_child(**_) -> None:
     _pool_child.update(pid=os.getpid(), guarded=False, previous=None)
 
@@ -169,8 +117,8 @@ class CeleryEngine(Engine):
         self._broker_redis = None
         # One transaction for a job and its message when the broker is the ledger's Redis
         # and this kombu routes publishes through batch sessions (kombu 5.7).
-        self.shares_ledger_redis = (self.redis_broker and _BATCHES and not self.settings.cluster
-                                    and _same_redis(broker, self.settings.redis_url))
+        self.shares_ledger_redis = (self.redis_broker and BATCHES and not self.settings.cluster
+                                    and same_redis(broker, self.settings.redis_url))
         kombu_broker, sentinel_options = celery_broker(self.settings)
         self.app = Celery("switchyard", broker=kombu_broker, set_as_current=False)
         self.app.conf.update(
@@ -277,26 +225,17 @@ class CeleryEngine(Engine):
             self._send(deliveries[0])
             return
         with self.app.producer_or_acquire() as producer:
-            with producer.batch(max_size=_PUBLISH_BATCH) if hasattr(producer, "batch") \
+            with producer.batch(max_size=PUBLISH_BATCH) if hasattr(producer, "batch") \
                     else contextlib.nullcontext():
                 for dispatch in deliveries:
                     self._send(dispatch, producer)
 
     def _publish_into(self, deliveries: list[Dispatch], pipeline) -> None:
-        # kombu routes each message as usual (its binding lookup runs at once, on its own
-        # connection) and hands the final commands to the producer's batch session: here
-        # a session whose pipeline is the client's transaction, which the client runs.
-        with self.app.producer_or_acquire() as producer:
-            session = _IntoTransaction(producer.channel, pipeline)
-            state = _ProducerBatchState(_PUBLISH_BATCH)
-            state.session = session
-            producer._batch_local.current = state
-            try:
-                for dispatch in deliveries:
-                    self._send(dispatch, producer, into_transaction=True)
-            finally:
-                producer._batch_local.current = None
-                session.close()
+        # kombu routes each message as usual and hands its final commands to the
+        # producer's batch session: here one whose pipeline is the client's transaction.
+        with self.app.producer_or_acquire() as producer, into_transaction(producer, pipeline):
+            for dispatch in deliveries:
+                self._send(dispatch, producer, into_transaction=True)
 
     @property
     def _in_hand_key(self) -> str:

@@ -1,4 +1,4 @@
-"""The seam between Switchyard and kombu's Redis publish batch (see ``adapters/celery.py``).
+"""The seam between Switchyard and kombu's Redis publish batch (see ``adapters/celery_seam.py``).
 
 When Celery's broker is the ledger's own Redis, a job's record and its message commit
 in one MULTI: kombu routes the message as usual and its final commands (LPUSH, the
@@ -20,7 +20,8 @@ from kombu.transport.redis import PublishBatch
 
 import tests.conformance.jobs  # noqa: F401 - registers t.*
 from adapters import AdapterSettings, JobOptions, Switchyard
-from adapters.celery import CeleryEngine, _IntoTransaction, _same_redis
+from adapters.celery import CeleryEngine
+from adapters.celery_seam import IntoTransaction, same_redis
 
 
 def test_the_kombu_internals_used_are_there():
@@ -41,7 +42,7 @@ def test_the_transaction_session_has_what_kombus_batch_sets_up(redis_url):
     try:
         with adapter.engine.app.producer_or_acquire() as producer:
             theirs = PublishBatch(producer.channel, 10)
-            ours = _IntoTransaction(producer.channel, adapter.redis.pipeline())
+            ours = IntoTransaction(producer.channel, adapter.redis.pipeline())
             assert set(vars(ours)) == set(vars(theirs))
             theirs.close()
             ours.close()
@@ -57,7 +58,7 @@ def test_the_transaction_session_has_what_kombus_batch_sets_up(redis_url):
     ("rediss://h:1/0?ssl_cert_reqs=required", "rediss://h:1/0", True),
 ])
 def test_one_transaction_only_on_the_same_server_and_database(ledger, broker, same):
-    assert _same_redis(ledger, broker) is same
+    assert same_redis(ledger, broker) is same
 
 
 def _calls(client: redis.Redis, command: str) -> int:
