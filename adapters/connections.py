@@ -84,8 +84,18 @@ def redis_client(settings: AdapterSettings, url: str | None = None, **options) -
         return _cluster_client(settings, url, **options)
     if is_sentinel(url):
         return _sentinel_client(settings, url, options)
+    if options.get("health_check_interval") and "redis_connect_func" not in options and \
+            hasattr(redis.connection.AbstractConnection, "on_connect_check_health"):
+        options["redis_connect_func"] = _connect_without_a_health_check
     return redis.Redis.from_url(strip_tls_query(url), **redis_tls_options(settings, url),
                                 **options)
+
+
+def _connect_without_a_health_check(connection) -> None:
+    """redis-py's handshake on a new connection, less the health-check PING it sends first
+    when ``health_check_interval`` is set: a socket just opened needs no check, and a
+    worker that forks a process per job (RQ's fork Worker) opens one per job."""
+    connection.on_connect_check_health(check_health=False)
 
 
 def _cluster_client(settings: AdapterSettings, url: str, **options) -> RedisCluster:
