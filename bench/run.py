@@ -127,6 +127,7 @@ def bench_setting(setting: WorkerSetting, redis_url: str, port: int, plan: Plan,
         for f, worker in workers.items():
             worker.stop()
             rows[f]["peak_rss_mib"] = worker.peak_rss / 2**20
+            rows[f]["peak_pss_mib"] = worker.peak_pss / 2**20 if worker.peak_pss else None
         for subject in subjects.values():
             subject.close()
         flush = redis.Redis.from_url(redis_url)

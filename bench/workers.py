@@ -15,9 +15,25 @@ import psutil
 __all__ = ["WorkerProcess"]
 
 
+def _pss(pid: int) -> int | None:
+    """Bytes of the process's proportional set size (each page shared with other
+    processes counted as its share), from ``/proc/<pid>/smaps_rollup``; None where the
+    kernel has none."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 class WorkerProcess:
     """One worker command; ``peak_rss`` is the largest sum of RSS over the process and
-    all its descendants seen while it ran (copy-on-write pages count in each process)."""
+    all its descendants seen while it ran (copy-on-write pages count in each process),
+    ``peak_pss`` the largest sum of their PSS (a page shared by the tree's processes
+    counted once in all, split among them: what the tree costs the machine)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
                  sample_every: float = 0.1):
@@ -27,6 +43,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.peak_rss = 0
+        self.peak_pss: int | None = 0
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, args=(sample_every,),
                                          name="bench-rss", daemon=True)
@@ -34,22 +51,35 @@ class WorkerProcess:
 
     def tree_rss(self) -> int:
         """Bytes of RSS summed over the worker's process tree right now."""
+        return self.tree_memory()[0]
+
+    def tree_memory(self) -> tuple[int, int | None]:
+        """Bytes of RSS and of PSS (None if unknown) summed over the worker's process
+        tree right now."""
         try:
             root = psutil.Process(self.proc.pid)
             procs = [root] + root.children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0
-        total = 0
+            return 0, 0
+        rss, pss = 0, 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                rss += proc.memory_info().rss
             except psutil.NoSuchProcess:
-                pass
-        return total
+                continue
+            share = _pss(proc.pid)
+            if share is None and proc is root:
+                pss = None  # the kernel keeps no PSS (a child may just have ended)
+            elif pss is not None and share is not None:
+                pss += share
+        return rss, pss
 
     def _sample(self, every: float) -> None:
         while not self._stop.is_set() and self.proc.poll() is None:
-            self.peak_rss = max(self.peak_rss, self.tree_rss())
+            rss, pss = self.tree_memory()
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = None if pss is None or self.peak_pss is None else \
+                max(self.peak_pss, pss)
             self._stop.wait(every)
 
     def alive(self) -> bool:
