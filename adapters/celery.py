@@ -23,7 +23,8 @@ from .connections import celery_broker, celery_broker_ssl, redis_client
 from .settings import is_redis_url
 from .engine import Engine
 from .errors import BackendUnavailable
-from .celery_seam import BATCHES, PUBLISH_BATCH, into_transaction, same_redis
+from .celery_seam import (PRIORITY_STEPS, PUBLISH_BATCH, SEP, queue_key, redis_message,
+                          same_redis)
 from .ledger import Dispatch
 from .maintenance import SchedulerBeat
 from .types import Capability
@@ -115,9 +116,8 @@ class CeleryEngine(Engine):
         self.in_hand_key = self._in_hand_key if self.redis_broker else None
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
-        # One transaction for a job and its message when the broker is the ledger's Redis
-        # and this kombu routes publishes through batch sessions (kombu 5.7).
-        self.shares_ledger_redis = (self.redis_broker and BATCHES and not self.settings.cluster
+        # One transaction for a job and its message when the broker is the ledger's Redis.
+        self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
                                     and same_redis(broker, self.settings.redis_url))
         kombu_broker, sentinel_options = celery_broker(self.settings)
         self.app = Celery("switchyard", broker=kombu_broker, set_as_current=False)
@@ -144,8 +144,8 @@ class CeleryEngine(Engine):
                 "ack_emulation": False,
                 "visibility_timeout": self.settings.visibility_timeout,
                 "queue_order_strategy": "priority",
-                "priority_steps": [0, 3, 9],
-                "sep": ":",
+                "priority_steps": list(PRIORITY_STEPS),
+                "sep": SEP,
                 **sentinel_options,
             } if self.redis_broker else {},
         )
@@ -184,32 +184,18 @@ class CeleryEngine(Engine):
             self._queues[name] = queue
         return queue
 
-    def _send(self, dispatch: Dispatch, producer=None, into_transaction: bool = False) -> None:
-        queue = self._queue(dispatch.queue)
-        if into_transaction:
-            # The publish only queues commands in the client's MULTI: nothing to retry.
-            # The queue is declared once per channel (kombu's own check, a copy and a bind
-            # of the queue on every call, was a tenth of a single enqueue); the mark is
-            # the one kombu's check uses, the queue's hash.
-            declared = producer.channel.__dict__.setdefault("_switchyard_declared", set())
-            if hash(queue) not in declared:
-                producer.maybe_declare(queue, retry=True, max_retries=2)
-                declared.add(hash(queue))
-            options = {"retry": False, "declare": []}
-        else:
-            options = {"retry": True,
-                       "retry_policy": {"max_retries": 2, "interval_start": 0,
-                                        "interval_step": 0.2, "interval_max": 0.5}}
+    def _send(self, dispatch: Dispatch, producer=None) -> None:
         args = [dispatch.job_id, dispatch.token]
         self._task.apply_async(
             args=args,
-            # what Celery's saferepr of these two strings gives, without its cost
-            argsrepr=repr(args), kwargsrepr="{}",
+            argsrepr=repr(args),  # what Celery's saferepr of two strings gives, for less
             producer=producer,
-            queue=queue,
+            queue=self._queue(dispatch.queue),
             priority=self._priorities[dispatch.priority],
             time_limit=self.time_limit(dispatch),
-            **options,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                          "interval_max": 0.5},
         )
 
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
@@ -231,11 +217,18 @@ class CeleryEngine(Engine):
                     self._send(dispatch, producer)
 
     def _publish_into(self, deliveries: list[Dispatch], pipeline) -> None:
-        # kombu routes each message as usual and hands its final commands to the
-        # producer's batch session: here one whose pipeline is the client's transaction.
-        with self.app.producer_or_acquire() as producer, into_transaction(producer, pipeline):
-            for dispatch in deliveries:
-                self._send(dispatch, producer, into_transaction=True)
+        # Each message as kombu's Redis transport writes Celery's (adapters/celery_seam.py),
+        # queued in the client's transaction, which the client runs.
+        reply_to = self.app.thread_oid
+        expires = self.settings.queue_expires
+        for d in deliveries:
+            queue = self.settings.queue_prefix + d.queue
+            priority = self._priorities[d.priority]
+            pipeline.lpush(queue_key(queue, priority), redis_message(
+                TASK_NAME, [d.job_id, d.token], queue, priority, self.time_limit(d), reply_to))
+            if expires:
+                for step in PRIORITY_STEPS:
+                    pipeline.pexpire(queue_key(queue, step), int(expires * 1000))
 
     @property
     def _in_hand_key(self) -> str:

@@ -1,51 +1,92 @@
-"""The seam between Switchyard and kombu's Redis publish batch (see ``adapters/celery_seam.py``).
+"""The seam between Switchyard and kombu's Redis transport (see ``adapters/celery_seam.py``).
 
 When Celery's broker is the ledger's own Redis, a job's record and its message commit
-in one MULTI: kombu routes the message as usual and its final commands (LPUSH, the
-queue's PEXPIRE) go into the client's transaction through a batch session of kombu's.
-Here: the kombu internals that relies on still exist as used, the route is taken only
-for the same server and database, and one enqueue is one transaction that leaves no
-dispatch guard behind, with a message a Celery worker would take.
+in one MULTI, the message written as kombu's Redis transport writes Celery's. Here: that
+message, its list and the queue's PEXPIRE are what Celery and kombu themselves write
+(captured from kombu's own publish batch), the route is taken only for the same server
+and database, and one enqueue is one transaction that leaves no dispatch guard behind,
+with a message a Celery worker takes.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
 import redis
-from kombu.messaging import Producer, _ProducerBatchState
+from kombu.messaging import _ProducerBatchState
 from kombu.transport.redis import PublishBatch
 
 import tests.conformance.jobs  # noqa: F401 - registers t.*
 from adapters import AdapterSettings, JobOptions, Switchyard
-from adapters.celery import CeleryEngine
-from adapters.celery_seam import IntoTransaction, same_redis
+from adapters.celery import TASK_NAME, CeleryEngine
+from adapters.celery_seam import same_redis
+from adapters.ledger import Dispatch
+
+# made anew for every message, or of the process that sends it
+_GENERATED = {"id", "root_id", "correlation_id", "delivery_tag", "origin", "reply_to"}
 
 
-def test_the_kombu_internals_used_are_there():
-    assert list(inspect.signature(PublishBatch.__init__).parameters) == [
-        "self", "channel", "max_size"]
-    for name in ("publish", "flush", "discard", "close"):
-        assert callable(getattr(PublishBatch, name)), name
-    state = _ProducerBatchState(10)
-    assert state.session is None and hasattr(state, "publish")
-    assert "_batch_local" in inspect.getsource(Producer.__init__)
+def _celerys_own(engine: CeleryEngine, dispatch: Dispatch) -> list[tuple[str, tuple]]:
+    """The Redis commands Celery and kombu send for the delivery (Celery's apply_async,
+    kombu's routing), captured from kombu's publish batch before it sends them."""
+    with engine.app.producer_or_acquire() as producer:
+        batch = PublishBatch(producer.channel, 100)
+        state = _ProducerBatchState(100)
+        state.session = batch
+        producer._batch_local.current = state
+        try:
+            engine._task.apply_async(
+                args=[dispatch.job_id, dispatch.token], producer=producer,
+                queue=engine._queue(dispatch.queue),
+                priority=engine._priorities[dispatch.priority],
+                time_limit=engine.time_limit(dispatch))
+            return [(c[0][0].lower() if isinstance(c[0][0], str) else c[0][0].decode().lower(),
+                     c[0][1:]) for c in batch.pipeline.command_stack]
+        finally:
+            producer._batch_local.current = None
+            batch.discard()
+            batch.close()
 
 
-def test_the_transaction_session_has_what_kombus_batch_sets_up(redis_url):
-    """Switchyard's session sets up kombu's batch state itself (kombu's __init__ makes a
-    client and a pipeline only to have them replaced): the same attributes, or kombu
-    has changed under it."""
-    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env({"REDIS_URL": redis_url}))
+def _ours(adapter: Switchyard, dispatch: Dispatch) -> list[tuple[str, tuple]]:
+    pipe = adapter.redis.pipeline(transaction=True)
+    pipe.multi()
+    adapter.engine.publish([dispatch], pipe)
+    commands = [(c[0][0].lower(), c[0][1:]) for c in pipe.command_stack]
+    pipe.reset()
+    return commands
+
+
+def _comparable(message: str) -> dict:
+    m = json.loads(message)
+    for part in (m["headers"], m["properties"]):
+        for name in _GENERATED & set(part):
+            assert part[name], name
+            part[name] = "<generated>"
+    return m
+
+
+@pytest.mark.parametrize("priority", ["high", "default", "low"])
+@pytest.mark.parametrize("expires", [None, "600"])
+def test_the_message_written_is_the_one_celery_and_kombu_write(redis_url, priority, expires):
+    env = {"REDIS_URL": redis_url, **({"SWITCHYARD_QUEUE_EXPIRES": expires} if expires else {})}
+    adapter = Switchyard(CeleryEngine, AdapterSettings.from_env(env))
     try:
-        with adapter.engine.app.producer_or_acquire() as producer:
-            theirs = PublishBatch(producer.channel, 10)
-            ours = IntoTransaction(producer.channel, adapter.redis.pipeline())
-            assert set(vars(ours)) == set(vars(theirs))
-            theirs.close()
-            ours.close()
+        assert adapter.engine.shares_ledger_redis
+        queue = f"seam{priority}{expires or ''}"  # kombu's declaration cache knows names
+        dispatch = Dispatch(job_id="a" * 32, token="b" * 12, queue=queue, priority=priority,
+                            timeout=300.0, job_type="t.echo")
+        theirs, ours = _celerys_own(adapter.engine, dispatch), _ours(adapter, dispatch)
+        assert [name for name, _ in ours] == [name for name, _ in theirs]
+        (_, (their_key, their_message)), (_, (our_key, our_message)) = theirs[0], ours[0]
+        assert our_key == their_key
+        assert _comparable(our_message) == _comparable(their_message)
+        assert json.loads(our_message)["headers"]["task"] == TASK_NAME
+        assert ours[1:] == [(n, tuple(int(a) if str(a).isdigit() else a for a in args))
+                            for n, args in theirs[1:]], "the queue's PEXPIREs"
+        if expires:
+            assert len(ours) == 4  # one per kombu priority list
     finally:
         adapter.close()
 
