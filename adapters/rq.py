@@ -14,6 +14,7 @@ import os
 
 from rq import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now as utcnow, utcformat
 
 from . import inhand
 from .connections import QUIET_CLIENT, redis_client
@@ -82,18 +83,18 @@ class RQEngine(Engine):
                 self.publish(deliveries, pipe)
                 pipe.execute()
             return
+        now = utcformat(utcnow())
         for dispatch in deliveries:
-            self._queue(self._engine_name(dispatch.queue, dispatch.priority)).enqueue_call(
-                _ENTRY,
-                args=[dispatch.job_id, dispatch.token],
-                job_id=f"{dispatch.job_id}-{dispatch.token}",
+            self._queue(self._engine_name(dispatch.queue, dispatch.priority)).push_call(
+                pipeline, f"{dispatch.job_id}-{dispatch.token}",
+                [dispatch.job_id, dispatch.token],
                 timeout=self.time_limit(dispatch),
                 # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a
                 # 1 s record is cheaper than 0 s, which RQ 3 deletes through a slower path.
                 result_ttl=1,
                 failure_ttl=self.settings.job_ttl,
                 description=f"{dispatch.job_type} {dispatch.job_id}",
-                pipeline=pipeline,
+                now=now,
             )
 
     def recover_stranded(self) -> int:

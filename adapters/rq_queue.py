@@ -24,6 +24,10 @@ RQ and rq-scheduler internals relied on here (``tests/test_rq_seam.py`` checks e
 * ``_persist_job(job, pipeline, status)``: the status set on the job (``_status``)
   so that ``job.save(pipeline)`` writes the hash once, then ``job.cleanup(ttl,
   pipeline)``.
+* ``push_call`` (Switchyard's own): writes what ``enqueue_call`` of ``perform`` in a
+  pipeline writes -- the marked job hash (``Job.to_dict``'s fields, RQ's
+  ``utcformat`` times, the JSON serializer's zlib-compressed data) and the push -- without
+  building RQ's ``Job``; the seam test compares the two field by field.
 * also used: ``intermediate_queue_key`` and ``Job.func_name`` (:func:`_is_ours`).
 
 ``rq_scheduler.Scheduler`` -- overridden by :class:`LedgerScheduler`:
@@ -38,11 +42,13 @@ RQ and rq-scheduler internals relied on here (``tests/test_rq_seam.py`` checks e
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
 import redis
@@ -171,6 +177,27 @@ class _Queue(Queue):
             raise
         job.hash_taken = MARK.encode() in fields
         return job, queue
+
+    def push_call(self, pipeline, job_id: str, args: list, *, timeout: int, result_ttl: int,
+                  failure_ttl: int, description: str, now: str) -> None:
+        """In ``pipeline``, what ``enqueue_call(ENTRY, args=args, job_id=job_id, ...,
+        pipeline=pipeline)`` writes (the job's hash, marked, and its id pushed on this
+        queue), without building RQ's ``Job``: most of a single enqueue's time on the
+        client. ``now``: RQ's ``utcformat`` of the time, for created_at and enqueued_at.
+        ``tests/test_rq_seam.py`` compares the two, field by field."""
+        clock = time.monotonic()
+        if clock - self._announced_at >= self.announce_every:
+            pipeline.sadd(self.redis_queues_keys, self.key)
+            self._announced_at = clock
+        data = zlib.compress(json.dumps([_ENTRY, None, args, {}]).encode())
+        pipeline.hset(Job.redis_job_namespace_prefix + job_id, mapping={
+            "created_at": now, "data": data, "success_callback_name": "",
+            "failure_callback_name": "", "stopped_callback_name": "", "started_at": "",
+            "ended_at": "", "last_heartbeat": "", "worker_name": "", "group_id": "",
+            "origin": self.name, "description": description, "enqueued_at": now,
+            "timeout": timeout, "result_ttl": result_ttl, "failure_ttl": failure_ttl,
+            "status": JobStatus.QUEUED.value, MARK: "1"})
+        pipeline.rpush(self.key, job_id)
 
     def enqueue_job(self, job, pipeline=None, at_front=False, unique=False):
         if (pipeline is None or unique or job._dependency_ids or job.has_rate_limit

@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import signal
 import threading
+import zlib
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 
@@ -40,7 +41,7 @@ from adapters.rq_glue import (
     _Queue,
     _signals_to_the_main_thread,
 )
-from adapters.rq_queue import _Job
+from adapters.rq_queue import _ENTRY, _Job
 from tests.harness import Engine, wait_until
 import tests.conformance.jobs  # noqa: F401 - the job types enqueued here
 
@@ -304,6 +305,41 @@ def test_rqs_enqueue_in_a_pipeline_writes_a_job_rq_reads(eng):
     # outside a pipeline, RQ's own enqueue
     other = queue.enqueue_call("os.getpid", job_id="plain-1")
     assert other.get_status() == JobStatus.QUEUED and queue.get_job_ids() == ["piped-1", "plain-1"]
+
+
+def _commands(pipe) -> list[tuple]:
+    return [c[0] for c in pipe.command_stack]
+
+
+def test_push_call_writes_what_rqs_enqueue_call_writes(eng):
+    """RQEngine.publish writes each job's hash itself (_Queue.push_call), not through
+    RQ's Job: the same commands, hash and fields as RQ's own enqueue_call in a
+    pipeline, field by field (the times are RQ's format of the moment it is written)."""
+    from rq.utils import utcparse
+
+    conn = eng.adapter.engine.rq_redis
+    queue = _queues(eng)[1]
+    options = dict(timeout=310, result_ttl=1, failure_ttl=604800, description="t.echo a")
+    theirs, ours = conn.pipeline(transaction=True), conn.pipeline(transaction=True)
+    queue._announced_at = float("-inf")  # each announces the queue
+    queue.enqueue_call(_ENTRY, args=["a" * 32, "b" * 12], job_id="a-b", pipeline=theirs,
+                       **options)
+    queue._announced_at = float("-inf")
+    queue.push_call(ours, "a-b", ["a" * 32, "b" * 12], now="2026-12-03T09:32:38.213550Z",
+                    **options)
+    (t_sadd, t_hset, t_push), (o_sadd, o_hset, o_push) = _commands(theirs), _commands(ours)
+    assert o_sadd == t_sadd and o_push == t_push
+    assert o_hset[:2] == t_hset[:2]  # HSET and the job's key
+    theirs_fields = dict(zip(t_hset[2::2], t_hset[3::2]))
+    ours_fields = dict(zip(o_hset[2::2], o_hset[3::2]))
+    assert set(ours_fields) == set(theirs_fields)
+    for name in ("created_at", "enqueued_at"):
+        utcparse(theirs_fields.pop(name)) and utcparse(ours_fields.pop(name))
+    assert zlib.decompress(ours_fields.pop("data")) == zlib.decompress(theirs_fields.pop("data"))
+    assert {k: str(getattr(v, "value", v)) for k, v in ours_fields.items()} == \
+        {k: str(getattr(v, "value", v)) for k, v in theirs_fields.items()}
+    theirs.reset()
+    ours.reset()
 
 
 def test_rq_scheduler_beat_runs_its_jobs_and_ours(eng):
