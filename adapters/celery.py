@@ -34,6 +34,7 @@ __all__ = ["CeleryEngine"]
 log = logging.getLogger("switchyard.celery")
 
 TASK_NAME = "switchyard.run"
+BRPOP_SECONDS = 5
 # kombu's Redis transport serves priority 0 first; AMQP serves the highest number first.
 _REDIS_PRIORITY = {"high": 0, "default": 3, "low": 9}
 _AMQP_PRIORITY = {"high": 9, "default": 5, "low": 0}
@@ -142,6 +143,10 @@ class CeleryEngine(Engine):
                 # guards what the ledger guards already: a delivery a dead worker took is
                 # noted in hand (_note_received) and a claimed job has its lease.
                 "ack_emulation": False,
+                # the server-side timeout of the worker's BRPOP (kombu's brpop_timeout,
+                # 1 s by default): a message wakes it at once whatever the timeout, so an
+                # idle worker re-sends it every 5 s instead of every second
+                "polling_interval": BRPOP_SECONDS,
                 "visibility_timeout": self.settings.visibility_timeout,
                 "queue_order_strategy": "priority",
                 "priority_steps": list(PRIORITY_STEPS),

@@ -392,9 +392,11 @@ class Ledger(LedgerQueries):
                                 timeout=timeout) is not None
 
     # -- workers ------------------------------------------------------------------------
-    def worker_heartbeat(self, worker_id: str, info: dict, ttl: float) -> None:
-        """Announce a live worker (its record, live for ``ttl`` seconds, and the live set)."""
-        argv: list = [repr(time.time()), worker_id, ttl]
+    def worker_heartbeat(self, worker_id: str, info: dict, ttl: float,
+                         prune: bool = False) -> None:
+        """Announce a live worker (its record, live for ``ttl`` seconds, and the live set);
+        with ``prune``, also drop from the live set the workers silent for longer."""
+        argv: list = [repr(time.time()), worker_id, ttl, "1" if prune else ""]
         for field, value in info.items():
             argv += [field, value]
         self._run(self._worker_beat, self.ns, argv)

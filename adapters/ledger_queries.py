@@ -255,8 +255,11 @@ class LedgerQueries:
 
     def workers(self, ttl: float) -> list[dict]:
         """Workers seen within ``ttl`` seconds (each with its ``id`` too)."""
-        ids = self.r.zrangebyscore(f"{self.ns}workers", time.time() - ttl, "+inf")
+        seen = self.r.zrangebyscore(f"{self.ns}workers", time.time() - ttl, "+inf",
+                                    withscores=True)
         pipe = self.r.pipeline(transaction=False)
-        for worker_id in ids:
+        for worker_id, _ in seen:
             pipe.hgetall(f"{self.ns}worker:{worker_id}")
-        return [{**w, "id": worker_id} for worker_id, w in zip(ids, pipe.execute()) if w]
+        # "seen at" is the live set's score, the worker's last beat
+        return [{**w, "id": worker_id, "seen_at": repr(at)}
+                for (worker_id, at), w in zip(seen, pipe.execute()) if w]

@@ -32,6 +32,9 @@ __all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child", "as_thread"
            "BEAT_SECONDS"]
 
 BEAT_SECONDS = 5.0
+PRUNE_EVERY = 12
+"""Every how many of its beats a worker also drops silent workers from the live set (the
+readers pass them over anyway: this only keeps the set small)."""
 """How often a worker announces itself (``workers()`` counts one seen within 15 s)."""
 
 
@@ -219,6 +222,7 @@ class Maintenance:
         # lease: it is run again well within the lease time, like a job it had started.
         sweep_every = max(settings.tick_seconds, settings.lease_seconds / 4)
         next_beat = next_run = 0.0
+        beats = 0
         next_sweep = time.time() + sweep_every
         last_run = -math.inf
         down_since = None
@@ -227,7 +231,9 @@ class Maintenance:
             try:
                 now = time.time()
                 if now >= next_beat:
-                    ledger.worker_heartbeat(self.worker_id, self.info, ttl=BEAT_SECONDS * 5)
+                    beats += 1
+                    ledger.worker_heartbeat(self.worker_id, self.info, ttl=BEAT_SECONDS * 5,
+                                            prune=beats % PRUNE_EVERY == 1)
                     next_beat = now + BEAT_SECONDS
                 if woken or now >= next_run:
                     # two runs at least a tick apart, so a burst of deadlines is one run
@@ -281,13 +287,16 @@ class SchedulerBeat:
         self.info = {"backend": adapter.name, "role": "scheduler", "pid": str(worker_pid()),
                      "host": socket.gethostname(), "started_at": repr(time.time())}
         self._last_beat = 0.0
+        self._beats = 0
         self._down_since: float | None = None
 
     def __call__(self) -> float:
         """Fire what is due; returns the seconds to wait before the next beat."""
         try:
             if time.monotonic() - self._last_beat >= 1.0:
-                self.adapter.ledger.worker_heartbeat(self.name, self.info, ttl=10)
+                self._beats += 1
+                self.adapter.ledger.worker_heartbeat(self.name, self.info, ttl=10,
+                                                     prune=self._beats % 60 == 1)
                 self._last_beat = time.monotonic()
             fired = self.schedules.tick()
             if fired:

@@ -637,9 +637,34 @@ def test_worker_heartbeat_announces_and_gone_removes_a_worker(ledger, r):
     assert 0 < r.ttl(NS + "worker:w1") <= 11
     r.zadd(NS + "workers", {"ghost": time.time() - 60})
     ledger.worker_heartbeat("w2", {"queues": "q"}, ttl=10)
+    assert "ghost" in zset(r, "workers") and "ghost" not in [w["id"] for w in ledger.workers(10)]
+    ledger.worker_heartbeat("w2", {"queues": "q"}, ttl=10, prune=True)
     assert "ghost" not in zset(r, "workers")
     ledger.worker_gone("w1")
     assert [w["id"] for w in ledger.workers(10)] == ["w2"] and not r.exists(NS + "worker:w1")
+
+
+def test_a_heartbeat_renews_the_record_and_writes_it_again_only_once_it_is_gone(ledger, r):
+    """The info of a worker does not change: a beat renews its record's expiry and its
+    place in the live set, and writes the info only where the record is not there."""
+    ledger.worker_heartbeat("w1", {"queues": "default"}, ttl=10)
+    r.hset(NS + "worker:w1", "queues", "changed by hand")
+    r.expire(NS + "worker:w1", 3)
+    r.config_resetstat()
+    ledger.worker_heartbeat("w1", {"queues": "default"}, ttl=10)
+    assert r.hget(NS + "worker:w1", "queues") == "changed by hand"
+    assert r.ttl(NS + "worker:w1") > 3
+    calls = {k: v["calls"] for k, v in r.info("commandstats").items()}
+    assert "cmdstat_hset" not in calls and calls["cmdstat_evalsha"] == 1
+    r.zadd(NS + "workers", {"w1": time.time() - 5})  # as if its last beat were 5 s ago
+    (w,) = ledger.workers(10)
+    assert float(w["seen_at"]) == zset(r, "workers")["w1"]
+    ledger.worker_heartbeat("w1", {"queues": "default"}, ttl=10)
+    (w,) = ledger.workers(10)
+    assert float(w["seen_at"]) == zset(r, "workers")["w1"] > time.time() - 1
+    r.delete(NS + "worker:w1")  # taken away (worker_gone, or it expired)
+    ledger.worker_heartbeat("w1", {"queues": "default"}, ttl=10)
+    assert r.hget(NS + "worker:w1", "queues") == "default"
 
 
 # -- the maintenance loop's deadlines ---------------------------------------------------
