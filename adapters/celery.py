@@ -19,11 +19,12 @@ from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from . import inhand
-from .connections import celery_broker, celery_broker_ssl, redis_client, same_redis
+from .connections import celery_broker, celery_broker_ssl, redis_client
 from .settings import is_redis_url
 from .engine import Engine
 from .errors import BackendUnavailable
-from .celery_seam import PRIORITY_STEPS, PUBLISH_BATCH, SEP, queue_key, redis_message
+from .celery_seam import (PRIORITY_STEPS, PUBLISH_BATCH, SEP, queue_key, redis_message,
+                          same_redis)
 from .ledger import Dispatch
 from .maintenance import SchedulerBeat
 from .types import Capability

@@ -18,8 +18,12 @@ import json
 import os
 import socket
 import uuid
+from urllib.parse import parse_qsl, urlparse
 
-__all__ = ["PRIORITY_STEPS", "PUBLISH_BATCH", "SEP", "queue_key", "redis_message"]
+from .connections import strip_tls_query
+from .settings import SentinelURL, is_sentinel
+
+__all__ = ["PRIORITY_STEPS", "PUBLISH_BATCH", "SEP", "queue_key", "redis_message", "same_redis"]
 
 PRIORITY_STEPS = (0, 3, 9)
 """kombu's ``priority_steps`` for the Redis broker (a list per step), as the engine sets them."""
@@ -30,6 +34,22 @@ _HOST = socket.gethostname()
 
 PUBLISH_BATCH = 500
 """Messages a Redis publish batch buffers before it sends them (kombu's Producer.batch)."""
+
+
+def same_redis(a: str, b: str) -> bool:
+    """True if two Redis URLs name the same server and database."""
+    def where(url: str):
+        if is_sentinel(url):
+            parts = SentinelURL.parse(url)
+            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
+        parsed = urlparse(strip_tls_query(url))
+        query = dict(parse_qsl(parsed.query))
+        if parsed.scheme == "unix":
+            return ("unix", parsed.path, query.get("db", "0"))
+        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
+                (parsed.path or "/0").strip("/") or query.get("db", "0"))
+
+    return where(a) == where(b)
 
 
 def queue_key(queue: str, priority: int) -> str:

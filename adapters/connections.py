@@ -259,19 +259,3 @@ def check_tls(settings: AdapterSettings, timeout: float = 5.0) -> None:
                 f"TLS to Redis at {where.hostname}:{where.port or 6379} failed: {why}") from exc
         finally:
             client.close()
-
-
-def same_redis(a: str, b: str) -> bool:
-    """True if two Redis URLs name the same server and database."""
-    def where(url: str):
-        if is_sentinel(url):
-            parts = SentinelURL.parse(url)
-            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
-        parsed = urlparse(strip_tls_query(url))
-        query = dict(parse_qsl(parsed.query))
-        if parsed.scheme == "unix":
-            return ("unix", parsed.path, query.get("db", "0"))
-        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
-                (parsed.path or "/0").strip("/") or query.get("db", "0"))
-
-    return where(a) == where(b)

@@ -39,7 +39,6 @@ import queue
 import signal
 import threading
 import time
-import uuid
 from urllib.parse import urlunsplit
 
 import dramatiq
@@ -48,7 +47,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage, TimeLimit, TimeLimitExceeded
 
-from .connections import redis_client, same_redis
+from .connections import redis_client
 from .engine import Engine
 from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
@@ -117,11 +116,6 @@ class DramatiqEngine(Engine):
         self.refuse_cluster_broker(self.env.raw("DRAMATIQ_BROKER_URL"))
         url = broker_url(self.settings, self.env)
         self.redis_broker = is_redis_url(url)
-        # One transaction for a job and its message when the broker is the ledger's Redis:
-        # the message is written as Dramatiq's enqueue script writes it (its hash of
-        # messages, its queue list), in the client's MULTI.
-        self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
-                                    and same_redis(url, self.settings.redis_url))
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:
@@ -165,29 +159,12 @@ class DramatiqEngine(Engine):
                                 args=(job_id, token), kwargs={}, options=options)
 
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
-        if pipeline is not None:
-            self._publish_into(deliveries, pipeline)
-            return
         for d in deliveries:
             options = {"time_limit": self.time_limit(d) * 1000}
             if not self.redis_broker:
                 options["broker_priority"] = _AMQP_PRIORITY[d.priority]
             self.broker.enqueue(self._message(d.job_id, d.token, self.engine_name(d.queue),
                                               options))
-
-    def _publish_into(self, deliveries: list[Dispatch], pipeline) -> None:
-        """What Dramatiq's RedisBroker.enqueue writes (its dispatch script's ``enqueue``:
-        the message in the queue's hash of messages, its id pushed on the queue), queued
-        in the client's transaction; ``tests/test_dramatiq_seam.py`` compares the two."""
-        prefix = f"{self.broker.namespace}:"
-        for d in deliveries:
-            queue = self.engine_name(d.queue)
-            message_id = str(uuid.uuid4())
-            message = self._message(d.job_id, d.token, queue,
-                                    {"time_limit": self.time_limit(d) * 1000,
-                                     "redis_message_id": message_id})
-            pipeline.hset(f"{prefix}{queue}.msgs", message_id, message.encode())
-            pipeline.rpush(f"{prefix}{queue}", message_id)
 
     def _hand_back(self, message) -> None:
         options = {k: v for k, v in message.options.items() if k != "redis_message_id"}

@@ -20,7 +20,7 @@ from kombu.transport.redis import PublishBatch
 import tests.conformance.jobs  # noqa: F401 - registers t.*
 from adapters import AdapterSettings, JobOptions, Switchyard
 from adapters.celery import TASK_NAME, CeleryEngine
-from adapters.connections import same_redis
+from adapters.celery_seam import same_redis
 from adapters.ledger import Dispatch
 
 # made anew for every message, or of the process that sends it
