@@ -15,7 +15,8 @@ second per idle worker process at Switchyard's 100 ms. Here:
   none is lost. It fetches again when woken, and at the latest after ``beat_seconds``,
   for messages that came without a wake-up (one pushed by other code). The wait is on a
   connection of its own with a socket timeout just past the block.
-- a busy consumer (its prefetch held) does not touch Redis but to keep the worker's
+- a busy consumer (its prefetch held) sleeps as Dramatiq's does (5 ms, doubling up to
+  ``worker_timeout``) and does not touch Redis but to keep the worker's
   heartbeat in ``__heartbeats__`` fresh, one ZADD per ``beat_seconds`` for the whole
   process, and only when nothing else beat meanwhile (every fetch and ack beats too). The
   heartbeat is what ``DramatiqEngine.recover_stranded`` reads to tell a live worker's
@@ -38,7 +39,7 @@ import time
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -208,13 +209,17 @@ class _WakingConsumer(_RedisConsumer):
                     if data is None:  # an id whose message is gone (Dramatiq's #266)
                         self.logger.warning("a message of queue %r is gone", self.queue_name)
                         continue
+                    self.misses = 0
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
                 room = self.prefetch - self.outstanding_message_count
                 if room <= 0 or broker.stopping.is_set():
                     broker.keep_alive()  # what it holds must not look like a dead worker's
-                    time.sleep(self.timeout / 1000)
+                    # Dramatiq's own wait: from 5 ms, doubling up to worker_timeout
+                    self.misses, backoff_ms = compute_backoff(self.misses,
+                                                              max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
                     return None
                 self.message_cache = broker.do_fetch(self.queue_name, room)
                 if not self.message_cache:
