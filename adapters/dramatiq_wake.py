@@ -5,10 +5,11 @@ queue is empty, for every queue and its ``.DQ`` delay queue: some 80 Redis comma
 second per idle worker process at Switchyard's 100 ms. Here:
 
 - every enqueue also posts a wake-up for its queue, ``XADD <namespace>:<queue>.wake
-  MAXLEN 1 * n 1`` (a stream that never holds more than its last entry), after the
-  message in the same round trip; a batch (:meth:`WakingRedisBroker.batch`) sends its
-  messages and then one wake-up per queue in one pipeline. Messages Dramatiq puts back
-  at a worker's stop (``requeue``) post one too.
+  MAXLEN 1 * n 1`` (a stream that never holds more than its last entry), in the script
+  that writes the message (:data:`_ENQUEUE`, Dramatiq's HSET and RPUSH, then the XADD):
+  one client command, as Dramatiq's own enqueue. A batch
+  (:meth:`WakingRedisBroker.batch`) is one such call per queue, all in one pipeline.
+  Messages Dramatiq puts back at a worker's stop (``requeue``) post a wake-up too.
 - a consumer that finds its queue empty, and has room for a message, blocks in ``XREAD
   BLOCK <beat> STREAMS <wake key> <last id it saw>`` (from ``0-0``): a wake-up posted
   between its empty fetch and its XREAD has a newer id, so the XREAD returns at once and
@@ -51,6 +52,21 @@ log = logging.getLogger("switchyard.dramatiq")
 
 WAKE_SUFFIX = ".wake"  # after Dramatiq's own ".msgs", ".DQ", ".XQ": a queue's own key
 _WAKE_FIELDS = {"n": 1}
+_CHUNK = 200  # messages per script call (Lua's unpack has a limit)
+
+# What Dramatiq's dispatch script does to enqueue (HSET the message into <queue>.msgs,
+# RPUSH its id onto <queue>), for several messages of one queue, then the wake-up. It
+# leaves out the dispatch script's heartbeat of the publisher, which is no worker.
+_ENQUEUE = """
+-- keys: the queue's list, its messages hash, its wake-up stream; argv: id, data, ...
+redis.call("hset", KEYS[2], unpack(ARGV))
+local ids = {}
+for i = 1, #ARGV, 2 do
+    ids[#ids + 1] = ARGV[i]
+end
+redis.call("rpush", KEYS[1], unpack(ids))
+redis.call("xadd", KEYS[3], "MAXLEN", "1", "*", "n", "1")
+"""
 
 
 class WakingRedisBroker(RedisBroker):
@@ -66,6 +82,7 @@ class WakingRedisBroker(RedisBroker):
         self._waiter: redis.Redis | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._enqueue = self.client.register_script(_ENQUEUE)
 
     def wake_key(self, queue_name: str) -> str:
         return f"{self.namespace}:{queue_name}{WAKE_SUFFIX}"
@@ -105,29 +122,29 @@ class WakingRedisBroker(RedisBroker):
         self._send(pending)
 
     def _send(self, items: list[tuple[str, str, bytes]]) -> None:
-        if not items:
+        """One script call per queue (and chunk): its messages, then its wake-up."""
+        calls = []
+        by_queue: dict[str, list] = {}
+        for queue_name, message_id, data in items:
+            by_queue.setdefault(queue_name, []).extend((message_id, data))
+        for queue_name, args in by_queue.items():
+            keys = [f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs",
+                    self.wake_key(queue_name)]
+            calls += [(keys, args[i:i + 2 * _CHUNK]) for i in range(0, len(args), 2 * _CHUNK)]
+        if len(calls) == 1:  # the script object loads the script if Redis lacks it
+            self._enqueue(keys=calls[0][0], args=calls[0][1])
             return
-        sha = self.scripts["dispatch"].sha
-        unpack = self._max_unpack_size()
         pipe = self.client.pipeline(transaction=False)
-        for queue_name, message_id, data in items:  # the arguments of RedisBroker._dispatch
-            pipe.evalsha(sha, 1, self.namespace, "enqueue", current_millis(), queue_name,
-                         self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
-                         self._should_do_maintenance("enqueue"), unpack, message_id, data)
-        queues = list(dict.fromkeys(queue_name for queue_name, _, _ in items))
-        for queue_name in queues:  # after the messages: a woken consumer finds them
-            pipe.xadd(self.wake_key(queue_name), _WAKE_FIELDS, maxlen=1, approximate=False)
+        for keys, args in calls:
+            pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
         replies = pipe.execute(raise_on_error=False)
-        unloaded = [item for item, reply in zip(items, replies)
-                    if isinstance(reply, redis.exceptions.NoScriptError)]
         for reply in replies:
             if isinstance(reply, Exception) and not isinstance(
                     reply, redis.exceptions.NoScriptError):
                 raise reply
-        if unloaded:  # a Redis that never ran the script: the script object loads it
-            for queue_name, message_id, data in unloaded:
-                self._dispatch("enqueue")(queue_name, message_id, data)
-            self.wake(*dict.fromkeys(queue_name for queue_name, _, _ in unloaded))
+        for (keys, args), reply in zip(calls, replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):  # it did nothing
+                self._enqueue(keys=keys, args=args)
 
     def wake(self, *queue_names: str) -> None:
         """Post a wake-up for each of ``queue_names``."""
