@@ -27,6 +27,10 @@ until it acknowledges them, and Dramatiq hands a dead worker's back only on a ra
 maintenance pass after a minute without its heartbeat; that pass is off here (it runs
 KEYS on the ledger's Redis) and :meth:`DramatiqEngine.recover_stranded` does it
 within a lease instead. RabbitMQ hands back a dead consumer's messages itself.
+
+On Redis the broker is :class:`~adapters.dramatiq_wake.WakingRedisBroker`: each publish
+posts a wake-up for its queue, an idle consumer waits for one (an XREAD) instead of
+polling every ``_POLL_MS``, and there are no ``.DQ`` delay queues to poll either.
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ from urllib.parse import urlunsplit
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage, TimeLimit, TimeLimitExceeded
 
 from .connections import redis_client
+from .dramatiq_wake import WakingRedisBroker
 from .engine import Engine
 from .env import Env, redact_url
 from .errors import BackendUnavailable, ConfigurationError
@@ -64,7 +68,8 @@ ACTOR_NAME = "switchyard.run"
 SUFFIX = ":q"
 _AMQP_PRIORITY = {"high": 9, "default": 5, "low": 0}
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-_POLL_MS = 100  # a consumer's longest idle wait (Dramatiq's worker_timeout)
+_POLL_MS = 100  # a busy consumer's wait before it looks again (Dramatiq's worker_timeout)
+_FETCH_SECONDS = 8.0  # an idle Redis consumer's longest wait for a wake-up
 
 
 class _Rabbitmq(RabbitmqBroker):
@@ -119,11 +124,13 @@ class DramatiqEngine(Engine):
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:
-                self.broker = RedisBroker(
+                self.broker = WakingRedisBroker(
                     client=redis_client(self.settings, url,
                                         socket_connect_timeout=self.settings.redis_timeout),
                     namespace=f"{self.settings.namespace}dramatiq", middleware=middleware,
-                    maintenance_chance=0)
+                    maintenance_chance=0, wait_margin=self.settings.redis_timeout,
+                    # a live worker's heartbeat never looks a lease old to recover_stranded
+                    beat_seconds=min(_FETCH_SECONDS, self.settings.lease_seconds / 3))
             else:
                 self.broker = _Rabbitmq(url=url, middleware=middleware, max_priority=9,
                                         confirm_delivery=True)
@@ -159,12 +166,14 @@ class DramatiqEngine(Engine):
                                 args=(job_id, token), kwargs={}, options=options)
 
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
-        for d in deliveries:
-            options = {"time_limit": self.time_limit(d) * 1000}
-            if not self.redis_broker:
-                options["broker_priority"] = _AMQP_PRIORITY[d.priority]
-            self.broker.enqueue(self._message(d.job_id, d.token, self.engine_name(d.queue),
-                                              options))
+        # Redis: the messages and a wake-up per queue go in one round trip
+        with self.broker.batch() if self.redis_broker else contextlib.nullcontext():
+            for d in deliveries:
+                options = {"time_limit": self.time_limit(d) * 1000}
+                if not self.redis_broker:
+                    options["broker_priority"] = _AMQP_PRIORITY[d.priority]
+                self.broker.enqueue(self._message(d.job_id, d.token,
+                                                  self.engine_name(d.queue), options))
 
     def _hand_back(self, message) -> None:
         options = {k: v for k, v in message.options.items() if k != "redis_message_id"}
@@ -279,7 +288,7 @@ class DramatiqEngine(Engine):
         worker.queue_prefetch = 1
         worker.start()
         limit = int((self.settings.max_timeout + self.settings.timeout_grace) * 1000)
-        stopper = threading.Thread(target=worker.stop, kwargs={"timeout": limit})
+        stopper = threading.Thread(target=self._stop_worker, args=(worker, limit))
         with as_thread(self._loop if self._index == 0 else None):
             while not stopper.ident or stopper.is_alive():
                 if stop.is_set() and not stopper.ident:
@@ -294,6 +303,11 @@ class DramatiqEngine(Engine):
                     box.append(exc)
                 done.set()
         self.close()
+
+    def _stop_worker(self, worker, limit: int) -> None:
+        if self.redis_broker:  # no consumer fetches again, or sits out its wait
+            self.broker.stop_waiting()
+        worker.stop(timeout=limit)
 
     def _in_main_thread(self, job_id: str, token: str) -> None:
         if self._handoff is None:  # not in one of run_worker's processes

@@ -4,8 +4,9 @@ Dramatiq's own RedisBroker with its default middleware (retries, age and time li
 callbacks, pipelines) plus the Results middleware on a Redis result backend, so that, as
 with Switchyard's ledger, a finished job's result can be read back. Its worker is
 Dramatiq's own CLI, ``dramatiq bench.raw_dramatiq_worker:broker -p N -t 1``, with the prefetch and
-idle poll Switchyard's Dramatiq worker uses (``dramatiq_queue_prefetch=1``,
-``dramatiq_worker_timeout=100``; see :data:`WORKER_ENV`).
+``worker_timeout`` Switchyard's Dramatiq worker uses (``dramatiq_queue_prefetch=1``,
+``dramatiq_worker_timeout=100``; see :data:`WORKER_ENV`). Raw Dramatiq polls an empty queue
+at that timeout; Switchyard's consumers wait for a wake-up instead (``adapters/dramatiq_wake.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dramatiq.results.backends import RedisBackend
 QUEUE = "bench"
 WORKER_ENV = {"dramatiq_queue_prefetch": "1", "dramatiq_worker_timeout": "100"}
 """What Switchyard's Dramatiq worker sets in code: one message per queue in hand, and a
-consumer's idle wait of at most 100 ms."""
+``worker_timeout`` of 100 ms (raw Dramatiq's longest wait between two polls of an empty
+queue; a busy Switchyard consumer's wait before it looks again)."""
 
 
 def make_app(redis_url: str) -> tuple[RedisBroker, dict]:

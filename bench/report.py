@@ -512,8 +512,9 @@ def markdown(results: dict, command: str, chart_name: str | None,
               "channel, as Celery does). Raw RQ is `rq worker` / `rq worker-pool` with the JSON "
               "serializer and RQ's default result keeping. Raw Dramatiq is `bench/raw_dramatiq.py` "
               "under Dramatiq's own CLI (`dramatiq -p N -t 1`): its RedisBroker with its default "
-              "middleware and a Redis result backend, one message in hand per queue and a 100 ms "
-              "idle poll, as Switchyard's Dramatiq worker has. Each subject has its own database "
+              "middleware and a Redis result backend, one message in hand per queue as Switchyard's "
+              "Dramatiq worker has, and a 100 ms idle poll (Switchyard's consumers wait for a "
+              "wake-up in XREAD instead). Each subject has its own database "
               "on one private redis-server; the raw engine and Switchyard alternate run by run, "
               "the one not measured paused with SIGSTOP.", ""]
     if earlier:

@@ -68,8 +68,9 @@ SETTINGS = [
 
 def blocked_pops(engine: str, processes: int) -> int:
     """Connections of a ready, idle worker that wait in a blocking pop: Celery's consumer
-    pops for the whole worker on one, RQ's each process on its own; Dramatiq's Redis
-    broker polls with a script and blocks on none."""
+    pops for the whole worker on one, RQ's each process on its own; raw Dramatiq's Redis
+    broker polls with a script and blocks on none (Switchyard's Dramatiq consumers wait in
+    XREAD, one per queue and process: more than none, so none is the count both meet)."""
     return {"celery": 1, "dramatiq": 0}.get(engine, processes)
 
 
