@@ -195,3 +195,27 @@ def test_no_ack_emulation_on_a_redis_broker(redis_url):
             assert conn.default_channel.ack_emulation is False
     finally:
         adapter.close()
+
+
+def test_a_delivery_popped_and_lost_before_its_note_runs_within_a_few_leases(redis_url, tmp_path,
+                                                                             monkeypatch):
+    """The instant between kombu's BRPOP and the worker's note in hand: a worker SIGKILLed
+    there leaves a queued job whose message is nowhere and which nothing noted. Popped
+    here by hand (as that BRPOP did), with no worker: a worker's sweep finds the job
+    queued for longer than a lease with its queue's lists empty and delivers it again."""
+    from adapters import JobState
+    from tests.harness import Engine
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    eng = Engine("celery", redis_url, None, tmp_path)
+    try:
+        info = eng.adapter.enqueue("t.echo", {"tag": "lost"})
+        queue = eng.adapter.engine._queue("default").name
+        assert eng.redis.rpop(f"{queue}:3"), "the message, taken as a BRPOP takes it"
+        assert eng.redis.zcard(eng.adapter.engine._in_hand_key) == 0
+        eng.start_worker()
+        done = eng.wait_for(info.id, timeout=eng.settings.lease_seconds * 6 + 20)
+        assert done.state is JobState.SUCCEEDED and done.attempts == 1
+        assert any(e.get("reason") == "delivery_lost" for e in eng.adapter.history(info.id))
+    finally:
+        eng.close()
