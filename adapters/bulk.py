@@ -188,10 +188,12 @@ class Bulk:
                            JobOptions(queue=settings.default_queue, timeout=settings.max_timeout),
                            owner or (f.tenant if f.tenant is not None else OPERATOR), now,
                            builtin=True)
-        client._write([rec], now, batch=False)
         if actor is not None:
+            # before the job exists: a worker that runs it at once writes its outcome
+            # ("bulk.<action>.finished") after the request, never before it
             client.audit().record(actor, f"bulk.{action}", {"filter": f.as_dict()},
                                   detail={"operation": rec["id"]})
+        client._write([rec], now, batch=False)
         return client.get(rec["id"])
 
     def count(self, action: str, filter: BulkFilter | dict | None = None,

@@ -273,3 +273,13 @@ def test_bulk_and_audit_roles(make_app):
                       query_string={"cursor": "0-0"}).json == {"items": [], "next_cursor": None}
     assert client.get("/v1/audit", headers=OPERATOR,
                       query_string={"cursor": "later"}).status_code == 422
+
+
+def test_a_bulk_operation_that_ends_at_once_is_audited_request_first(make_app):
+    """The request's audit entry is written before its job exists: on an engine that
+    runs the job as it is published (inline), the outcome still comes after it."""
+    client = make_app(API_KEYS=KEYS, QUEUE_BACKEND="inline").test_client()
+    op = bulk(client, ACME, "retry", state="failed")
+    assert ended(client, ACME, op["id"])["state"] == "succeeded"
+    actions = [e["action"] for e in audit(client, ACME)]
+    assert actions[:2] == ["bulk.retry.finished", "bulk.retry"], actions
