@@ -265,36 +265,15 @@ class CeleryEngine(Engine):
                 + self._recover_popped_unnoted())
 
     def _recover_popped_unnoted(self) -> int:
-        """Deliveries a worker popped and died with before it could note them in hand (the
-        instant between kombu's BRPOP and the note): a job queued for longer than a lease
-        whose queue's lists are empty, neither noted nor claimed, is delivered again. Its
-        old message, if it is anywhere after all, is dropped by its token."""
-        ledger = self.client.ledger
-        if ledger.cluster:
-            return 0
-        ns, r = ledger.ns, ledger.r
-        cutoff = time.time() - self.settings.lease_seconds
-        lost = []
-        for queue in sorted(r.smembers(f"{ns}queues")):
-            old = r.zrangebyscore(f"{ns}queued:{queue}", "-inf", cutoff, start=0, num=100)
-            if not old:
-                continue
+        """Deliveries a worker popped and died with before noting them (the instant
+        between kombu's BRPOP and the note): see :func:`adapters.inhand.recover_unnoted`."""
+        def lists_empty(queue: str) -> bool:
             name = self.settings.queue_prefix + queue
-            broker = self._broker_client().pipeline(transaction=False)
+            pipe = self._broker_client().pipeline(transaction=False)
             for step in PRIORITY_STEPS:
-                broker.llen(queue_key(name, step))
-            if any(broker.execute()):
-                continue  # a backlog: the jobs wait their turn
-            notes = r.pipeline(transaction=False)
-            tokens = ledger.current_tokens(old)
-            candidates = [(job_id, token) for job_id, token in zip(old, tokens) if token]
-            for job_id, token in candidates:
-                notes.zscore(self._in_hand_key, f"{job_id}-{token}")
-            lost += [c for c, noted in zip(candidates, notes.execute()) if noted is None]
-        if lost:
-            log.warning("%d delivery(ies) popped by a worker that died before noting them: "
-                        "delivering them again", len(lost))
-        return ledger.redeliver_unclaimed(lost)
+                pipe.llen(queue_key(name, step))
+            return not any(pipe.execute())
+        return inhand.recover_unnoted(self.client.ledger, self._in_hand_key, lists_empty)
 
     def _recover_unacked(self) -> int:
         """Messages a worker of an earlier release (with kombu's ack emulation on) held in
