@@ -206,9 +206,9 @@ class CeleryEngine(Engine):
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
         """Publish through one producer; on Redis, kombu's publish batch sends every
         message of the call in one pipeline (one round trip) instead of one each. When
-        the broker is the ledger's own Redis, ``pipeline`` is the client's MULTI and
-        kombu's writes (its LPUSH, and the queue's PEXPIRE) go into it, so the job's
-        record and its message commit together."""
+        the broker is the ledger's own Redis, ``pipeline`` is the client's MULTI and each
+        message is written into it as kombu's transport writes it (its LPUSH, and the
+        queue's PEXPIRE), so the job's record and its message commit together."""
         if pipeline is not None:
             self._publish_into(deliveries, pipeline)
             return
