@@ -16,8 +16,11 @@ second per idle worker process at Switchyard's 100 ms. Here:
   none is lost. It fetches again when woken, and at the latest after ``beat_seconds``,
   for messages that came without a wake-up (one pushed by other code). The wait is on a
   connection of its own with a socket timeout just past the block.
-- a busy consumer (its prefetch held) sleeps as Dramatiq's does (5 ms, doubling up to
-  ``worker_timeout``) and does not touch Redis but to keep the worker's
+- a busy consumer (its prefetch held) waits until one of its messages is acked or
+  nacked, and fetches again at once: Dramatiq's own sleeps (5 ms, doubling up to
+  ``worker_timeout``) paced a worker of short jobs at one fetch per sleep (some 130
+  no-op jobs a second per process) and left a thread of long jobs idle until the sleep
+  ended. It waits ``worker_timeout`` at most, and does not touch Redis but to keep the worker's
   heartbeat in ``__heartbeats__`` fresh, one ZADD per ``beat_seconds`` for the whole
   process, and only when nothing else beat meanwhile (every fetch and ack beats too). The
   heartbeat is what ``DramatiqEngine.recover_stranded`` reads to tell a live worker's
@@ -210,6 +213,19 @@ class _WakingConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, timeout)
         self.wake_key = broker.wake_key(queue_name)
         self.seen: bytes | str = "0-0"  # the last wake-up id read
+        self.settled = threading.Event()  # set by each ack or nack: room to fetch again
+
+    def ack(self, message) -> None:
+        try:
+            super().ack(message)
+        finally:  # after Dramatiq's consumer dropped it from what it holds
+            self.settled.set()
+
+    def nack(self, message) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self.settled.set()
 
     def requeue(self, messages) -> None:
         messages = list(messages)
@@ -230,14 +246,20 @@ class _WakingConsumer(_RedisConsumer):
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
-                room = self.prefetch - self.outstanding_message_count
-                if room <= 0 or broker.stopping.is_set():
+                if broker.stopping.is_set():
                     broker.keep_alive()  # what it holds must not look like a dead worker's
                     # Dramatiq's own wait: from 5 ms, doubling up to worker_timeout
                     self.misses, backoff_ms = compute_backoff(self.misses,
                                                               max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)
                     return None
+                if self.prefetch - self.outstanding_message_count <= 0:
+                    broker.keep_alive()
+                    self.settled.clear()
+                    if self.prefetch - self.outstanding_message_count <= 0:  # none settled
+                        self.settled.wait(self.timeout / 1000)  # since the first look
+                    return None  # Dramatiq's consumer thread looks at its state, then here
+                room = self.prefetch - self.outstanding_message_count
                 self.message_cache = broker.do_fetch(self.queue_name, room)
                 if not self.message_cache:
                     self._wait()

@@ -135,6 +135,35 @@ def test_a_waiting_consumer_returns_when_a_message_comes(eng):
     broker.close()
 
 
+def test_a_busy_consumer_looks_again_when_its_message_is_acked(eng):
+    """A consumer whose prefetch is held waits for an ack (or nack), then fetches at
+    once: Dramatiq's own consumer slept 5 ms, 10, 20, ... up to worker_timeout, one
+    fetch per sleep, pacing a process of no-op jobs at some 130 a second."""
+    engine = eng.adapter.engine
+    broker = WakingRedisBroker(client=engine.broker.client, middleware=[],
+                               namespace=engine.broker.namespace, maintenance_chance=0,
+                               beat_seconds=60, wait_margin=5)
+    name = engine.engine_name("default")
+    consumer = broker.consume(name, prefetch=1, timeout=60_000)  # its longest wait: 60 s
+    first, second = (eng.adapter.enqueue("t.echo", {"n": n}) for n in (1, 2))
+    held = next(consumer)
+    assert held is not None and held.args[0] == first.id
+
+    for settle in (consumer.ack, consumer.nack):
+        looked = threading.Event()
+        waiter = threading.Thread(target=lambda: (next(consumer), looked.set()), daemon=True)
+        waiter.start()
+        # its prefetch held, it waits; before, it came back after a 5 ms sleep
+        assert not looked.wait(0.5), "a busy consumer came back with nothing settled"
+        settle(held)
+        waiter.join(15)  # a wait of 60 s, unless the ack ends it
+        assert not waiter.is_alive() and looked.is_set()
+        if settle == consumer.ack:  # it has room again: it fetches the next message
+            held = next(consumer)
+            assert held is not None and held.args[0] == second.id
+    broker.close()
+
+
 def test_no_delay_queues_and_no_delayed_enqueue(eng):
     broker = eng.adapter.engine.broker
     assert broker.get_declared_delay_queues() == set()
