@@ -19,12 +19,11 @@ from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from . import inhand
-from .connections import celery_broker, celery_broker_ssl, redis_client
+from .connections import celery_broker, celery_broker_ssl, redis_client, same_redis
 from .settings import is_redis_url
 from .engine import Engine
 from .errors import BackendUnavailable
-from .celery_seam import (PRIORITY_STEPS, PUBLISH_BATCH, SEP, queue_key, redis_message,
-                          same_redis)
+from .celery_seam import PRIORITY_STEPS, PUBLISH_BATCH, SEP, queue_key, redis_message
 from .ledger import Dispatch
 from .maintenance import SchedulerBeat
 from .types import Capability
@@ -117,7 +116,7 @@ class CeleryEngine(Engine):
         self.in_hand_key = self._in_hand_key if self.redis_broker else None
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
-        # One transaction for a job and its message when the broker is the ledger's Redis.
+        # One script call for a job and its message when the broker is the ledger's Redis.
         self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
                                     and same_redis(broker, self.settings.redis_url))
         kombu_broker, sentinel_options = celery_broker(self.settings)
@@ -206,9 +205,10 @@ class CeleryEngine(Engine):
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
         """Publish through one producer; on Redis, kombu's publish batch sends every
         message of the call in one pipeline (one round trip) instead of one each. When
-        the broker is the ledger's own Redis, ``pipeline`` is the client's MULTI and each
-        message is written into it as kombu's transport writes it (its LPUSH, and the
-        queue's PEXPIRE), so the job's record and its message commit together."""
+        the broker is the ledger's own Redis, ``pipeline`` takes the writes of the
+        client's one call (its riders, or a MULTI) and each message is written into it
+        as kombu's transport writes it (its LPUSH, and the queue's PEXPIRE), so the
+        job's record and its message commit together."""
         if pipeline is not None:
             self._publish_into(deliveries, pipeline)
             return
@@ -223,7 +223,7 @@ class CeleryEngine(Engine):
 
     def _publish_into(self, deliveries: list[Dispatch], pipeline) -> None:
         # Each message as kombu's Redis transport writes Celery's (adapters/celery_seam.py),
-        # queued in the client's transaction, which the client runs.
+        # taken by the client's pipeline or riders, which the client runs.
         reply_to = self.app.thread_oid
         expires = self.settings.queue_expires
         for d in deliveries:

@@ -1,13 +1,13 @@
 """The seam between the Celery engine and kombu's Redis transport.
 
-When Celery's broker is the ledger's own Redis, a job's record and its message commit in
-one MULTI. The message is written as kombu's Redis transport would write it (Celery's
+When Celery's broker is the ledger's own Redis, a job's record and its message are written
+by one call of the ledger's create script (``adapters/riders.py``). The message is written as kombu's Redis transport would write it (Celery's
 task protocol 2, in kombu's envelope, LPUSHed to the list of its queue and priority,
 with the queue's PEXPIRE when queues expire), by :func:`redis_message` and
 :func:`queue_key`: Celery's own publish (routing, option merging, signals, kombu's
 producer) was most of a single enqueue's time. ``tests/test_celery_seam.py`` checks that
 these give what Celery and kombu give, field by field, so a release that changes either
-fails there first. Publishes that do not share the ledger's transaction go through
+fails there first. Publishes that do not ride with the ledger's records go through
 Celery (several at once in kombu's publish batch).
 """
 
@@ -18,12 +18,8 @@ import json
 import os
 import socket
 import uuid
-from urllib.parse import parse_qsl, urlparse
 
-from .connections import strip_tls_query
-from .settings import SentinelURL, is_sentinel
-
-__all__ = ["PRIORITY_STEPS", "PUBLISH_BATCH", "SEP", "queue_key", "redis_message", "same_redis"]
+__all__ = ["PRIORITY_STEPS", "PUBLISH_BATCH", "SEP", "queue_key", "redis_message"]
 
 PRIORITY_STEPS = (0, 3, 9)
 """kombu's ``priority_steps`` for the Redis broker (a list per step), as the engine sets them."""
@@ -34,22 +30,6 @@ _HOST = socket.gethostname()
 
 PUBLISH_BATCH = 500
 """Messages a Redis publish batch buffers before it sends them (kombu's Producer.batch)."""
-
-
-def same_redis(a: str, b: str) -> bool:
-    """True if two Redis URLs name the same server and database."""
-    def where(url: str):
-        if is_sentinel(url):
-            parts = SentinelURL.parse(url)
-            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
-        parsed = urlparse(strip_tls_query(url))
-        query = dict(parse_qsl(parsed.query))
-        if parsed.scheme == "unix":
-            return ("unix", parsed.path, query.get("db", "0"))
-        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
-                (parsed.path or "/0").strip("/") or query.get("db", "0"))
-
-    return where(a) == where(b)
 
 
 def queue_key(queue: str, priority: int) -> str:

@@ -18,11 +18,12 @@ from typing import Iterable, Iterator
 
 import redis
 
+from .client_writes import WRITE_FAILED, JobWrites
 from .connections import QUIET_CLIENT, redis_client
 from .engine import Engine
-from .errors import (BackendUnavailable, IdempotencyKeyReused, InvalidState, JobNotFound,
-                     UnsupportedFeature, WaitTimeout, unavailable)
-from .ledger import Dispatch, Ledger
+from .errors import (InvalidState, JobNotFound, UnsupportedFeature,
+                     WaitTimeout, unavailable)
+from .ledger import Ledger
 from .options import JobOptions
 from .resolve import resolve_engine
 from .operations import Operations
@@ -35,7 +36,6 @@ log = logging.getLogger("switchyard.adapter")
 
 __all__ = ["Switchyard", "KeySpace", "create_adapter"]
 
-_WRITE = "cannot write the job to Redis"
 _READ = "cannot read from Redis"
 
 
@@ -49,7 +49,7 @@ class KeySpace:
         self.namespace = namespace
 
 
-class Switchyard(Workflows, Operations):
+class Switchyard(JobWrites, Workflows, Operations):
     """One ledger and one engine behind Switchyard's vocabulary."""
 
     def __init__(self, engine: type[Engine] | str | None = None,
@@ -130,90 +130,6 @@ class Switchyard(Workflows, Operations):
         # A job just created is what was written; only an idempotent hit is read back.
         return [JobInfo.from_record(rec) if created else self.get(job_id, tenant=tenant)
                 for rec, (created, job_id) in zip(records, outcomes)]
-
-    def _write(self, records: list[dict], now: float, workflow: dict | None = None,
-               batch: bool = True) -> list[tuple[bool, str]]:
-        """The records (and the workflow holding them) and their deliveries; ``(created,
-        job id)`` per record, ``created=False`` for an idempotent hit."""
-        if self.engine.shares_ledger_redis:
-            return self._write_in_transaction(records, now, workflow, batch)
-        with unavailable(_WRITE):
-            outcomes = self.ledger.create_many(records, now, workflow, batch=batch)
-        created = [rec for rec, (fresh, _) in zip(records, outcomes) if fresh]
-        deliveries = [Dispatch.from_record(r) for r in created if r["state"] == "queued"]
-        if deliveries:
-            try:
-                self.engine.publish(deliveries)
-            except Exception as exc:
-                self._rollback(created, workflow)
-                raise BackendUnavailable(f"the {self.name} broker refused the job: {exc}") from exc
-            try:
-                self.ledger.dispatched([d.job_id for d in deliveries])
-            except redis.RedisError:
-                # The guard expires on its own; the maintenance loop then publishes
-                # again, and the engine drops the now-stale first delivery by its token.
-                log.warning("could not clear the dispatch guard of %d job(s)", len(deliveries))
-        return outcomes
-
-    def _write_in_transaction(self, records: list[dict], now: float, workflow: dict | None,
-                              batch: bool) -> list[tuple[bool, str]]:
-        """Records and deliveries in one MULTI. Idempotency keys are read first under
-        WATCH: a hit is answered without writing; a key taken meanwhile retries."""
-        keyed = [i for i, rec in enumerate(records) if rec.get("idempotency_key")]
-        for attempt in range(1, 6):
-            try:
-                with self.engine.transaction() as pipe:
-                    outcomes = [(True, rec["id"]) for rec in records]
-                    if keyed:
-                        outcomes = self._idempotent_hits(pipe, records, keyed, outcomes,
-                                                         batch)
-                    pipe.multi()
-                    fresh = [rec for rec, (new, _) in zip(records, outcomes) if new]
-                    deliveries = [Dispatch.from_record(r) for r in fresh if r["state"] == "queued"]
-                    if deliveries:
-                        self.engine.publish(deliveries, pipe)
-                    if fresh:
-                        self.ledger.create_in(pipe, fresh, now, workflow)
-                        pipe.execute()
-                    return outcomes
-            except redis.WatchError:
-                continue
-            except redis.exceptions.NoScriptError:
-                # Redis restarted (or flushed its scripts): the deliveries of this try
-                # went out without records and are dropped as unknown; load and retry.
-                self.ledger.load_create_script()
-            except IdempotencyKeyReused:
-                raise
-            except Exception as exc:
-                # The transaction committed whole or not at all; if it did and the
-                # answer was lost, removing the records makes the deliveries stale.
-                self._rollback(records, workflow)
-                raise BackendUnavailable(f"{_WRITE}: {exc}") from exc
-        raise BackendUnavailable(f"{_WRITE}: its idempotency keys kept changing")
-
-    def _idempotent_hits(self, pipe, records, keyed, outcomes, batch):
-        keys = [self.ledger.idempotency_key(records[i]["tenant"], records[i]["idempotency_key"])
-                for i in keyed]
-        pipe.watch(*keys)
-        for index, held in zip(keyed, pipe.mget(keys)):
-            if held is None:
-                continue
-            job_id, _, fingerprint = (held.decode() if isinstance(held, bytes) else held
-                                      ).partition(" ")
-            if fingerprint != records[index]["fingerprint"]:
-                raise IdempotencyKeyReused(
-                    f"idempotency_key was used for job {job_id} with other parameters; send "
-                    "the same request to get that job, or use a new key", job_id=job_id,
-                    index=index, batch=batch)
-            outcomes[index] = (False, job_id)
-        return outcomes
-
-    def _rollback(self, records: list[dict], workflow: dict | None = None) -> None:
-        try:
-            self.ledger.delete_many([(rec["id"], rec["tenant"], rec.get("idempotency_key") or "")
-                                     for rec in records], workflow)
-        except redis.RedisError:
-            log.exception("rollback of %d unpublished job(s) failed", len(records))
 
     # -- reading ------------------------------------------------------------------
     def get(self, job_id: str, *, tenant: str | None = None) -> JobInfo:
@@ -310,7 +226,7 @@ class Switchyard(Workflows, Operations):
             self.require(Capability.CANCEL_RUNNING, "canceling running jobs")
         elif not info.state.ended:
             self.require(Capability.CANCEL_QUEUED, "canceling queued jobs")
-        with unavailable(_WRITE):
+        with unavailable(WRITE_FAILED):
             outcome = self.ledger.cancel(job_id, reason, time.time())
         if outcome == "missing":
             raise JobNotFound(f"no job {job_id!r}")

@@ -31,7 +31,7 @@ import redis.sentinel
 from .errors import ConfigurationError
 from .settings import CLUSTER_SCHEMES, AdapterSettings, SentinelURL, TLS_QUERY, is_sentinel
 
-__all__ = ["QUIET_CLIENT", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
+__all__ = ["QUIET_CLIENT", "same_redis", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
            "check_tls", "strip_tls_query", "is_cluster", "blocking_twin", "disconnect",
            "celery_broker"]
 
@@ -259,3 +259,20 @@ def check_tls(settings: AdapterSettings, timeout: float = 5.0) -> None:
                 f"TLS to Redis at {where.hostname}:{where.port or 6379} failed: {why}") from exc
         finally:
             client.close()
+
+
+def same_redis(a: str, b: str) -> bool:
+    """True if two Redis URLs name the same server and database (an engine whose broker
+    is the ledger's Redis writes its deliveries with the records: adapters/riders.py)."""
+    def where(url: str):
+        if is_sentinel(url):
+            parts = SentinelURL.parse(url)
+            return ("sentinel", frozenset(parts.sentinels), parts.master, str(parts.db))
+        parsed = urlparse(strip_tls_query(url))
+        query = dict(parse_qsl(parsed.query))
+        if parsed.scheme == "unix":
+            return ("unix", parsed.path, query.get("db", "0"))
+        return ("tcp", parsed.hostname or "localhost", parsed.port or 6379,
+                (parsed.path or "/0").strip("/") or query.get("db", "0"))
+
+    return where(a) == where(b)

@@ -50,7 +50,7 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage, TimeLimit, TimeLimitExceeded
 
-from .connections import redis_client
+from .connections import redis_client, same_redis
 from .dramatiq_wake import WakingRedisBroker
 from .engine import Engine
 from .env import Env, redact_url
@@ -121,6 +121,10 @@ class DramatiqEngine(Engine):
         self.refuse_cluster_broker(self.env.raw("DRAMATIQ_BROKER_URL"))
         url = broker_url(self.settings, self.env)
         self.redis_broker = is_redis_url(url)
+        # a job's record and its messages in one script call when the broker is the
+        # ledger's Redis (adapters/riders.py); else under the client's dispatch guard
+        self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
+                                    and same_redis(url, self.settings.redis_url))
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:
@@ -166,8 +170,13 @@ class DramatiqEngine(Engine):
                                 args=(job_id, token), kwargs={}, options=options)
 
     def publish(self, deliveries: list[Dispatch], pipeline=None) -> None:
-        # Redis: the messages and a wake-up per queue go in one round trip
-        with self.broker.batch() if self.redis_broker else contextlib.nullcontext():
+        # Redis: the messages and a wake-up per queue go in one round trip; into the
+        # client's riders when the broker is the ledger's Redis (shares_ledger_redis)
+        if pipeline is not None:
+            writing = self.broker.into(pipeline)
+        else:
+            writing = self.broker.batch() if self.redis_broker else contextlib.nullcontext()
+        with writing:
             for d in deliveries:
                 options = {"time_limit": self.time_limit(d) * 1000}
                 if not self.redis_broker:

@@ -124,6 +124,29 @@ class WakingRedisBroker(RedisBroker):
             self._local.pending = None
         self._send(pending)
 
+    @contextlib.contextmanager
+    def into(self, pipeline):
+        """Every ``enqueue`` of this thread inside is written into ``pipeline`` on
+        leaving, as :data:`_ENQUEUE` writes it (per queue: the HSET, the RPUSH, the
+        wake-up): the client's riders, which the ledger's create script runs with the
+        records when this broker is the ledger's Redis (``adapters/riders.py``)."""
+        if getattr(self._local, "pending", None) is not None:
+            raise RuntimeError("an enqueue into a pipeline inside a batch")
+        self._local.pending = pending = []
+        try:
+            yield
+        finally:
+            self._local.pending = None
+        by_queue: dict[str, list] = {}
+        for queue_name, message_id, data in pending:
+            by_queue.setdefault(queue_name, []).append((message_id, data))
+        for queue_name, items in by_queue.items():
+            pipeline.hset(f"{self.namespace}:{queue_name}.msgs",
+                          mapping={message_id: data for message_id, data in items})
+            pipeline.rpush(f"{self.namespace}:{queue_name}", *(i for i, _ in items))
+            pipeline.xadd(self.wake_key(queue_name), _WAKE_FIELDS, maxlen=1,
+                          approximate=False)
+
     def _send(self, items: list[tuple[str, str, bytes]]) -> None:
         """One script call per queue (and chunk): its messages, then its wake-up."""
         calls = []

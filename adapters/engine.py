@@ -29,9 +29,12 @@ That is the whole of it:
   job (``job_id``, ``token``, ``queue``, ``priority``, ``timeout``); send each to the
   named queue. Raise if the broker refuses: the client then removes the records and
   answers :class:`BackendUnavailable`, so nothing is half-written. With
-  ``shares_ledger_redis = True``, ``pipeline`` is a MULTI on the ledger's Redis
-  (:meth:`transaction` makes it) and the deliveries must be queued in it: the records
-  and their deliveries then commit in one transaction. Otherwise ``pipeline`` is None
+  ``shares_ledger_redis = True``, ``pipeline`` takes the deliveries' writes as a
+  redis-py pipeline takes them (``pipeline.rpush(key, ...)``; single-key writes only,
+  their replies unseen): the client's :class:`~adapters.riders.Riders`, whose writes
+  the ledger's create script runs after the records in the same call, or a MULTI on
+  the ledger's Redis (:meth:`transaction` makes it); either way the records and their
+  deliveries commit together. Otherwise ``pipeline`` is None
   and the client writes the records first under a dispatch guard, which it lifts once
   ``publish`` returns (a publisher that dies in between is covered by the maintenance
   loop, which publishes again when the guard runs out; the token makes a duplicate
@@ -97,7 +100,7 @@ class Engine(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     shares_ledger_redis: ClassVar[bool] = False
     """True if deliveries are written to the ledger's own Redis, so :meth:`publish` can
-    queue them in the ledger's transaction."""
+    hand their writes to the ledger's create script (one call with the records)."""
     in_hand_key: str | None = None
     """The sorted set of the ledger's Redis in which the worker notes each delivery it
     takes (``<job id>-<token>``, see ``adapters/inhand.py``), or None: the claim of the

@@ -17,6 +17,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from adapters import JobOptions, JobState
 from adapters.dramatiq_wake import WakingRedisBroker
+from adapters.ledger import Dispatch
 from tests.harness import Engine, wait_until
 import tests.conformance.jobs  # noqa: F401 - the job types enqueued here
 
@@ -94,25 +95,44 @@ def test_an_idle_worker_stops_warm_without_sitting_out_its_wait(eng):
     assert _waiting(eng) == 0
 
 
-def test_a_publish_writes_each_queue_s_messages_then_one_wake_up(eng):
+@pytest.mark.parametrize("route", ["with the records", "on its own"])
+def test_a_publish_writes_each_queue_s_messages_then_one_wake_up(eng, route):
+    """With the records: the broker is the ledger's Redis, so the messages ride in the
+    create script (adapters/riders.py), one client command. On its own (a broker on
+    another Redis): the enqueue script, one call per queue in one pipeline, loaded
+    again if Redis lost it."""
     engine = eng.adapter.engine
-    assert isinstance(engine.broker, WakingRedisBroker)
+    assert isinstance(engine.broker, WakingRedisBroker) and engine.shares_ledger_redis
     first = eng.adapter.enqueue("t.echo", {"n": -1})
-    eng.redis.script_flush()  # the batch's pipeline finds the enqueue script unloaded
+    eng.redis.script_flush()  # the next call finds its script unloaded
     before = _calls(eng)
-    jobs = eng.adapter.enqueue_many([("t.echo", {"n": n}, None) for n in range(5)]
-                                    + [("t.echo", {"n": 9}, JobOptions(queue="alpha"))])
+    batch = [("t.echo", {"n": n}, None) for n in range(5)] + [
+        ("t.echo", {"n": 9}, JobOptions(queue="alpha"))]
+    if route == "with the records":
+        jobs = eng.adapter.enqueue_many(batch)
+    else:
+        jobs = [eng.adapter.enqueue(*spec) for spec in batch]  # their records
+        deliveries = [Dispatch.from_record(eng.adapter.ledger.load(j.id)) for j in jobs]
+        for key in engine.broker.client.scan_iter(f"{engine.broker.namespace}:*"):
+            engine.broker.client.delete(key)  # only the publish below writes messages
+        eng.redis.script_flush()
+        before = _calls(eng)
+        engine.publish(deliveries)
     ran = {name: n - before.get(name, 0) for name, n in _calls(eng).items()}
-    # one script call per queue: its messages (one HSET, one RPUSH), then its wake-up
+    # per queue: its messages (one HSET, one RPUSH), then its wake-up
     assert (ran.get("xadd"), ran.get("rpush")) == (2, 2), ran  # default and alpha
+    if route == "with the records":
+        assert ran.get("evalsha") == 2 and not ran.get("multi"), ran  # NOSCRIPT, then it
+        assert eng.redis.zcard(eng.adapter.ledger.ns + "dispatching") == 0  # no guard
     for queue in ("default", "alpha"):
         assert eng.redis.xlen(engine.broker.wake_key(engine.engine_name(queue))) == 1
     # Dramatiq's own broker takes what was written as its own messages
     plain = RedisBroker(client=engine.broker.client, middleware=[],
                         namespace=engine.broker.namespace, maintenance_chance=0)
     fetched = plain.do_fetch(engine.engine_name("default"), 10)
+    published = [first, *jobs[:5]] if route == "with the records" else jobs[:5]
     assert all(any(job.id.encode() in data for data in fetched)
-               for job in [first, *jobs[:5]]), fetched
+               for job in published), fetched
 
 
 def test_a_waiting_consumer_returns_when_a_message_comes(eng):

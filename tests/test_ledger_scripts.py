@@ -17,6 +17,7 @@ import redis
 from adapters import record, scripts
 from adapters.errors import IdempotencyKeyReused
 from adapters.ledger import ClaimResult, Dispatch, Ledger
+from adapters.riders import Riders
 from adapters.settings import AdapterSettings
 
 NS = "sy:"
@@ -163,6 +164,47 @@ def test_create_in_a_transaction_sets_no_dispatch_guard(ledger, r):
         pipe.execute()
     assert stored(r, rec)["state"] == "queued"
     assert zset(r, "dispatching") == {}
+
+
+def test_create_runs_its_riders_after_the_records_in_the_same_call(ledger, r):
+    """An engine's deliveries ride with their records (adapters/riders.py): the writes
+    its publish queued in a Riders, run by the create script, binary values and all."""
+    rec = job()
+    riders = Riders()
+    riders.hset(f"{NS}t:rq:job:{rec['id']}", mapping={"data": b"\x00\xff", "timeout": 60})
+    riders.rpush(f"{NS}t:rq:queue", rec["id"])
+    riders.pexpire(f"{NS}t:rq:queue", 60_000)
+    raw = redis.Redis(connection_pool=r.connection_pool.__class__(
+        **r.connection_pool.connection_kwargs | {"decode_responses": False}))
+    ledger.load_create_script()  # as after the first enqueue
+    raw.config_resetstat()
+    assert ledger.create_riding([rec], T0, riders) == [(True, rec["id"])]
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in raw.info("commandstats").items()
+             if k != "cmdstat_info"}
+    assert calls["evalsha"] == 1 and "multi" not in calls, calls  # one client command
+    assert stored(r, rec)["state"] == "queued" and zset(r, "dispatching") == {}
+    assert raw.hgetall(f"{NS}t:rq:job:{rec['id']}".encode()) == {b"data": b"\x00\xff",
+                                                                  b"timeout": b"60"}
+    assert r.lrange(f"{NS}t:rq:queue", 0, -1) == [rec["id"]]
+    assert 0 < r.pttl(f"{NS}t:rq:queue") <= 60_000
+    raw.close()
+
+
+def test_only_single_key_writes_ride_and_a_bad_one_writes_nothing(ledger, r):
+    riders = Riders()
+    for refused in (lambda: riders.get("k"), lambda: riders.delete("a", "b"),
+                    lambda: riders.execute_command("EVAL", "return 1", 0)):
+        with pytest.raises(TypeError, match="cannot ride"):
+            refused()
+    assert len(riders) == 0
+    # one that slipped past the client (say, another version's) is refused by the
+    # script before it writes a thing, the records included
+    rec = job()
+    bad = Riders()
+    bad.keys, bad.args = [f"{NS}t:x"], ["DEL", 0]
+    with pytest.raises(redis.ResponseError, match="not a single-key write"):
+        ledger.create_riding([rec], T0, bad)
+    assert r.exists(NS + "job:" + rec["id"]) == 0 and r.exists(f"{NS}t:x") == 0
 
 
 def test_create_refuses_a_field_the_record_does_not_declare(ledger, r):

@@ -138,9 +138,10 @@ def test_enqueue_after_redis_lost_its_scripts_runs_the_job_once(rq_engine):
     eng.adapter.enqueue("t.echo", {})  # the create script is loaded and in use
     eng.redis.script_flush()  # as after a Redis restart
     info = eng.adapter.enqueue("t.count", {"key": "flushed"})
-    # The try that met the missing script still pushed its RQ job; the retry wrote the
-    # record and a second delivery under the same token.
-    assert eng.adapter.engine.rq_redis.llen(f"rq:queue:{eng.prefix}default") == 3
+    # The call that met the missing script wrote nothing (the RQ job rides in it:
+    # adapters/riders.py); the retry wrote the record and its one delivery. (Before,
+    # the MULTI's other commands still pushed the RQ job: a second delivery.)
+    assert eng.adapter.engine.rq_redis.llen(f"rq:queue:{eng.prefix}default") == 2
     start(eng)
     done = eng.wait_for(info.id)
     assert done.state is JobState.SUCCEEDED and done.attempts == 1

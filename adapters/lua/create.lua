@@ -1,13 +1,32 @@
 -- Write new job records, all or none.
--- ARGV: ns, now, idem_ttl, grace, then per record: fingerprint, and its field/value
--- pairs as one JSON array of strings (one argument, not two per field: the client packs
--- far fewer)
+-- ARGV: ns, now, idem_ttl, grace, riders (how many of the last ARGV are riders), then
+-- per record: fingerprint, and its field/value pairs as one JSON array of strings (one
+-- argument, not two per field: the client packs far fewer), then the riders: the engine's
+-- writes of the records' deliveries (adapters/riders.py), each its command, its argument
+-- count and its arguments, its key the next of KEYS (KEYS[1] is the namespace); they run
+-- after the records, so a record and its delivery are written together or not at all
 -- -> {created (1) or idempotent hit (0), id, ...}, or {-1, index, first job's id} when a
 -- record's idempotency key was used with other parameters (then nothing is written)
 local idem_ttl = tonumber(ARGV[3])
 local grace = tonumber(ARGV[4])
+local last = #ARGV - tonumber(ARGV[5])
+local riders = {}
+do
+  local i, k = last + 1, 1
+  local writes = {HSET = 1, RPUSH = 1, LPUSH = 1, SADD = 1, ZADD = 1, PEXPIRE = 1,
+                  EXPIRE = 1, XADD = 1}
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i + 1])
+    k = k + 1
+    if not writes[ARGV[i]] or not n or not KEYS[k] then
+      return redis.error_reply('ERR create: a rider is not a single-key write: ' .. ARGV[i])
+    end
+    riders[#riders + 1] = {ARGV[i], KEYS[k], i + 2, i + 1 + n}
+    i = i + 2 + n
+  end
+end
 local recs = {}
-for i = 5, #ARGV, 2 do
+for i = 6, last, 2 do
   local pairs_ = cjson.decode(ARGV[i + 1])
   local f = {}
   for j = 1, #pairs_, 2 do f[pairs_[j]] = pairs_[j + 1] end
@@ -79,5 +98,8 @@ for _, rec in ipairs(recs) do
     out[#out + 1] = 1
     out[#out + 1] = id
   end
+end
+for _, w in ipairs(riders) do
+  redis.call(w[1], w[2], unpack(ARGV, w[3], w[4]))
 end
 return out

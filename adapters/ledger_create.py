@@ -1,0 +1,146 @@
+"""The ledger's writes of new jobs: records (and their workflow), all or none, and
+their deliveries' writes riding in the same script call (``adapters/riders.py``); and
+taking back records that were never published. A mixin of ``adapters/ledger.Ledger``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from . import record, scripts
+from .errors import IdempotencyKeyReused
+from .riders import Riders
+
+__all__ = ["LedgerCreate"]
+
+
+def _text(value) -> str:
+    """A record's value as the text Redis stores, spelled as redis-py would send it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    raise TypeError(f"a job record holds text and numbers, not {type(value).__name__}")
+
+
+class LedgerCreate:
+    """Creating and deleting job records (``Ledger`` holds the client and scripts)."""
+
+    def create_many(self, records: list[dict], now: float, workflow: dict | None = None,
+                    batch: bool = True) -> list[tuple[bool, str]]:
+        """Write the records (and the ``workflow`` holding them), all or none, in one
+        round trip; ``(created, id)`` each (an idempotent hit returns the first job's id
+        and ``created=False``), every record under a dispatch guard.
+
+        Raises ``IdempotencyKeyReused`` (and writes nothing) when a record's key names
+        a job enqueued with other parameters (``rec["fingerprint"]`` differs)."""
+        ns = self.shards.one_shard(records) if records else self.ns
+        if workflow is None:
+            return self._outcomes(self._run(self._create, ns, self._create_argv(records, now)),
+                                  batch)
+        if self.cluster:
+            # a cluster's pipeline runs no script: the workflow first (its shard's MULTI),
+            # then its jobs; a failed write takes the workflow back
+            pipe = self.r.pipeline(transaction=True)
+            self._write_workflow(pipe, ns, workflow, now)
+            pipe.execute()
+            try:
+                return self._outcomes(self._run(self._create, ns, self._create_argv(records, now)),
+                                      batch)
+            except BaseException:
+                self._drop_workflow(self.r, ns, workflow)
+                raise
+        pipe = self.r.pipeline(transaction=True)
+        self._write_workflow(pipe, ns, workflow, now)
+        self._run(self._create, ns, self._create_argv(records, now), client=pipe)
+        return self._outcomes(pipe.execute()[-1], batch)
+
+    @staticmethod
+    def _write_workflow(pipe, ns: str, workflow: dict, now: float) -> None:
+        pipe.hset(f"{ns}wf:{workflow['id']}", mapping=workflow)
+        pipe.zadd(f"{ns}wft:{workflow['tenant']}", {workflow["id"]: now})
+
+    @staticmethod
+    def _drop_workflow(target, ns: str, workflow: dict) -> None:
+        target.delete(f"{ns}wf:{workflow['id']}")
+        target.zrem(f"{ns}wft:{workflow['tenant']}", workflow["id"])
+
+    @staticmethod
+    def _outcomes(flat: list, batch: bool = True) -> list[tuple[bool, str]]:
+        if flat and int(flat[0]) == -1:
+            index, job_id = int(flat[1]), flat[2]
+            raise IdempotencyKeyReused(
+                f"idempotency_key was used for job {job_id} with other parameters; send "
+                "the same request to get that job, or use a new key", job_id=job_id,
+                index=index, batch=batch)
+        return [(bool(int(flat[i])), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def create_riding(self, records: list[dict], now: float, riders: Riders,
+                      batch: bool = True) -> list[tuple[bool, str]]:
+        """Write ``records`` and, in the same script call, ``riders``: the writes of
+        their deliveries by an engine keeping its queues in this Redis. They commit
+        together, so the records need no dispatch guard: one client command. Records
+        without idempotency keys only (a hit would still have its delivery written);
+        those with keys go through :meth:`create_in`, after a check under WATCH."""
+        ns = self.shards.one_shard(records)
+        reply = self._create(keys=[ns, *riders.keys],
+                             args=[ns, *self._create_argv(records, now, False, riders)])
+        return self._outcomes(reply, batch)
+
+    def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float,
+                  workflow: dict | None = None, riders: Riders | None = None) -> None:
+        """Queue the creation of ``records`` (and their ``workflow``) in ``pipeline``, a
+        transaction on this Redis, with ``riders`` (their deliveries' writes, as in
+        :meth:`create_riding`): records and deliveries commit together, so they need
+        no dispatch guard. The caller has checked their idempotency keys under WATCH.
+        The script must be loaded (:meth:`load_create_script`); a missing one fails its
+        command in the transaction, and the caller retries."""
+        if not self._create_loaded:
+            self.load_create_script()
+        ns = self.shards.one_shard(records)
+        if workflow is not None:
+            self._write_workflow(pipeline, ns, workflow, now)
+        keys = riders.keys if riders is not None else []
+        pipeline.evalsha(self._create.sha, 1 + len(keys), ns, *keys, ns,
+                         *self._create_argv(records, now, False, riders))
+
+    def load_create_script(self) -> None:
+        """Load the create script into Redis (on first use, or after a restart)."""
+        self._create.sha = self.r.script_load(scripts.source("create"))
+        self._create_loaded = True
+
+    def _create_argv(self, records: list[dict], now: float, guard: bool = True,
+                     riders: Riders | None = None) -> list:
+        tail = riders.args if riders is not None else []
+        argv = [repr(now), self.s.idempotency_ttl, self.s.lease_seconds if guard else -1,
+                len(tail)]
+        for rec in records:
+            pairs = [(k, v) for k, v in rec.items() if k != "fingerprint"]
+            unknown = [k for k, _ in pairs if k not in record.FIELDS]
+            if unknown:
+                raise KeyError(f"not fields of the job record (adapters/record.py): {unknown}")
+            flat = []
+            for k, v in pairs:
+                flat += [k, _text(v)]
+            argv += [rec.get("fingerprint") or "", json.dumps(flat, ensure_ascii=False,
+                                                              separators=(",", ":"))]
+        return argv + tail
+
+    def delete_many(self, items: list[tuple[str, str, str]], workflow: dict | None = None) -> None:
+        """Remove never-published records ``(id, tenant, idempotency_key)`` (and their
+        ``workflow``)."""
+        ns = self.shards.ns(items[0][0]) if items else self.ns  # one write: one shard
+        if self.cluster:
+            for job_id, tenant, idem in items:
+                self._run(self._delete, ns, [repr(time.time()), job_id, tenant, idem])
+            if workflow is not None:
+                self._drop_workflow(self.r, ns, workflow)
+            return
+        pipe = self.r.pipeline(transaction=True)
+        for job_id, tenant, idem in items:
+            self._run(self._delete, ns, [repr(time.time()), job_id, tenant, idem], client=pipe)
+        if workflow is not None:
+            self._drop_workflow(pipe, ns, workflow)
+        pipe.execute()
