@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import redis
 
 from .client_writes import WRITE_FAILED, JobWrites
-from .connections import QUIET_CLIENT, redis_client
+from .connections import QUIET_CLIENT, blocking_twin, redis_client
 from .engine import Engine
 from .errors import (InvalidState, JobNotFound, UnsupportedFeature,
                      WaitTimeout, unavailable)
@@ -37,6 +37,8 @@ log = logging.getLogger("switchyard.adapter")
 __all__ = ["Switchyard", "KeySpace", "create_adapter"]
 
 _READ = "cannot read from Redis"
+WAIT_STEP = 1.0
+"""The longest :meth:`Switchyard.wait` blocks before it reads the job again (seconds)."""
 
 
 class KeySpace:
@@ -59,6 +61,7 @@ class Switchyard(JobWrites, Workflows, Operations):
         self.settings = settings or AdapterSettings.from_env()
         self._pid = os.getpid()
         self._process_ledger = Ledger(self._connect(), self.settings)
+        self._blocking: tuple[int, redis.Redis] | None = None  # (pid, client) of wait's reads
         self.engine: Engine = engine(self)
 
     @property
@@ -164,10 +167,29 @@ class Switchyard(JobWrites, Workflows, Operations):
 
     def wait(self, job_id: str, *, timeout: float, tenant: str | None = None) -> JobInfo:
         """The job once it has ended; ``WaitTimeout`` (a ``TimeoutError``) if it has not
-        within ``timeout`` seconds. Reads every 10 ms at first, then up to every 250 ms."""
-        return _poll(lambda: self.get(job_id, tenant=tenant), lambda info: info.state.ended,
-                     timeout, lambda info: f"job {job_id} is still {info.state.value} "
-                                           f"after {timeout:g}s")
+        within ``timeout`` seconds. Woken as it ends, not polling: the ledger counts
+        this caller on the job, and the script that ends it pushes to the job's done
+        list, which this blocks on (reading the job again at least every second)."""
+        deadline = time.monotonic() + timeout
+        with unavailable(_READ):
+            self.ledger.watch(job_id)
+        while True:
+            info = self.get(job_id, tenant=tenant)
+            left = deadline - time.monotonic()
+            if info.state.ended or left <= 0:
+                break
+            with unavailable(_READ):
+                self.ledger.await_end(job_id, min(left, WAIT_STEP), self._waiter())
+        if not info.state.ended:
+            raise WaitTimeout(f"job {job_id} is still {info.state.value} after {timeout:g}s")
+        return info
+
+    def _waiter(self) -> redis.Redis:
+        """The client of :meth:`wait`'s blocking reads (connections of this process's own)."""
+        if self._blocking is None or self._blocking[0] != os.getpid():
+            self._blocking = (os.getpid(), blocking_twin(
+                self.redis, WAIT_STEP + self.settings.redis_timeout))
+        return self._blocking[1]
 
     def workers(self, *, within: float = 15.0) -> list[WorkerInfo]:
         """The worker and scheduler processes that sent a heartbeat in the last
@@ -299,6 +321,8 @@ class Switchyard(JobWrites, Workflows, Operations):
         """Release connections."""
         self.engine.close()
         self.redis.close()
+        if self._blocking is not None and self._blocking[0] == os.getpid():
+            self._blocking[1].close()
 
     def __repr__(self) -> str:
         return f"<Switchyard {self.name}>"

@@ -126,6 +126,7 @@ class Ledger(LedgerCreate, LedgerQueries):
         self._maintain = client.register_script(scripts.source("maintain"))
         self._redeliver = client.register_script(scripts.source("redeliver"))
         self._worker_beat = client.register_script(scripts.source("worker_beat"))
+        self._watch = client.register_script(scripts.source("watch"))
 
     def _run(self, script, ns: str, args: list, client=None):
         """Run a ledger script on shard ``ns`` (its namespace is ARGV[1] and KEYS[1])."""
@@ -214,6 +215,19 @@ class Ledger(LedgerCreate, LedgerQueries):
         value = record.encode({"progress": progress})["progress"]
         return bool(self._run(self._progress, self.shards.ns(job_id),
                               [repr(time.time()), job_id, token, value]))
+
+    def watch(self, job_id: str) -> str:
+        """Count a caller waiting for the job to end, which :meth:`await_end` then waits
+        for; the job's state ('' if there is no such job; nothing is counted for one
+        that has ended)."""
+        state = self._run(self._watch, self.shards.ns(job_id), [repr(time.time()), job_id])
+        return state.decode() if isinstance(state, bytes) else state
+
+    def await_end(self, job_id: str, seconds: float, connection) -> bool:
+        """Block on ``connection`` (a client whose socket outlasts ``seconds``) until the
+        job watched ends or ``seconds`` pass; True if it woke for an end."""
+        key = f"{self.shards.ns(job_id)}done:{job_id}"
+        return connection.blpop([key], timeout=max(0.01, seconds)) is not None
 
     def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
         """Deliveries ``(job id, token)`` that a worker took from the engine and died with

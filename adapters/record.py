@@ -124,6 +124,8 @@ _DECLARED = [
     Field("cancel_reason", STR, "why it was canceled: requested, expired, upstream_failed, ..."),
     Field("cancel_requested", FLAG, "a cancel came while it ran; the worker stops it", False),
     Field("lost", INT, "how many times a worker died while running it", 0),
+    Field("waited", INT, "callers that waited for it to end (``?wait=``); each is woken "
+                         "through ``{ns}done:{id}`` when it does", 0),
     Field("events", EVENTS, "its history, one JSON object per state change", list),
 ]
 

@@ -16,7 +16,7 @@ from . import record
 __all__ = ["NAMES", "constants", "source"]
 
 NAMES = ("create", "delete", "purge", "claim", "finish", "cancel", "heartbeat", "progress",
-         "redeliver", "maintain", "failure_groups", "minutes", "unpark", "worker_beat")
+         "redeliver", "maintain", "failure_groups", "minutes", "unpark", "worker_beat", "watch")
 """Every script of the ledger (``adapters/lua/<name>.lua``)."""
 
 

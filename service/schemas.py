@@ -19,6 +19,8 @@ __all__ = [
     "JobRequestSchema",
     "BatchRequestSchema",
     "ListQuerySchema",
+    "WaitQuerySchema",
+    "MAX_WAIT",
     "StatsSchema",
     "JobSchema",
     "JobListSchema",
@@ -134,6 +136,22 @@ class ListQuerySchema(_Strict):
                                                                   "after this ISO 8601 time"})
     created_before = fields.AwareDateTime(metadata={"description": "only jobs created strictly "
                                                                    "before this ISO 8601 time"})
+
+
+MAX_WAIT = 20.0
+"""The longest ``?wait=`` in seconds: well under gunicorn's 30 s worker timeout."""
+
+
+class WaitQuerySchema(ma.Schema):
+    """``?wait=<seconds>`` on ``POST /v1/jobs`` and ``GET /v1/jobs/{id}``; any other
+    query parameter is ignored there, as it always was."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    wait = fields.Float(validate=validate.Range(min=0, max=MAX_WAIT), metadata={
+        "description": f"wait up to this many seconds (at most {MAX_WAIT:g}) for the job to "
+                       "end, and answer then; the caller is woken as it ends, not polled"})
 
 
 class StatsSchema(ma.Schema):

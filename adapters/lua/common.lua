@@ -24,8 +24,20 @@ end
 local function event(key, state, attempt, extra)
   redis.call('HSET', key, 'events', append(redis.call('HGET', key, 'events'), ev(state, attempt, extra)))
 end
-local function close(key, ttl)
+-- A job ended: its record expires in ttl, and each caller waiting for it to end (the
+-- record's 'waited', counted by watch.lua) is woken by one element on {ns}done:{id}, a
+-- list that expires soon after. waited: the field as read already, or nil to read it.
+local function close(key, ttl, waited)
   redis.call('EXPIRE', key, ttl)
+  if waited == nil then waited = redis.call('HGET', key, 'waited') end
+  local n = tonumber(waited)
+  if n and n > 0 then
+    local done = ns .. 'done:' .. string.sub(key, #ns + 5)  -- key is ns .. 'job:' .. id
+    local ones = {}
+    for i = 1, math.min(n, 100) do ones[i] = '1' end
+    redis.call('RPUSH', done, unpack(ones))
+    redis.call('EXPIRE', done, 60)
+  end
 end
 -- {ns}queued:{queue} holds the ids of the queue's jobs in state queued, by the time they
 -- became queued: the backlog per queue (/readyz, /metrics) without reading any record.

@@ -6,7 +6,8 @@ local id, token, outcome = ARGV[3], ARGV[4], ARGV[5]
 local key = ns .. 'job:' .. id
 -- One read, one write and the bookkeeping: this runs once per attempt, on every job.
 local s = hmget(key, {'token', 'attempts', 'type', 'backend', 'started_at', 'events',
-                      'wf', 'wf_role', 'wf_next', 'state', 'tenant', 'created_at', 'queue'})
+                      'wf', 'wf_role', 'wf_next', 'state', 'tenant', 'created_at', 'queue',
+                      'waited'})
 if s.token ~= token then return 0 end
 redis.call('ZREM', ns .. 'leases', id)
 local ran = now - (tonumber(s.started_at) or now)
@@ -44,5 +45,5 @@ else
 end
 move(id, s.tenant, s.created_at, s.state, outcome, tonumber(ARGV[6]), s.type)
 if s.wf and s.wf ~= '' then wf_end(key, outcome, tonumber(ARGV[6]), s) end
-close(key, tonumber(ARGV[6]))
+close(key, tonumber(ARGV[6]), s.waited or '')
 return 1

@@ -10,7 +10,7 @@ import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from adapters import JobFilter, JobInfo, JobOptions, definitions
+from adapters import JobFilter, JobInfo, JobOptions, WaitTimeout, definitions
 from adapters.audit import OPERATOR
 
 from ..audit import audited
@@ -25,6 +25,7 @@ from ..schemas import (
     JobSchema,
     CURSOR_PATTERN,
     ListQuerySchema,
+    WaitQuerySchema,
 )
 from ..schemas_ops import BulkRequestSchema
 from . import Blueprint, Resource, problems
@@ -65,6 +66,16 @@ def job_body(info: JobInfo) -> dict:
         "finished_at": info.finished_at, "retry_of": info.retry_of,
         "idempotency_key": info.idempotency_key, "links": links,
     }
+
+
+def _waited(info: JobInfo, wait: float | None, tenant: str | None) -> JobInfo:
+    """``info``, or once the job has ended if it does within ``wait`` seconds."""
+    if not wait or info.state.ended:
+        return info
+    try:
+        return current().adapter.wait(info.id, timeout=wait, tenant=tenant)
+    except WaitTimeout:
+        return current().adapter.get(info.id, tenant=tenant)
 
 
 def job_spec(request: dict) -> tuple[str, dict, JobOptions]:
@@ -171,19 +182,29 @@ def document_job_types(api, max_timeout: float) -> None:
 class Jobs(MethodView):
     """The tenant's jobs."""
 
+    @blp.arguments(WaitQuerySchema, location="query")
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=JOB.location,
-                  description="Accepted: the job is queued (or scheduled)")
-    @problems(blp, 400, 401, 403, 409, 413, 429, 503)
-    def post(self, request):
+                  description="Accepted: the job is queued (or scheduled); with `wait`, "
+                              "it had not ended when the wait ran out")
+    @blp.alt_response(200, schema=JobSchema, headers=JOB.location,
+                      description="With `wait`: the job ended within it (succeeded, failed "
+                                  "or canceled)")
+    @problems(blp, 400, 401, 403, 409, 413, 422, 429, 503)
+    def post(self, query, request):
         """Enqueue a job.
 
         The payload is validated by the job type's schema; errors name the field as
         `payload.<field>`. With `idempotency_key`, a repeat returns the first job; the
-        same key with a different type, payload or options is a 409.
+        same key with a different type, payload or options is a 409. With
+        `?wait=<seconds>` the call also waits (at most 20 s) for the job to end: 200 with
+        the ended job, or 202 with the job as it is when the wait runs out. Each waiting
+        call holds a web worker meanwhile.
         """
-        info = current().adapter.enqueue(*job_spec(request), tenant=owning_tenant())
-        return job_body(info), 202, {"Location": job_url(info.id)}
+        tenant = owning_tenant()
+        info = current().adapter.enqueue(*job_spec(request), tenant=tenant)
+        info = _waited(info, query.get("wait"), tenant)
+        return job_body(info), 200 if info.state.ended else 202, {"Location": job_url(info.id)}
 
     @blp.arguments(ListQuerySchema, location="query", unknown=ma.RAISE)  # a typo is an error
     @blp.response(200, JobListSchema)
@@ -263,11 +284,18 @@ class Bulk(MethodView):
 class Job(MethodView):
     """One job."""
 
+    @blp.arguments(WaitQuerySchema, location="query")
     @blp.response(200, JobSchema)
-    @problems(blp, 401, 403, 404, 429, 503)
-    def get(self, job_id):
-        """Read a job: its state, progress, result or error."""
-        return job_body(current().adapter.get(job_id, tenant=current_tenant()))
+    @problems(blp, 401, 403, 404, 422, 429, 503)
+    def get(self, query, job_id):
+        """Read a job: its state, progress, result or error.
+
+        With `?wait=<seconds>` (at most 20), a job that has not ended is answered when it
+        ends or when the wait runs out, whichever is first (a long poll: the caller is
+        woken as the job ends, not polled).
+        """
+        info = current().adapter.get(job_id, tenant=current_tenant())
+        return job_body(_waited(info, query.get("wait"), current_tenant()))
 
 
 @blp.route("/<job_id>/cancel")
