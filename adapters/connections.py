@@ -31,7 +31,7 @@ import redis.sentinel
 from .errors import ConfigurationError
 from .settings import CLUSTER_SCHEMES, AdapterSettings, SentinelURL, TLS_QUERY, is_sentinel
 
-__all__ = ["QUIET_CLIENT", "same_redis", "redis_client", "redis_tls_options", "celery_broker_ssl", "limiter_storage",
+__all__ = ["QUIET_CLIENT", "same_redis", "redis_client", "redis_tls_options", "celery_broker_ssl",
            "check_tls", "strip_tls_query", "is_cluster", "blocking_twin", "disconnect",
            "celery_broker"]
 
@@ -190,29 +190,6 @@ def celery_broker_ssl(settings: AdapterSettings) -> dict | None:
     options = redis_tls_options(settings, url)
     options["ssl_cert_reqs"] = _CERT_REQS[options["ssl_cert_reqs"]]
     return options
-
-
-def limiter_storage(settings: AdapterSettings) -> tuple[str, dict]:
-    """The ``limits`` storage URI and the TLS part of its options for the ledger's Redis."""
-    url = settings.redis_url
-    if settings.cluster:  # the limits package spells a cluster URL as Switchyard does
-        return strip_tls_query(url), redis_tls_options(settings, url)
-    if is_sentinel(url):
-        # limits reads the primary's name from the path whole: the database goes apart
-        where = SentinelURL.parse(url)
-        hosts = ",".join(f"{host}:{port}" for host, port in where.sentinels)
-        options = {"service_name": where.master, "db": where.db, "use_replicas": False}
-        if where.password:
-            options["password"] = where.password
-        if where.username:
-            options["username"] = where.username
-        if where.password or settings.sentinel_password:
-            # limits gives the sentinels the primary's password unless told theirs
-            options["sentinel_kwargs"] = {"password": settings.sentinel_password}
-        return f"redis+sentinel://{hosts}", options
-    # the limits package spells a Unix socket URL redis+unix://
-    uri = "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
-    return strip_tls_query(uri), redis_tls_options(settings, url)
 
 
 def _lasting_tls_failure(exc: BaseException) -> ssl.SSLError | None:

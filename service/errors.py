@@ -4,7 +4,7 @@
      "errors": {"field.path": ["message", ...]}}
 
 The adapters' exceptions, werkzeug's HTTP errors, webargs' validation errors,
-flask-limiter's 429 and Redis errors raised outside the adapters are all mapped here
+the rate limit's 429 and Redis errors raised outside the adapters are all mapped here
 and nowhere else.
 """
 
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import http
 import logging
-import math
-import time
 from typing import Mapping
 
 import flask
@@ -98,15 +96,12 @@ def problem(status: int, detail: str | None = None, *, errors: Mapping | None = 
 
 
 def _retry_after_rate_limit() -> str:
-    limiter = flask.current_app.extensions.get("switchyard_limiter")
-    current = limiter.current_limit if limiter is not None else None
-    if current is None:
-        return "1"
-    return str(max(1, math.ceil(current.reset_at - time.time())))
+    # the rate limit (service/ratelimit.py) notes how long its window has to run
+    return str(flask.g.get("retry_after", 1))
 
 
 def handle_http_exception(error: HTTPException) -> flask.Response:
-    """werkzeug errors, webargs validation (``error.data``) and flask-limiter's 429."""
+    """werkzeug errors, webargs validation (``error.data``) and the rate limit's 429."""
     status = error.code or 500
     if isinstance(error, InternalServerError) and error.original_exception is not None:
         return _unexpected(error.original_exception)

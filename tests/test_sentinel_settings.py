@@ -7,7 +7,7 @@ import pytest
 import redis.sentinel
 
 from adapters import AdapterSettings, ConfigurationError
-from adapters.connections import blocking_twin, celery_broker, limiter_storage, redis_client
+from adapters.connections import blocking_twin, celery_broker, redis_client
 
 URL = "redis+sentinel://:s3cret@127.0.0.1:26379,10.0.0.2:26380,sentinel3/mymaster/2"
 
@@ -29,16 +29,12 @@ def test_the_url_names_sentinels_primary_and_database():
     assert twin.connection_pool.connection_kwargs["socket_timeout"] == 30
 
 
-def test_celery_and_limits_get_their_own_spelling():
+def test_celery_gets_its_own_spelling():
     settings = AdapterSettings.from_env({"REDIS_URL": URL, "REDIS_SENTINEL_PASSWORD": "sp"})
     broker, options = celery_broker(settings)
     assert broker == ("sentinel://:s3cret@127.0.0.1:26379/2;sentinel://:s3cret@10.0.0.2:26380/2;"
                       "sentinel://:s3cret@sentinel3:26379/2")
     assert options == {"master_name": "mymaster", "sentinel_kwargs": {"password": "sp"}}
-    uri, storage = limiter_storage(settings)
-    assert uri == "redis+sentinel://127.0.0.1:26379,10.0.0.2:26380,sentinel3:26379"
-    assert storage["service_name"] == "mymaster" and storage["db"] == 2
-    assert storage["sentinel_kwargs"] == {"password": "sp"}
 
 
 @pytest.mark.parametrize("url, message", [

@@ -36,10 +36,9 @@ def limit_guessing(app: flask.Flask) -> None:
     limiter = app.extensions.get("switchyard_limiter")
     if limiter is None:
         return
-    limited = limiter.limit(LOGIN_FAILURES, methods=["POST"],
-                            key_func=lambda: f"login:{flask.request.remote_addr}",
-                            deduct_when=lambda response: response.status_code == 401)
-    app.view_functions["dashboard.login"] = limited(login)
+    app.view_functions["dashboard.login"] = limiter.guard(
+        login, LOGIN_FAILURES, key=lambda: f"login:{flask.request.remote_addr}",
+        counts=lambda response: response.status_code == 401, methods=frozenset({"POST"}))
 
 
 @bp.route("/logout", methods=["POST"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from service.auth import _match
 from service.config import parse_api_keys
@@ -105,6 +106,28 @@ def test_rate_limit_is_shared_by_every_web_process(make_app):
     assert first.get("/v1/jobs", headers=ACME).status_code == 200
     assert second.get("/v1/jobs", headers=ACME).status_code == 200
     assert first.get("/v1/jobs", headers=ACME).status_code == 429
+
+
+def test_the_rate_limit_is_one_script_call_per_v1_call_and_none_elsewhere(make_app, redis_url):
+    """Every limit of the key counted in one call on the ledger's client (flask-limiter
+    sent one per limit, with a request's worth of its own machinery around them), and
+    nothing at all for a call that needs no key."""
+    client = make_app(RATE_LIMIT="100/minute;1000/hour").test_client()
+    raw = redis.Redis.from_url(redis_url)
+    assert client.get("/v1/jobs", headers=ACME).status_code == 200  # the script loaded
+
+    def ran(call) -> dict[str, int]:
+        raw.config_resetstat()
+        call()
+        return {k.removeprefix("cmdstat_"): v["calls"]
+                for k, v in raw.info("commandstats").items() if k != "cmdstat_config|resetstat"}
+
+    commands = ran(lambda: client.get(f"/v1/jobs/{'0' * 32}", headers=ACME))
+    assert commands.get("evalsha") == 1 and commands.get("incr") == 2, commands
+    assert "incr" not in ran(lambda: client.get("/healthz"))
+    counters = sorted(raw.scan_iter("*limits:key:*"))
+    assert len(counters) == 2 and all(0 < raw.ttl(k) <= 3600 for k in counters), counters
+    raw.close()
 
 
 def test_key_lookup_finds_the_keys_tenant():

@@ -224,12 +224,11 @@ def test_tls_settings_come_from_the_environment_or_the_url():
     assert url.redis_tls_verify == "none"
     env = AdapterSettings.from_env({"REDIS_URL": "rediss://h:6380/0", "REDIS_TLS_VERIFY": "none"})
     assert env.redis_tls_verify == "none"
-    from adapters.connections import celery_broker_ssl, limiter_storage, redis_tls_options
+    from adapters.connections import celery_broker_ssl, redis_tls_options
 
     assert redis_tls_options(env, env.redis_url) == {
         "ssl_cert_reqs": "none", "ssl_ca_certs": None, "ssl_check_hostname": False}
     assert celery_broker_ssl(env)["ssl_cert_reqs"] == ssl.CERT_NONE
-    assert limiter_storage(url) == ("rediss://h:6380/0", redis_tls_options(url, url.redis_url))
     ca = trustme.CA()
     with ca.cert_pem.tempfile() as ca_file:
         checked = AdapterSettings.from_env({"REDIS_URL": "rediss://h:6380/0", "REDIS_CA_FILE": ca_file})
