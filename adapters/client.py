@@ -165,24 +165,27 @@ class Switchyard(JobWrites, Workflows, Operations):
         with unavailable(_READ):
             return self.ledger.events(job_id)
 
-    def wait(self, job_id: str, *, timeout: float, tenant: str | None = None) -> JobInfo:
+    def wait(self, job: str | JobInfo, *, timeout: float, tenant: str | None = None) -> JobInfo:
         """The job once it has ended; ``WaitTimeout`` (a ``TimeoutError``) if it has not
-        within ``timeout`` seconds. Woken as it ends, not polling: the ledger counts
-        this caller on the job, and the script that ends it pushes to the job's done
-        list, which this blocks on (reading the job again at least every second)."""
+        within ``timeout`` seconds. ``job``: its id, or a ``JobInfo`` just read or
+        enqueued (of ``tenant``: it saves the first read). Woken as it ends, not
+        polling: the ledger counts this caller on the job, and the script that ends it
+        pushes to the job's done list, which this blocks on (looking at the job's state
+        again at least every second)."""
         deadline = time.monotonic() + timeout
+        info = job if isinstance(job, JobInfo) else self.get(job, tenant=tenant)
+        if info.state.ended:
+            return info
         with unavailable(_READ):
-            self.ledger.watch(job_id)
-        while True:
-            info = self.get(job_id, tenant=tenant)
-            left = deadline - time.monotonic()
-            if info.state.ended or left <= 0:
-                break
-            with unavailable(_READ):
-                self.ledger.await_end(job_id, min(left, WAIT_STEP), self._waiter())
-        if not info.state.ended:
-            raise WaitTimeout(f"job {job_id} is still {info.state.value} after {timeout:g}s")
-        return info
+            state = self.ledger.watch(info.id)  # '' once it is gone
+            while state and not JobState(state).ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"job {info.id} is still {state} after {timeout:g}s")
+                if self.ledger.await_end(info.id, min(left, WAIT_STEP), self._waiter()):
+                    break  # only an end wakes it
+                state = self.ledger.state(info.id)
+        return self.get(info.id, tenant=tenant)
 
     def _waiter(self) -> redis.Redis:
         """The client of :meth:`wait`'s blocking reads (connections of this process's own)."""

@@ -223,6 +223,10 @@ class Ledger(LedgerCreate, LedgerQueries):
         state = self._run(self._watch, self.shards.ns(job_id), [repr(time.time()), job_id])
         return state.decode() if isinstance(state, bytes) else state
 
+    def state(self, job_id: str) -> str:
+        """The job's state alone ('' if there is no such job)."""
+        return self.r.hget(f"{self.shards.ns(job_id)}job:{job_id}", "state") or ""
+
     def await_end(self, job_id: str, seconds: float, connection) -> bool:
         """Block on ``connection`` (a client whose socket outlasts ``seconds``) until the
         job watched ends or ``seconds`` pass; True if it woke for an end."""

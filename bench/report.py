@@ -137,13 +137,20 @@ def targets(results: dict) -> list[dict]:
     for engine in ENGINES:
         raw_p50 = _median(_row(results, engine, DEFAULT_SETTING[engine], "raw"), "latency", "p50")
         rest = http.get("engines", {}).get(engine, {})
-        rest_p50 = _median(rest, "latency", "p50")
+        # POST -> succeeded as a client sees it: one POST ?wait= (answered as the job
+        # ends); polling GETs after a plain POST, the other way, is shown beside it
+        rest_p50 = _median(rest, "latency_wait", "p50")
+        polled_p50 = _median(rest, "latency", "p50")
         r = _ratio(rest_p50, raw_p50)
-        target = {"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50",
+        target = {"target": f"REST latency p50 <= 1.5x raw {engine} in-process p50 "
+                            "(POST ?wait= -> succeeded)",
                   "measured": (f"{r:.2f}x ({_fmt(rest_p50, 2)} vs {_fmt(raw_p50, 2)} ms)" if r
                                else _http_reason(http) if rest_p50 is None
                                else f"{NOT_MEASURED}: no raw in-process latency in this run"),
                   "met": (r <= 1.5) if r else None}
+        if r and polled_p50:
+            target["measured"] += (f"; a plain POST, then GETs until succeeded: "
+                                   f"{_fmt(polled_p50, 2)} ms ({_ratio(polled_p50, raw_p50):.2f}x)")
         floor = _median(rest, "post_get_p50")
         if r and r > 1.5 and floor:
             # A client sees a job succeed no sooner than one POST and one GET after it
@@ -421,15 +428,19 @@ def markdown(results: dict, command: str, chart_name: str | None,
     if http.get("engines"):
         lines += [f"{http.get('note', '')}", "",
                   "| engine | single POST /v1/jobs (jobs/s) | POST /v1/jobs/batch (jobs/s) | "
-                  "batch / single | POST → succeeded p50 | p95 | p99 (ms) | non-2xx answers |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "batch / single | POST ?wait= → succeeded p50 | p95 | p99 (ms) | "
+                  "POST, then GETs → succeeded p50 | p95 | p99 (ms) | non-2xx answers |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for engine, e in http["engines"].items():
             if "error" in e:
-                lines.append(f"| {engine} | {NOT_MEASURED}: {e['error']} | | | | | | |")
+                lines.append(f"| {engine} | {NOT_MEASURED}: {e['error']} | | | | | | | | | |")
                 continue
             r = _ratio(_median(e, "batch"), _median(e, "single"))
+            waited = e.get("latency_wait", {})
             lines.append(f"| {engine} | {_cell(e['single'], 0)} | {_cell(e['batch'], 0)} | "
                          f"{f'{r:.2f}x' if r else '—'} | "
+                         + " | ".join(_cell(waited[p], 2) if p in waited else "—"
+                                      for p in ("p50", "p95", "p99")) + " | "
                          + " | ".join(_cell(e["latency"][p], 2) for p in ("p50", "p95", "p99"))
                          + f" | {e.get('non_2xx', 0)} |")
     else:
@@ -604,7 +615,7 @@ def missing_figures(results: dict, rest_expected: bool) -> list[str]:
     if rest_expected:
         for engine in ENGINES:
             e = http.get("engines", {}).get(engine, {})
-            for path in (("single",), ("batch",), ("latency", "p50")):
+            for path in (("single",), ("batch",), ("latency", "p50"), ("latency_wait", "p50")):
                 if _median(e, *path) is None:
                     missing.append(f"http {engine}: {'.'.join(path)} "
                                    f"({e.get('error', http.get('status', 'missing'))})")

@@ -109,7 +109,7 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
         if status != 202 or "id" not in job:
             return {"error": f"POST /v1/jobs answered {status}: {str(job)[:200]}"}
 
-        latency, floors = [], []
+        latency, floors, waited = [], [], []
         for _ in range(plan.runs):
             samples, floor = [], []
             for _ in range(plan.http_latency_jobs):
@@ -134,6 +134,17 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
                 floor.append((posted - started) + (ended - asked))
             latency.append(measure.percentiles(samples))
             floors.append(measure.percentiles(floor)["p50"])
+            # One call: POST ?wait= answers once the job has ended (the web process is
+            # woken as it ends), so no GET follows it.
+            samples = []
+            for _ in range(plan.http_latency_jobs):
+                started = time.perf_counter()
+                status, job = client.call("POST", "/v1/jobs?wait=10", NOOP)
+                if status != 200 or job.get("state") != "succeeded":
+                    return {"error": f"POST /v1/jobs?wait=10 answered {status}: "
+                                     f"{str(job)[:200]}"}
+                samples.append(time.perf_counter() - started)
+            waited.append(measure.percentiles(samples))
 
         worker.pause()  # enqueue only: jobs pile up while the web side is timed
         single, batch, statuses = [], [], {}
@@ -154,6 +165,8 @@ def _engine(engine: str, redis_url: str, plan: Plan, log_dir: Path, rest_env: di
                 "latency": {p: measure.summary([r[p] for r in latency])
                             for p in ("p50", "p95", "p99")},
                 "post_get_p50": measure.summary(floors),
+                "latency_wait": {p: measure.summary([r[p] for r in waited])
+                                 for p in ("p50", "p95", "p99")},
                 "statuses": statuses, "non_2xx": non_2xx, "clients": plan.http_clients,
                 "batch_size": plan.batch_size}
     finally:

@@ -73,7 +73,7 @@ def _waited(info: JobInfo, wait: float | None, tenant: str | None) -> JobInfo:
     if not wait or info.state.ended:
         return info
     try:
-        return current().adapter.wait(info.id, timeout=wait, tenant=tenant)
+        return current().adapter.wait(info, timeout=wait, tenant=tenant)
     except WaitTimeout:
         return current().adapter.get(info.id, tenant=tenant)
 
