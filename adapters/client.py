@@ -170,22 +170,24 @@ class Switchyard(JobWrites, Workflows, Operations):
         within ``timeout`` seconds. ``job``: its id, or a ``JobInfo`` just read or
         enqueued (of ``tenant``: it saves the first read). Woken as it ends, not
         polling: the ledger counts this caller on the job, and the script that ends it
-        pushes to the job's done list, which this blocks on (looking at the job's state
-        again at least every second)."""
+        pushes to the job's done list, which this blocks on (and reads the job in the
+        same round trip, at least once a second)."""
         deadline = time.monotonic() + timeout
         info = job if isinstance(job, JobInfo) else self.get(job, tenant=tenant)
-        if info.state.ended:
-            return info
-        with unavailable(_READ):
-            state = self.ledger.watch(info.id)  # '' once it is gone
-            while state and not JobState(state).ended:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise WaitTimeout(f"job {info.id} is still {state} after {timeout:g}s")
-                if self.ledger.await_end(info.id, min(left, WAIT_STEP), self._waiter()):
-                    break  # only an end wakes it
-                state = self.ledger.state(info.id)
-        return self.get(info.id, tenant=tenant)
+        watch = True
+        while not info.state.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"job {info.id} is still {info.state.value} after "
+                                  f"{timeout:g}s")
+            with unavailable(_READ):
+                rec = self.ledger.await_end(info.id, min(left, WAIT_STEP), self._waiter(),
+                                            watch=watch)
+            watch = False
+            if not rec or (tenant is not None and rec.get("tenant") != tenant):
+                raise JobNotFound(f"no job {info.id!r}")
+            info = JobInfo.from_record(rec)
+        return info
 
     def _waiter(self) -> redis.Redis:
         """The client of :meth:`wait`'s blocking reads (connections of this process's own)."""

@@ -216,22 +216,37 @@ class Ledger(LedgerCreate, LedgerQueries):
         return bool(self._run(self._progress, self.shards.ns(job_id),
                               [repr(time.time()), job_id, token, value]))
 
-    def watch(self, job_id: str) -> str:
-        """Count a caller waiting for the job to end, which :meth:`await_end` then waits
-        for; the job's state ('' if there is no such job; nothing is counted for one
-        that has ended)."""
-        state = self._run(self._watch, self.shards.ns(job_id), [repr(time.time()), job_id])
-        return state.decode() if isinstance(state, bytes) else state
-
-    def state(self, job_id: str) -> str:
-        """The job's state alone ('' if there is no such job)."""
-        return self.r.hget(f"{self.shards.ns(job_id)}job:{job_id}", "state") or ""
-
-    def await_end(self, job_id: str, seconds: float, connection) -> bool:
-        """Block on ``connection`` (a client whose socket outlasts ``seconds``) until the
-        job watched ends or ``seconds`` pass; True if it woke for an end."""
-        key = f"{self.shards.ns(job_id)}done:{job_id}"
-        return connection.blpop([key], timeout=max(0.01, seconds)) is not None
+    def await_end(self, job_id: str, seconds: float, connection, *,
+                  watch: bool = False) -> dict[str, str]:
+        """Wait on ``connection`` (a client whose socket outlasts ``seconds``) until the
+        job ends or ``seconds`` pass, then read its record ({} if it is gone), in one
+        round trip: the pop blocks, and the read queued behind it runs once it returns.
+        ``watch``: first count this caller on the job (watch.lua), which ``close`` in
+        common.lua then wakes as the job ends (a job already ended wakes it at once)."""
+        ns = self.shards.ns(job_id)
+        done, key = f"{ns}done:{job_id}", f"{ns}job:{job_id}"
+        timeout = max(0.01, seconds)
+        if self.cluster:  # one by one: a cluster's pipeline runs no script
+            if watch:
+                self._run(self._watch, ns, [repr(time.time()), job_id])
+            connection.blpop([done], timeout=timeout)
+            return connection.hgetall(key)
+        pipe = connection.pipeline(transaction=False)
+        if watch:
+            pipe.evalsha(self._watch.sha, 1, ns, ns, repr(time.time()), job_id)
+        pipe.blpop([done], timeout=timeout)
+        pipe.hgetall(key)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
+            # Redis lost its scripts (a restart): nothing was counted, and the pop waited
+            # its time out; load the script and count the caller now
+            self.r.script_load(self._watch.script)
+            self._run(self._watch, ns, [repr(time.time()), job_id])
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(
+                    reply, redis.exceptions.NoScriptError):
+                raise reply
+        return replies[-1]
 
     def redeliver_unclaimed(self, deliveries: list[tuple[str, str]]) -> int:
         """Deliveries ``(job id, token)`` that a worker took from the engine and died with

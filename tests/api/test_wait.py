@@ -96,3 +96,16 @@ def test_a_wait_out_of_range_is_a_422_and_enqueues_nothing(client, wait):
 def test_a_wait_on_a_job_of_another_tenant_or_none_is_a_404(client):
     got = client.get(f"/v1/jobs/{'0' * 32}?wait=1", headers=ACME)
     assert got.status_code == 404, got.json
+
+
+def test_a_wait_after_redis_lost_its_scripts_still_sees_the_job_end(api_engine):
+    """The watch goes out in one round trip with the pop and the read (a pipeline); a
+    Redis that lost its scripts refuses the watch, and the wait loads it and goes on."""
+    adapter = api_engine.adapter
+    api_engine.start_worker()
+    warm = adapter.enqueue("demo.echo", {"message": "warm"})
+    assert adapter.wait(warm, timeout=15).state.value == "succeeded"
+    api_engine.redis.script_flush()
+    info = adapter.enqueue("demo.echo", {"message": "after"})
+    done = adapter.wait(info, timeout=15)
+    assert done.state.value == "succeeded" and done.result == {"message": "after"}
