@@ -145,3 +145,29 @@ def test_500_is_a_problem_too_and_hides_the_exception(make_app, caplog):
     assert "secret" not in response.get_data(as_text=True)
     assert "an unexpected error" in body["detail"]
     assert "secret internals" in caplog.text  # but the log has it
+
+
+def test_argument_schemas_are_made_once_not_per_request(client, monkeypatch):
+    """webargs makes an instance of a schema class for every request it parses, and
+    marshmallow deep-copies the declared fields each time; the Blueprint hands it one
+    instance instead (service/api/__init__.py)."""
+    import marshmallow
+
+    made = []
+    init = marshmallow.Schema.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(type(self).__name__)
+        init(self, *args, **kwargs)
+
+    def calls():
+        answer = client.post("/v1/jobs?wait=0", headers=ACME,
+                             json={"type": "demo.echo", "payload": {"message": "m"}})
+        assert answer.status_code == 202, answer.json
+        assert client.get(f"/v1/jobs/{answer.json['id']}", headers=ACME).status_code == 200
+
+    calls()  # the first dump makes the nested schemas of the answer, once
+    monkeypatch.setattr(marshmallow.Schema, "__init__", counting)
+    calls()
+    calls()
+    assert made == [], made  # before: JobRequestSchema and WaitQuerySchema, each call
