@@ -35,7 +35,7 @@ class Plan:
 
 FULL = Plan(name="full", runs=3, warmup_jobs=40, throughput_seconds=2.0, min_jobs=40,
             max_jobs=4000, latency_jobs=100, command_jobs_max=500, command_seconds=1.5,
-            idle_seconds=3.0, enqueue_jobs=1000, batch_size=100, http_requests=1000,
+            idle_seconds=10.0, enqueue_jobs=1000, batch_size=100, http_requests=1000,
             http_batch_requests=40, http_clients=8, http_latency_jobs=100)
 
 SMOKE = Plan(name="smoke", runs=1, warmup_jobs=10, throughput_seconds=0.3, min_jobs=10,

@@ -454,7 +454,9 @@ def markdown(results: dict, command: str, chart_name: str | None,
               "**client** counts what clients sent (a pipelined command counts once, a script "
               "counts as its one EVALSHA), i.e. the total less the script-internal commands seen "
               "by MONITOR. The idle rate (heartbeats, maintenance ticks, blocking-pop timeouts) "
-              "is shown on its own, per second.", "",
+              f"is shown on its own, per second, over {_fmt(plan['idle_seconds'])} s of each run "
+              "(an idle maintenance loop sleeps up to 10 s, so a shorter window counts its "
+              "tick or not by chance).", "",
               "| engine | worker settings | raw total | Switchyard total | diff | raw client | "
               "Switchyard client | diff | enqueue side raw / Switchyard (client) | "
               "idle commands/s raw / Switchyard |", "|---|---|---|---|---|---|---|---|---|---|"]
