@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import socket
-import threading
-import warnings
 from urllib.parse import urlparse
 
 import pytest
@@ -163,30 +160,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     elif not any(leg in AMQP_LEGS for leg in config._switchyard_legs):
         terminalreporter.write_line(f"{', '.join(AMQP_LEGS)}: not run (RabbitMQ unreachable at "
                                     f"{AMQP_URL}; REQUIRE_AMQP=1 makes that an error)")
-
-
-@pytest.fixture(autouse=True)
-def _stop_signals_left_as_found(request):
-    """A test that leaves SIGINT or SIGTERM ignored or blocked in this process (a library's
-    signal set-up run in-process) hands that to every process started after it, in its
-    own test or a later one: an ignored SIGINT survives exec, so a devrun signalled
-    before its first line never stops (seen once the tests were spread otherwise). Put
-    back as found, and say which test did it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    stops = (signal.SIGINT, signal.SIGTERM)
-    handlers = {s: signal.getsignal(s) for s in stops}
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    yield
-    for signum, handler in handlers.items():
-        if signal.getsignal(signum) is not handler:
-            signal.signal(signum, handler)
-            warnings.warn(f"{request.node.nodeid} left {signal.Signals(signum).name}'s "
-                          "handler changed; put back")
-    now_blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    if now_blocked != blocked:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        warnings.warn(f"{request.node.nodeid} left signals {sorted(now_blocked - blocked)} "
-                      "blocked; put back")
-

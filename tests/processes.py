@@ -22,6 +22,9 @@ __all__ = ["Process", "ROOT"]
 class Process:
     """One subprocess in its own process group, its output in ``log_path``."""
 
+    preexec = None
+    """Run in the child before its exec (a subclass's: how the process starts)."""
+
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path,
                  cwd: Path | None = None, start: bool = True):
         self.argv, self.env, self.log_path = list(argv), env, Path(log_path)
@@ -37,7 +40,8 @@ class Process:
             self._log.close()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=self.preexec)
 
     def log(self, tail: int | None = 6000) -> str:
         """The output so far (its last ``tail`` characters; all of it with ``None``)."""

@@ -32,8 +32,20 @@ DEVRUN = [sys.executable, "service/devrun.py"]
 """What ``make run`` runs (the Makefile's run target), from the repository's root."""
 
 
+def _as_a_terminal_starts_it() -> None:
+    # A shell that is not interactive starts a command it runs in the background (`&`)
+    # with SIGINT ignored, and an ignored signal stays ignored across exec: a suite run
+    # that way handed devrun an ignored SIGINT, so a Ctrl-C before its first line (which
+    # only the default action can answer) was lost. A terminal's job starts with the
+    # default action: so does devrun here, whatever started the tests.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Devrun(Process):
-    """A devrun subprocess in its own process group, its output in a file."""
+    """A devrun subprocess in its own process group, its output in a file, with SIGINT
+    as a terminal gives it (:func:`_as_a_terminal_starts_it`)."""
+
+    preexec = staticmethod(_as_a_terminal_starts_it)
 
     def __init__(self, env: dict[str, str], log_path):
         super().__init__(DEVRUN, env, log_path)
