@@ -19,7 +19,7 @@ from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from . import inhand
-from .connections import celery_broker, celery_broker_ssl, redis_client, same_redis
+from .connections import celery_broker, celery_broker_ssl, redis_client
 from .settings import is_redis_url
 from .engine import Engine
 from .errors import BackendUnavailable
@@ -117,8 +117,7 @@ class CeleryEngine(Engine):
         self._queues: dict[str, Queue] = {}
         self._broker_redis = None
         # One script call for a job and its message when the broker is the ledger's Redis.
-        self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
-                                    and same_redis(broker, self.settings.redis_url))
+        self.shares_ledger_redis = self.is_ledger_redis(broker)
         kombu_broker, sentinel_options = celery_broker(self.settings)
         self.app = Celery("switchyard", broker=kombu_broker, set_as_current=False)
         self.app.conf.update(

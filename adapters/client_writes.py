@@ -55,10 +55,7 @@ class JobWrites:
         taken meanwhile retries), and the workflow's writes go with it."""
         keyed = [i for i, rec in enumerate(records) if rec.get("idempotency_key")]
         if not keyed and workflow is None:
-            deliveries = [Dispatch.from_record(r) for r in records if r["state"] == "queued"]
-            riders = Riders()
-            if deliveries:
-                self.engine.publish(deliveries, riders)
+            riders = self._riders(records)
             try:
                 return self.ledger.create_riding(records, now, riders, batch)
             except Exception as exc:
@@ -75,19 +72,16 @@ class JobWrites:
                                                          batch)
                     pipe.multi()
                     fresh = [rec for rec, (new, _) in zip(records, outcomes) if new]
-                    deliveries = [Dispatch.from_record(r) for r in fresh if r["state"] == "queued"]
-                    riders = Riders()
-                    if deliveries:
-                        self.engine.publish(deliveries, riders)
                     if fresh:
-                        self.ledger.create_in(pipe, fresh, now, workflow, riders)
+                        self.ledger.create_in(pipe, fresh, now, workflow, self._riders(fresh))
                         pipe.execute()
                     return outcomes
             except redis.WatchError:
                 continue
             except redis.exceptions.NoScriptError:
-                # Redis restarted (or flushed its scripts): the deliveries of this try
-                # went out without records and are dropped as unknown; load and retry.
+                # Redis restarted (or flushed its scripts): the deliveries ride in the
+                # script, so none went out; only a workflow's own writes did, and the
+                # retry writes them again as they were. Load it and retry.
                 self.ledger.load_create_script()
             except IdempotencyKeyReused:
                 raise
@@ -97,6 +91,14 @@ class JobWrites:
                 self._rollback(records, workflow)
                 raise BackendUnavailable(f"{WRITE_FAILED}: {exc}") from exc
         raise BackendUnavailable(f"{WRITE_FAILED}: its idempotency keys kept changing")
+
+    def _riders(self, records: list[dict]) -> Riders:
+        """The engine's writes of the queued records' deliveries, for the create script."""
+        riders = Riders()
+        deliveries = [Dispatch.from_record(r) for r in records if r["state"] == "queued"]
+        if deliveries:
+            self.engine.publish(deliveries, riders)
+        return riders
 
     def _idempotent_hits(self, pipe, records, keyed, outcomes, batch):
         keys = [self.ledger.idempotency_key(records[i]["tenant"], records[i]["idempotency_key"])

@@ -50,7 +50,7 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage, TimeLimit, TimeLimitExceeded
 
-from .connections import redis_client, same_redis
+from .connections import redis_client
 from .dramatiq_wake import WakingRedisBroker
 from .engine import Engine
 from .env import Env, redact_url
@@ -123,8 +123,7 @@ class DramatiqEngine(Engine):
         self.redis_broker = is_redis_url(url)
         # a job's record and its messages in one script call when the broker is the
         # ledger's Redis (adapters/riders.py); else under the client's dispatch guard
-        self.shares_ledger_redis = (self.redis_broker and not self.settings.cluster
-                                    and same_redis(url, self.settings.redis_url))
+        self.shares_ledger_redis = self.is_ledger_redis(url)
         middleware = [TimeLimit(), CurrentMessage()]
         try:
             if self.redis_broker:

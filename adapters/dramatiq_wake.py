@@ -72,6 +72,14 @@ redis.call("xadd", KEYS[3], "MAXLEN", "1", "*", "n", "1")
 """
 
 
+def _by_queue(items: list[tuple[str, str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
+    """``(queue, message id, data)`` items as ``{queue: [(message id, data), ...]}``, in order."""
+    grouped: dict[str, list[tuple[str, bytes]]] = {}
+    for queue_name, message_id, data in items:
+        grouped.setdefault(queue_name, []).append((message_id, data))
+    return grouped
+
+
 class WakingRedisBroker(RedisBroker):
     """A ``RedisBroker`` whose consumers wait on their queue's wake-up stream."""
 
@@ -137,10 +145,7 @@ class WakingRedisBroker(RedisBroker):
             yield
         finally:
             self._local.pending = None
-        by_queue: dict[str, list] = {}
-        for queue_name, message_id, data in pending:
-            by_queue.setdefault(queue_name, []).append((message_id, data))
-        for queue_name, items in by_queue.items():
+        for queue_name, items in _by_queue(pending).items():
             pipeline.hset(f"{self.namespace}:{queue_name}.msgs",
                           mapping={message_id: data for message_id, data in items})
             pipeline.rpush(f"{self.namespace}:{queue_name}", *(i for i, _ in items))
@@ -150,10 +155,8 @@ class WakingRedisBroker(RedisBroker):
     def _send(self, items: list[tuple[str, str, bytes]]) -> None:
         """One script call per queue (and chunk): its messages, then its wake-up."""
         calls = []
-        by_queue: dict[str, list] = {}
-        for queue_name, message_id, data in items:
-            by_queue.setdefault(queue_name, []).extend((message_id, data))
-        for queue_name, args in by_queue.items():
+        for queue_name, messages in _by_queue(items).items():
+            args = [part for message in messages for part in message]
             keys = [f"{self.namespace}:{queue_name}", f"{self.namespace}:{queue_name}.msgs",
                     self.wake_key(queue_name)]
             calls += [(keys, args[i:i + 2 * _CHUNK]) for i in range(0, len(args), 2 * _CHUNK)]

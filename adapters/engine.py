@@ -87,7 +87,8 @@ from .errors import ConfigurationError, UnsupportedFeature
 from .ledger import Dispatch
 from .maintenance import Maintenance, run_beat
 from .runner import execute
-from .settings import CLUSTER_SCHEMES
+from .connections import same_redis
+from .settings import CLUSTER_SCHEMES, is_redis_url
 from .types import Capability
 
 __all__ = ["Engine", "Dispatch"]
@@ -130,6 +131,13 @@ class Engine(abc.ABC):
         (``self.env.url("MY_BROKER_URL", ...)``): the same checks and messages as every
         other setting; a bad one raises ``ConfigurationError`` (launchers exit 3)."""
 
+    def is_ledger_redis(self, url: str) -> bool:
+        """True if the broker ``url`` is the ledger's own Redis server and database (and
+        no cluster): the engine may then set ``shares_ledger_redis`` and have its
+        deliveries ride in the ledger's create script (``adapters/riders.py``)."""
+        return (is_redis_url(url) and not self.settings.cluster
+                and same_redis(url, self.settings.redis_url))
+
     def refuse_cluster_broker(self, url: str | None) -> None:
         """``ConfigurationError`` if ``REDIS_URL`` is a Redis Cluster and ``url`` (the
         engine's broker; ``None``: the engine keeps its queues in ``REDIS_URL``) is that
@@ -140,8 +148,8 @@ class Engine(abc.ABC):
         if self.broker_variable is None:
             raise ConfigurationError(
                 f"REDIS_URL is a Redis Cluster, which holds Switchyard's ledger only; the "
-                f"{self.name} engine keeps its queues in REDIS_URL and commits a job with its "
-                "message in one MULTI/EXEC, which a cluster cannot do across slots: use "
+                f"{self.name} engine keeps its queues in REDIS_URL and writes a job with its "
+                "message in one script call, which a cluster cannot do across slots: use "
                 "QUEUE_BACKEND=celery or dramatiq with a broker URL of their own, or a plain Redis")
         raise ConfigurationError(
             f"REDIS_URL is a Redis Cluster, which holds Switchyard's ledger only: set "

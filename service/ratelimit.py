@@ -36,18 +36,16 @@ __all__ = ["RateLimit", "init_app"]
 EXTENSION = "switchyard_limiter"
 
 # KEYS: a counter per limit; ARGV: per limit its amount and its window in seconds
-# -> 0, or the milliseconds left in the window of the first limit used up
+# -> {0, 0}, or {the first limit used up (from 1), the milliseconds left in its window}
 _COUNT = """
 for i, key in ipairs(KEYS) do
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('EXPIRE', key, ARGV[2 * i]) end
   if n > tonumber(ARGV[2 * i - 1]) then
-    local left = redis.call('PTTL', key)
-    if left < 1 then return 1 end
-    return left
+    return {i, math.max(1, redis.call('PTTL', key))}
   end
 end
-return 0
+return {0, 0}
 """
 
 
@@ -63,11 +61,14 @@ class RateLimit:
     def _key(self, bucket: str, item) -> str:
         return f"{self.prefix}{bucket}:{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
 
-    def _hit(self, bucket: str, items) -> int:
-        """Count a call in each of ``items``' windows: 0, or the ms left of a used-up one."""
-        return int(self._count(keys=[self._key(bucket, i) for i in items],
-                               args=[n for i in items for n in (i.amount, i.get_expiry())],
-                               client=current().adapter.redis))
+    def _hit(self, bucket: str, items) -> None:
+        """Count a call in each of ``items``' windows; 429 if one of them is used up."""
+        used_up, left_ms = self._count(
+            keys=[self._key(bucket, i) for i in items],
+            args=[n for i in items for n in (i.amount, i.get_expiry())],
+            client=current().adapter.redis)
+        if int(used_up):
+            self._refuse(items[int(used_up) - 1], int(left_ms))
 
     @staticmethod
     def _refuse(item, left_ms: int) -> None:
@@ -79,9 +80,7 @@ class RateLimit:
         """Before each request: count a ``/v1`` call against its key's limits."""
         if not self.enabled or not needs_key(flask.request.path):
             return
-        left = self._hit(rate_limit_key(), self.limits)
-        if left:
-            self._refuse(self.limits[0] if len(self.limits) == 1 else "this key", left)
+        self._hit(rate_limit_key(), self.limits)
 
     def guard(self, view: Callable, limit: str, key: Callable[[], str],
               counts: Callable[[flask.Response], bool], methods: frozenset[str]) -> Callable:
@@ -99,7 +98,10 @@ class RateLimit:
                 self._refuse(item, max(1, redis.pttl(counter)))
             response = flask.current_app.make_response(view(*args, **kwargs))
             if counts(response):
-                self._hit(key(), [item])
+                try:
+                    self._hit(key(), [item])
+                except TooManyRequests:
+                    pass  # this answer stands; the next one is refused
             return response
 
         return guarded

@@ -92,6 +92,7 @@ def test_rate_limit_is_per_key_and_answers_429_with_retry_after(make_app):
     assert set(limited.json) == PROBLEM_KEYS
     assert limited.json["type"] == "urn:switchyard:problem:rate-limited"
     assert 1 <= int(limited.headers["Retry-After"]) <= 61  # the window, rounded up
+    assert "3 per 1 minute" in limited.json["detail"], limited.json  # which limit
     # every /v1 route shares the key's bucket
     assert client.post("/v1/jobs", headers=ACME, json={}).status_code == 429
     # another key has its own bucket; health and metrics are not limited

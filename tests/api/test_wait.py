@@ -7,20 +7,18 @@ common.lua`` pushes to ``{ns}done:{id}``, one element per caller counted in the 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 
 import pytest
 
-from tests.api.conftest import ACME
+from adapters import JobState
+from tests.api.conftest import ACME, GLOBEX
 from tests.harness import wait_until
 
 ECHO = {"type": "demo.echo", "payload": {"message": "hi"}}
-
-
-def _done_lists(api_engine) -> list[str]:
-    return list(api_engine.redis.scan_iter(f"{api_engine.adapter.ledger.ns}done:*"))
 
 
 def test_post_with_wait_answers_200_with_the_ended_job(api_engine, engine_client):
@@ -71,14 +69,23 @@ def test_get_with_wait_is_woken_as_the_job_ends(api_engine, engine_client):
     assert [(a.status_code, a.json["state"]) for a in answers] == [(200, "canceled")] * 2
 
 
-def test_an_ended_job_is_answered_at_once_and_counts_no_waiter(api_engine, engine_client):
+def test_a_wait_on_an_ended_job_counts_no_waiter_and_leaves_nothing(api_engine):
+    """Asked of a job that has ended already, a wait neither counts itself on the record
+    nor leaves an element on the done list (watch.lua wakes such a caller at once, and
+    the pop right behind it takes that element)."""
+    adapter = api_engine.adapter
     api_engine.start_worker()
-    job = engine_client.post("/v1/jobs?wait=15", headers=ACME, json=ECHO).json
-    assert job["state"] == "succeeded"
-    got = engine_client.get(f"/v1/jobs/{job['id']}?wait=15", headers=ACME)
-    assert got.status_code == 200 and got.json["state"] == "succeeded"
-    record = f"{api_engine.adapter.ledger.ns}job:{job['id']}"
-    assert api_engine.redis.hget(record, "waited") in (None, "1")  # the POST's, if any
+    info = adapter.enqueue("demo.echo", {"message": "done"})
+    assert adapter.wait(info.id, timeout=15).state.value == "succeeded"
+    record = f"{adapter.ledger.ns}job:{info.id}"
+    done = f"{adapter.ledger.ns}done:{info.id}"
+    counted = api_engine.redis.hget(record, "waited")
+    api_engine.redis.delete(done)  # what the first wait's end left, if anything
+    queued = dataclasses.replace(adapter.get(info.id), state=JobState.QUEUED)
+    # a caller that last saw it queued goes to the ledger, which says it has ended
+    assert adapter.wait(queued, timeout=15).state is JobState.SUCCEEDED
+    assert api_engine.redis.hget(record, "waited") == counted
+    assert api_engine.redis.llen(done) == 0
 
 
 @pytest.mark.parametrize("wait", ["-1", "21", "nan", "inf", "soon", ""])
@@ -96,6 +103,11 @@ def test_a_wait_out_of_range_is_a_422_and_enqueues_nothing(client, wait):
 def test_a_wait_on_a_job_of_another_tenant_or_none_is_a_404(client):
     got = client.get(f"/v1/jobs/{'0' * 32}?wait=1", headers=ACME)
     assert got.status_code == 404, got.json
+    theirs = client.post("/v1/jobs", headers=ACME, json=ECHO).json  # no worker: it waits
+    started = time.monotonic()
+    got = client.get(f"/v1/jobs/{theirs['id']}?wait=5", headers=GLOBEX)
+    assert got.status_code == 404, got.json
+    assert time.monotonic() - started < 5  # refused before any wait, not after it
 
 
 def test_a_wait_after_redis_lost_its_scripts_still_sees_the_job_end(api_engine):
