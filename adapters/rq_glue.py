@@ -73,9 +73,11 @@ classes); each override takes RQ's own path for a job that is not ours:
 * ``handle_execution_ended(job, queue, heartbeat_ttl)``: writes nothing.
 * ``handle_job_success(job, queue, started_job_registry, execution)``: no result, no
   finished registry; the job is counted in memory for the next heartbeat.
-* ``subscribe()``: wrapped by :func:`_signals_to_the_main_thread` so RQ's pub/sub
+* ``subscribe()``: RQ's, in :func:`_signals_to_the_main_thread`, so RQ's pub/sub
   thread starts with SIGTERM and SIGINT blocked (else an idle worker can sleep
-  through a warm shutdown).
+  through a warm shutdown), and reads for ``PUBSUB_WAIT`` at a time instead of 60 s
+  (else a warm shutdown could wait a minute for it); it reads ``pubsub_channel_name``,
+  ``handle_payload`` and ``_pubsub_exception_handler``.
 * also read or called, not overridden: the ``executions``, ``_state``, ``is_horse``,
   ``worker_ttl``, ``job_monitoring_interval``, ``queue_class``, ``key`` and
   ``log_result_lifespan`` attributes, and ``work(burst, logging_level,
@@ -310,6 +312,10 @@ class _LeanForkWorker(_LeanBookkeeping, Worker):
         self.heartbeat(self.job_monitoring_interval + 60)
 
 
+PUBSUB_WAIT = 0.5
+"""The longest read of an RQ worker's pub/sub thread: a stop waits for it at most."""
+
+
 def _signals_to_the_main_thread(worker_class):
     """``worker_class`` whose pub/sub thread never takes SIGTERM or SIGINT.
 
@@ -323,7 +329,18 @@ def _signals_to_the_main_thread(worker_class):
         def subscribe(self):
             previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
             try:
-                super().subscribe()
+                # RQ's own subscribe, with a short wait: the thread's read of the channel
+                # ends after PUBSUB_WAIT with nothing sent to Redis. RQ's 60 s held a
+                # warm shutdown up to a minute where the UNSUBSCRIBE's reply reached
+                # the thread before its stop: not subscribed, the next read waits out
+                # the whole time, and redis-py's stop() (which RQ calls) joins it.
+                self.log.info("Worker %s: subscribing to channel %s", self.name,
+                              self.pubsub_channel_name)
+                self.pubsub = self.connection.pubsub()
+                self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+                self.pubsub_thread = self.pubsub.run_in_thread(
+                    sleep_time=PUBSUB_WAIT, daemon=True,
+                    exception_handler=self._pubsub_exception_handler)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 

@@ -355,3 +355,19 @@ def test_rq_scheduler_beat_runs_its_jobs_and_ours(eng):
     assert not eng.redis.exists(Scheduler.scheduler_lock_key)
     assert "death" in eng.redis.hgetall(scheduler.key)
     assert not scheduler._lock_acquired
+
+
+def test_a_workers_pub_sub_thread_ends_soon_after_its_unsubscribe(eng):
+    """RQ's unsubscribe sends UNSUBSCRIBE, then stops its pub/sub thread and joins it
+    (redis-py's stop() waits for the thread). Where the reply reaches the thread first,
+    the thread is no longer subscribed and its next read waits out its whole sleep:
+    RQ's was 60 s, so a warm shutdown could take a minute (seen under load)."""
+    worker = lean_worker(eng)
+    worker.subscribe()
+    thread = worker.pubsub_thread
+    worker.pubsub.unsubscribe()  # the reply first: the thread now waits as it would
+    wait_until(lambda: not worker.pubsub.subscribed, 10, 0.01, "the UNSUBSCRIBE's reply read")
+    done = threading.Event()
+    threading.Thread(target=lambda: (worker.unsubscribe(), done.set()), daemon=True).start()
+    assert done.wait(15), "unsubscribe still waiting for the pub/sub thread"
+    assert not thread.is_alive()
