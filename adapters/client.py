@@ -289,9 +289,12 @@ class Switchyard(JobWrites, Workflows, Operations):
         self.require(Capability.SCHEDULES, "periodic schedules")
         self.engine.run_scheduler(poll, catch_up, name)
 
-    def dispatch_due(self, limit: int = 100) -> int:
-        """Release due jobs, reap lost ones, expire stale ones; returns how many were published."""
-        deliveries = self.ledger.maintain(time.time(), limit)
+    def dispatch_due(self, limit: int = 100, unpark: int = 0, beat: tuple | None = None) -> int:
+        """Release due jobs, reap lost ones, expire stale ones; returns how many were
+        published. With ``unpark``, first release up to that many parked jobs of queues
+        no longer paused (``ledger.unparked`` then says how many); a ``beat`` (the
+        arguments of ``ledger.worker_heartbeat``) rides in the same call."""
+        deliveries = self.ledger.maintain(time.time(), limit, unpark, beat)
         if not deliveries:
             return 0
         ids = [d.job_id for d in deliveries]

@@ -210,8 +210,10 @@ class DramatiqEngine(Engine):
         dead = [b.decode() for b in r.zrangebyscore(
             beats, "-inf", time.time() * 1000 - self.settings.lease_seconds * 1000,
             start=0, num=100)]
+        if not dead:  # the usual answer: no queue to read
+            return 0
         queues = sorted(q.decode() for q in r.smembers(self._key("__queues__")))
-        if not dead or not queues:
+        if not queues:
             return 0
         pipe = r.pipeline(transaction=False)
         pairs = [(w, q) for w in dead for q in queues]

@@ -113,6 +113,8 @@ class Ledger(LedgerCreate, LedgerQueries):
         """True on a Redis Cluster, whose pipelines run no script: calls go one by one."""
         self.next_wake = 0.0
         """The earliest deadline the last ``maintain`` left (Unix seconds)."""
+        self.unparked = 0
+        """How many parked jobs the last ``maintain`` released (with ``unpark``)."""
         self._later = math.inf  # on a cluster: the earliest deadline of the shards skipped
         self._create = client.register_script(scripts.source("create"))
         self._create_loaded = False
@@ -264,20 +266,32 @@ class Ledger(LedgerCreate, LedgerQueries):
             n += int(self._run(self._redeliver, ns, argv))
         return n
 
-    def maintain(self, now: float, limit: int = 100) -> list[Dispatch]:
+    def maintain(self, now: float, limit: int = 100, unpark: int = 0,
+                 beat: tuple | None = None) -> list[Dispatch]:
         """Reap lost jobs, expire stale ones, release due ones; returns what to publish,
         the released jobs ordered by priority (``high`` first). ``next_wake`` is then
-        the time of the earliest deadline left (at most ``idle_seconds`` on)."""
+        the time of the earliest deadline left (at most ``idle_seconds`` on).
+
+        With ``unpark`` (the maintenance loop's sweep) the call first releases up to that
+        many parked jobs of queues no longer paused (a resume whose caller died); how
+        many left the parked sets is then ``unparked`` (only the shards due are called:
+        on a cluster, see :meth:`_shards_due`, the sweep unparks on its own). A ``beat``
+        (the arguments of :meth:`worker_heartbeat`) is carried in the home shard's call."""
         width = 2 + len(record.DISPATCH_FIELDS)
-        wake, out = math.inf, []
-        for ns in self._shards_due(now):  # one shard: one call, as ever
-            flat = self._run(self._maintain, ns, [repr(now), limit, self.s.max_lost_deliveries,
-                                                  self.s.lease_seconds, self.s.job_ttl,
-                                                  self.s.idle_seconds])
+        wake, out, self.unparked = math.inf, [], 0
+        due = self._shards_due(now)  # one shard: one call, as ever
+        if beat is not None and self.ns not in due:  # a cluster's home shard not due
+            self.worker_heartbeat(*beat)
+        for ns in due:
+            flat = self._run(self._maintain, ns, [
+                repr(now), limit, self.s.max_lost_deliveries, self.s.lease_seconds,
+                self.s.job_ttl, self.s.idle_seconds, unpark,
+                *(_beat_args(*beat) if beat is not None and ns == self.ns else ())])
             wake = min(wake, float(flat[0]))
+            self.unparked += int(flat[1])
             out += [Dispatch.from_record({"id": flat[i], "token": flat[i + 1],
                                           **dict(zip(record.DISPATCH_FIELDS, flat[i + 2:i + width]))})
-                    for i in range(1, len(flat), width)]
+                    for i in range(2, len(flat), width)]
         if self.cluster:  # a deadline written to a shard but 0 wakes no loop: look again soon
             wake, self._later = min(wake, self._later, now + CLUSTER_WAKE), math.inf
         self.next_wake = wake
@@ -318,11 +332,23 @@ class Ledger(LedgerCreate, LedgerQueries):
                          prune: bool = False) -> None:
         """Announce a live worker (its record, live for ``ttl`` seconds, and the live set);
         with ``prune``, also drop from the live set the workers silent for longer."""
-        argv: list = [repr(time.time()), worker_id, ttl, "1" if prune else ""]
-        for field, value in info.items():
-            argv += [field, value]
-        self._run(self._worker_beat, self.ns, argv)
+        self._run(self._worker_beat, self.ns,
+                  [repr(time.time()), *_beat_args(worker_id, info, ttl, prune)])
+
+    def worker_seen(self, worker_id: str) -> None:
+        """A beat between two :meth:`worker_heartbeat` calls: the worker's score in the
+        live set alone (one ZADD, of a worker still there: not one :meth:`worker_gone`
+        took away)."""
+        self.r.zadd(f"{self.ns}workers", {worker_id: time.time()}, xx=True)
 
     def worker_gone(self, worker_id: str) -> None:
         self.r.delete(f"{self.ns}worker:{worker_id}")
         self.r.zrem(f"{self.ns}workers", worker_id)
+
+
+def _beat_args(worker_id: str, info: dict, ttl: float, prune: bool = False) -> list:
+    """A worker beat's arguments, as worker_beat.lua and maintain.lua take them."""
+    argv: list = [worker_id, ttl, "1" if prune else ""]
+    for field, value in info.items():
+        argv += [field, value]
+    return argv

@@ -32,10 +32,11 @@ __all__ = ["Maintenance", "SchedulerBeat", "run_beat", "fork_child", "as_thread"
            "BEAT_SECONDS"]
 
 BEAT_SECONDS = 5.0
+"""How often a worker announces itself (``workers()`` counts one seen within 15 s): its
+score in the live set every beat, its record's expiry (five beats) every other one."""
 PRUNE_EVERY = 12
 """Every how many of its beats a worker also drops silent workers from the live set (the
 readers pass them over anyway: this only keeps the set small)."""
-"""How often a worker announces itself (``workers()`` counts one seen within 15 s)."""
 
 
 def fork_child(run, what: str) -> int:
@@ -206,12 +207,15 @@ class Maintenance:
 
     def _loop(self, watch_parent: bool = True) -> None:
         """Run the ledger's maintenance when a deadline comes (or is written nearer), and
-        sleep in between: an idle worker costs a few Redis commands per ``idle_seconds``.
+        sleep in between: an idle worker costs a few Redis commands per ``BEAT_SECONDS``.
 
         Deadlines are the ledger's (jobs due, expiries, leases, dispatch guards); the
         maintain script returns the earliest one left and a script that writes an earlier
-        one wakes a sleeping loop. Beside them: the worker's heartbeat (``BEAT_SECONDS``)
-        and the engine's sweep for deliveries a dead worker took but never claimed.
+        one wakes a sleeping loop. Beside them: the worker's heartbeat (``BEAT_SECONDS``),
+        and a sweep a few times per lease for deliveries a dead worker took but never
+        claimed and for parked jobs a dead resume left. The loop wakes for a deadline or a
+        beat; the sweep runs at the first wake once it is due, and wakes the loop itself
+        only where it comes more often than the beat (a lease under 4 beats).
         """
         settings = self.adapter.settings
         parent = os.getppid() if watch_parent else None
@@ -221,8 +225,13 @@ class Maintenance:
         # A delivery a dead worker took but never claimed is looked for a few times per
         # lease: it is run again well within the lease time, like a job it had started.
         sweep_every = max(settings.tick_seconds, settings.lease_seconds / 4)
+        # a sweep that comes less often than the beat waits for one (a beat late at most);
+        # a more frequent one (a short lease) wakes the loop itself
+        sweep_wakes = sweep_every < BEAT_SECONDS
         next_beat = next_run = 0.0
         beats = 0
+        plain_last = True  # the first beat writes the record
+        beat_due = False
         next_sweep = time.time() + sweep_every
         last_run = -math.inf
         down_since = None
@@ -230,39 +239,68 @@ class Maintenance:
         while not self._stop.is_set() and (parent is None or os.getppid() == parent):
             try:
                 now = time.time()
-                if now >= next_beat:
+                # a beat or a sweep due within a tick runs now, with the deadline that
+                # woke the loop, instead of waking it again a few ms later
+                soon = now + settings.tick_seconds
+                sweep = soon >= next_sweep
+                run = woken or now >= next_run
+                beat = None
+                if soon >= next_beat:
+                    beat_due = True  # until written: a tick that fails beats again
                     beats += 1
-                    ledger.worker_heartbeat(self.worker_id, self.info, ttl=BEAT_SECONDS * 5,
-                                            prune=beats % PRUNE_EVERY == 1)
                     next_beat = now + BEAT_SECONDS
-                if woken or now >= next_run:
+                    # the record's expiry (five beats) at least every other beat, in the
+                    # maintain call where one runs; the live set's score alone between
+                    if run or plain_last:
+                        beat = (self.worker_id, self.info, BEAT_SECONDS * 5,
+                                beats % PRUNE_EVERY == 1)
+                        if not run:
+                            ledger.worker_heartbeat(*beat)
+                    else:
+                        ledger.worker_seen(self.worker_id)
+                    plain_last = beat is None
+                if run:
                     # two runs at least a tick apart, so a burst of deadlines is one run
                     self._stop.wait(max(0.0, last_run + settings.tick_seconds - time.time()))
-                    while self.adapter.dispatch_due() >= 100:
-                        pass
+                    # a sweep first finishes a resume cut short: the jobs it left parked
+                    # on a queue no longer paused (ledger.maintain's unpark)
+                    unpark = RELEASE_BATCH if sweep and not ledger.cluster else 0
+                    while True:
+                        published = self.adapter.dispatch_due(unpark=unpark, beat=beat)
+                        beat = None
+                        unpark = unpark if ledger.unparked >= RELEASE_BATCH else 0
+                        if published < 100 and not unpark:
+                            break
                     last_run = time.time()
                     next_run = ledger.next_wake
-                if now >= next_sweep:
+                if sweep:
                     next_sweep = now + sweep_every
-                    # a resume cut short leaves jobs parked on a queue no longer paused
-                    while self.adapter.queues().release_parked() >= RELEASE_BATCH:
-                        pass
+                    if not run or ledger.cluster:  # the parked jobs in calls of their own
+                        # (a cluster's run calls only the shards whose deadline has come)
+                        while self.adapter.queues().release_parked() >= RELEASE_BATCH:
+                            pass
                     recovered = self.adapter.recover_stranded()
                     if recovered:
                         log.warning("%d delivery(ies) taken by a worker that died before "
                                     "running them: delivered again", recovered)
                         next_run = 0.0
+                beat_due = False
                 if down_since is not None:
                     log.info("Redis answers again after %.1fs; maintenance carries on",
                              time.monotonic() - down_since)
                     down_since = None
-                wait = min(next_run, next_beat, next_sweep) - time.time()
+                at = min(next_beat, next_sweep if sweep_wakes else math.inf)
+                if next_run <= at + settings.tick_seconds:  # a beat a tick late joins the run
+                    at = next_run
+                wait = at - time.time()
                 # at least 10 ms: Redis reads a blocking timeout that rounds to 0 as "for ever"
                 woken = wait > 0 and not self._stop.is_set() and ledger.wait_for_deadline(
                     min(max(wait, 0.01), settings.idle_seconds), waiter)
             except Exception as exc:
                 if self._stop.is_set():
                     break  # the wait cut short by stop()
+                if beat_due:
+                    next_beat, plain_last = 0.0, True
                 if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                     log.warning("maintenance tick failed", exc_info=True)
                     woken = True

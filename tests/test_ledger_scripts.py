@@ -709,6 +709,36 @@ def test_a_heartbeat_renews_the_record_and_writes_it_again_only_once_it_is_gone(
     assert r.hget(NS + "worker:w1", "queues") == "default"
 
 
+def test_a_beat_rides_in_the_maintain_call_and_a_plain_beat_is_one_zadd(ledger, r):
+    ledger.maintain(time.time(), beat=("w1", {"queues": "default"}, 10, False))
+    assert r.hget(NS + "worker:w1", "queues") == "default" and 0 < r.ttl(NS + "worker:w1") <= 11
+    (w,) = ledger.workers(10)
+    r.config_resetstat()
+    ledger.worker_seen("w1")  # between two full beats: the live set's score alone
+    calls = {k: v["calls"] for k, v in r.info("commandstats").items()
+             if k not in ("cmdstat_info", "cmdstat_config|resetstat")}
+    assert calls == {"cmdstat_zadd": 1}
+    assert zset(r, "workers")["w1"] > float(w["seen_at"])
+    ledger.worker_gone("w1")
+    ledger.worker_seen("w1")  # a worker taken off the list is not put back by it
+    assert zset(r, "workers") == {}
+
+
+def test_an_idle_maintain_call_reads_the_empty_deadline_sets_with_one_exists(ledger, r):
+    ledger.maintain(T0)  # the script loaded
+    r.config_resetstat()
+    assert ledger.maintain(T0) == []
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()
+             if k not in ("cmdstat_info", "cmdstat_config|resetstat")}
+    # before: a ZRANGE of each of the four sets
+    assert calls == {"evalsha": 1, "exists": 1, "zrangebyscore": 1, "set": 1}, calls
+    ledger.create_many([job(state="scheduled", run_at=T0 + 3)], T0)
+    r.config_resetstat()
+    ledger.maintain(T0)  # a set holds something: each is read
+    assert r.info("commandstats")["cmdstat_zrange"]["calls"] == 4
+    assert ledger.next_wake == T0 + 3
+
+
 # -- the maintenance loop's deadlines ---------------------------------------------------
 
 def test_maintain_returns_the_earliest_deadline_left_at_most_idle_seconds_on(ledger, r):

@@ -48,3 +48,22 @@ def test_unpark_drops_a_parked_job_that_was_canceled(r, ledger, unpark):  # noqa
     r.hdel(f"{NS}paused", "default")
     assert unpark() == 1
     assert r.zscore(f"{NS}due", rec["id"]) is None and ledger.maintain(T0 + 2) == []
+
+
+def test_a_sweeps_maintain_call_releases_what_a_dead_resume_left_parked(r, ledger):
+    """The maintenance sweep finishes a resume whose caller died (the queue no longer
+    paused, its jobs still parked) in the maintain call itself: parked first, then
+    released by priority as any due job, in the one script call."""
+    recs = [job(), job(priority="high")]
+    ledger.create_many(recs, T0)
+    pause(r)
+    for rec in recs:
+        ledger.claim(rec["id"], rec["token"], "host:1", T0 + 1)
+    r.hdel(f"{NS}paused", "default")  # the resume's caller died here
+    assert ledger.maintain(T0 + 2) == [] and ledger.unparked == 0  # not a sweep
+    out = ledger.maintain(T0 + 2, unpark=1)  # at most one this call
+    assert ledger.unparked == 1 and len(out) == 1
+    out += ledger.maintain(T0 + 2, unpark=500)
+    assert ledger.unparked == 1 and r.smembers(f"{NS}parked") == set()
+    assert sorted(d.job_id for d in out) == sorted(rec["id"] for rec in recs)
+    assert all(d.token not in ("", rec["token"]) for d, rec in zip(out, recs))

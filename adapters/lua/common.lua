@@ -181,3 +181,47 @@ local function wf_end(key, outcome, ttl, w)
     end
   end
 end
+-- Release parked jobs of queues that are not paused (a resume, or the maintenance sweep
+-- finishing a resume whose caller died): each goes to the due set at the time it became
+-- queued, so the maintenance release publishes it with a new token, oldest first and by
+-- priority, as any due job. A job that is no longer queued (canceled, expired) is dropped.
+-- queue '' is every queue with parked jobs; returns how many left the parked sets (0: none
+-- is left on a queue that is not paused).
+local function release_parked(queue, limit)
+  local queues = {queue}
+  if queue == '' then queues = redis.call('SMEMBERS', ns .. 'parked') end
+  local n = 0
+  for _, q in ipairs(queues) do
+    if n >= limit then break end
+    local pk = ns .. 'parked:' .. q
+    if redis.call('HEXISTS', ns .. 'paused', q) == 0 then
+      local batch = redis.call('ZRANGE', pk, 0, limit - n - 1, 'WITHSCORES')
+      for i = 1, #batch, 2 do
+        local id, since = batch[i], batch[i + 1]
+        redis.call('ZREM', pk, id)
+        local s = hmget(ns .. 'job:' .. id, {'state', 'token'})
+        if s.state == 'queued' and (not s.token or s.token == '') then
+          deadline('due', since, id)
+        end
+        n = n + 1
+      end
+      if redis.call('EXISTS', pk) == 0 then redis.call('SREM', ns .. 'parked', q) end
+    end
+  end
+  return n
+end
+-- A live worker's announcement (worker_beat.lua; maintain.lua when the loop beats as it
+-- maintains). The live set's score is the worker's last beat (readers take "seen at"
+-- from it); its info, which does not change, is written when its record is not there
+-- (the first beat, or after it expired or was taken away), else only its expiry is
+-- renewed. prune drops the entries of workers silent for longer than ttl; the info is
+-- ARGV[info_at], ARGV[info_at + 1], ... (field, value, ...).
+local function worker_beat(id, ttl, prune, info_at)
+  local key = ns .. 'worker:' .. id
+  if redis.call('EXPIRE', key, math.floor(ttl) + 1) == 0 then
+    redis.call('HSET', key, unpack(ARGV, info_at))
+    redis.call('EXPIRE', key, math.floor(ttl) + 1)
+  end
+  redis.call('ZADD', ns .. 'workers', now, id)
+  if prune then redis.call('ZREMRANGEBYSCORE', ns .. 'workers', '-inf', now - ttl) end
+end

@@ -1,14 +1,31 @@
 -- The maintenance tick: reap lost jobs, expire stale ones, release due ones, and
--- dispatch again what was never confirmed.
--- ARGV: ns, now, limit, lost_cap, grace, job_ttl, longest sleep
--- -> the next deadline (when the loop should run again), then per job to publish: id,
---    new token, the values of DISPATCH_FIELDS...
+-- dispatch again what was never confirmed; on a sweep, first release the parked jobs of
+-- queues no longer paused (a resume whose caller died: release_parked in common.lua).
+-- ARGV: ns, now, limit, lost_cap, grace, job_ttl, longest sleep, parked jobs to release
+--       at most (0: none, not a sweep), then for a beat carried in the same call (else
+--       nothing): worker id, seconds it counts as live, prune ('1'), field, value, ...
+--       of its info (worker_beat in common.lua)
+-- -> the next deadline (when the loop should run again), how many parked jobs left
+--    their sets, then per job to publish: id, new token, the values of DISPATCH_FIELDS...
 local limit, cap, grace, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local out = {''}
+local out = {'', 0}
+if ARGV[9] then worker_beat(ARGV[9], tonumber(ARGV[10]), ARGV[11] == '1', 12) end
+local unparked = 0
+if tonumber(ARGV[8] or 0) > 0 then unparked = release_parked('', tonumber(ARGV[8])) end
+out[2] = unparked
 -- the members of a deadline set that are due, read only when its first one is: an idle
--- tick costs one ZRANGE per set
-local firsts = {}  -- a set's first deadline, while this script has not changed the set
+-- tick costs one EXISTS when every set is empty, else one ZRANGE per set
+local SETS = {'leases', 'expiries', 'due', 'dispatching'}
+local firsts = {}  -- a set's first deadline (false: empty), while this script has not changed the set
+do
+  local keys = {}
+  for i, set in ipairs(SETS) do keys[i] = ns .. set end
+  if redis.call('EXISTS', unpack(keys)) == 0 then
+    for _, set in ipairs(SETS) do firsts[set] = false end
+  end
+end
 local function due_in(set)
+  if firsts[set] == false then return {} end
   local first = redis.call('ZRANGE', ns .. set, 0, 0, 'WITHSCORES')
   if first[2] == nil or tonumber(first[2]) > now then
     firsts[set] = first[2] and tonumber(first[2]) or false
@@ -132,7 +149,7 @@ end
 -- 6. when to run again: the earliest deadline left, at the latest the longest sleep;
 -- a deadline written earlier than this later wakes a loop (common.lua's deadline)
 local next_at = now + tonumber(ARGV[7])
-for _, set in ipairs({'leases', 'expiries', 'due', 'dispatching'}) do
+for _, set in ipairs(SETS) do
   local first = firsts[set]
   if first == nil then  -- changed (or due) in this script: read it again
     local top = redis.call('ZRANGE', ns .. set, 0, 0, 'WITHSCORES')
