@@ -29,11 +29,14 @@ WRITES = frozenset({"HSET", "RPUSH", "LPUSH", "SADD", "ZADD", "PEXPIRE", "EXPIRE
 class Riders(CoreCommands):
     """Write commands, taken the way a redis-py pipeline takes them, kept for the
     create script: ``keys`` (one per command) and ``args`` (per command its name, its
-    argument count, its arguments after the key)."""
+    argument count, its arguments after the key; and the templates of
+    :meth:`hset_shared`, which have no key)."""
 
     def __init__(self) -> None:
         self.keys: list = []
         self.args: list = []
+        self._shared: dict[int, tuple[int, dict]] = {}  # id -> (template number, dict)
+        self._templates = 0
 
     def execute_command(self, *args: Any, **options: Any) -> "Riders":
         name = str(args[0]).upper()
@@ -42,6 +45,24 @@ class Riders(CoreCommands):
                             f"single-key writes can ({', '.join(sorted(WRITES))})")
         self.keys.append(args[1])
         self.args += [name, len(args) - 2, *args[2:]]
+        return self
+
+    def hset_shared(self, name: Any, shared: dict, mapping: dict) -> "Riders":
+        """``HSET name`` of ``shared`` and ``mapping`` together, where ``shared`` is the
+        same dict for many of the call's hashes (an engine's fixed fields, not changed
+        meanwhile): its fields go once per call, as a template (``=``) the script copies
+        into each such HSET (``HSET=``), so a batch sends a few arguments a hash, not
+        every field's."""
+        known = self._shared.get(id(shared))  # the same dict: the same template
+        if known is None or known[1] is not shared:
+            flat = [x for pair in shared.items() for x in pair]
+            self._templates += 1
+            known = self._shared[id(shared)] = (self._templates, shared)
+            self.args += ["=", len(flat), *flat]
+        index = known[0]
+        own = [x for pair in mapping.items() for x in pair]
+        self.keys.append(name)
+        self.args += ["HSET=", len(own) + 1, index, *own]
         return self
 
     def __len__(self) -> int:

@@ -84,18 +84,23 @@ class RQEngine(Engine):
                 pipe.execute()
             return
         now = utcformat(utcnow())
+        pushed: dict = {}  # a queue's key -> its job ids, one RPUSH after the hashes
         for dispatch in deliveries:
-            self._queue(self._engine_name(dispatch.queue, dispatch.priority)).push_call(
-                pipeline, f"{dispatch.job_id}-{dispatch.token}",
-                [dispatch.job_id, dispatch.token],
+            queue = self._queue(self._engine_name(dispatch.queue, dispatch.priority))
+            rq_id = f"{dispatch.job_id}-{dispatch.token}"
+            queue.push_call(
+                pipeline, rq_id, [dispatch.job_id, dispatch.token],
                 timeout=self.time_limit(dispatch),
                 # Switchyard's workers keep no RQ result at all. For a stock RQ worker, a
                 # 1 s record is cheaper than 0 s, which RQ 3 deletes through a slower path.
                 result_ttl=1,
                 failure_ttl=self.settings.job_ttl,
                 description=f"{dispatch.job_type} {dispatch.job_id}",
-                now=now,
+                now=now, push=False,
             )
+            pushed.setdefault(queue.key, []).append(rq_id)
+        for key, ids in pushed.items():
+            pipeline.rpush(key, *ids)
 
     def recover_stranded(self) -> int:
         """Deliveries noted in hand (by the pop) and never claimed: delivered again."""

@@ -190,6 +190,28 @@ def test_create_runs_its_riders_after_the_records_in_the_same_call(ledger, r):
     raw.close()
 
 
+def test_hashes_that_share_fields_send_them_once_and_are_written_whole(ledger, r):
+    recs = [job(), job()]
+    riders, fixed = Riders(), {"origin": "q", "timeout": 60, "status": "queued"}
+    for rec in recs:
+        riders.hset_shared(f"{NS}t:rq:job:{rec['id']}", fixed, {"data": rec["id"]})
+    riders.hset_shared(f"{NS}t:rq:job:other", {"origin": "elsewhere"}, {})
+    riders.rpush(f"{NS}t:rq:queue", *[rec["id"] for rec in recs])
+    assert riders.args.count("=") == 2 and riders.args.count("queued") == 1
+    assert ledger.create_riding(recs, T0, riders) == [(True, rec["id"]) for rec in recs]
+    for rec in recs:
+        assert r.hgetall(f"{NS}t:rq:job:{rec['id']}") == {
+            "origin": "q", "timeout": "60", "status": "queued", "data": rec["id"]}
+    assert r.hgetall(f"{NS}t:rq:job:other") == {"origin": "elsewhere"}
+    # a shared write naming a template the call does not hold writes nothing at all
+    rec = job()
+    bad = Riders()
+    bad.keys, bad.args = [f"{NS}t:y"], ["HSET=", 3, 1, "data", "x"]
+    with pytest.raises(redis.ResponseError, match="not a single-key write"):
+        ledger.create_riding([rec], T0, bad)
+    assert r.exists(NS + "job:" + rec["id"]) == 0 and r.exists(f"{NS}t:y") == 0
+
+
 def test_only_single_key_writes_ride_and_a_bad_one_writes_nothing(ledger, r):
     riders = Riders()
     for refused in (lambda: riders.get("k"), lambda: riders.delete("a", "b"),

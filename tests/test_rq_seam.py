@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import signal
 import threading
+import time
 import zlib
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
@@ -340,6 +341,38 @@ def test_push_call_writes_what_rqs_enqueue_call_writes(eng):
         {k: str(getattr(v, "value", v)) for k, v in theirs_fields.items()}
     theirs.reset()
     ours.reset()
+
+
+def test_a_batch_rides_with_the_fields_its_rq_jobs_share_sent_once(eng):
+    """Where RQ's queues are the ledger's Redis, a batch's RQ hashes ride in the create
+    script with the fields every job of a queue shares sent once (a template), and each
+    queue's ids in one RPUSH; the hashes written are push_call's, field by field.
+    Before: every field of each hash and an RPUSH a job, some 45 arguments a job."""
+    from adapters.validation import build_records
+
+    adapter = eng.adapter
+    specs = [("t.echo", {"n": n}, None) for n in range(50)]
+    riders = adapter._riders(build_records(adapter, specs, "default", time.time()))
+    assert riders.args.count("=") == 1 and riders.args.count("RPUSH") == 1
+    assert len(riders.args) <= 13 * len(specs), len(riders.args)  # 11 a job, and the rest once
+    [info] = adapter.enqueue_many(specs[:1])
+    token = eng.redis.hget(f"{eng.settings.namespace}job:{info.id}", "token")
+    raw = adapter.engine.rq_redis.hgetall(f"{Job.redis_job_namespace_prefix}{info.id}-{token}")
+    rode = {k.decode(): v for k, v in raw.items()}
+    assert eng.redis.lrange(_queues(eng)[1].key, 0, -1) == [f"{info.id}-{token}"]
+    pipe = adapter.engine.rq_redis.pipeline(transaction=True)
+    _queues(eng)[1].push_call(pipe, "a-b", [info.id, token], now="2026-12-03T09:32:38.213550Z",
+                              timeout=int(rode["timeout"]), result_ttl=1,
+                              failure_ttl=int(rode["failure_ttl"]),
+                              description=rode["description"].decode())
+    [*_, hset, _] = _commands(pipe)
+    piped = dict(zip(hset[2::2], hset[3::2]))
+    assert set(rode) == set(piped)
+    assert zlib.decompress(rode.pop("data")) == zlib.decompress(piped.pop("data"))
+    for name in ("created_at", "enqueued_at"):
+        rode.pop(name), piped.pop(name)
+    assert {k: v.decode() for k, v in rode.items()} == {k: str(v) for k, v in piped.items()}
+    pipe.reset()
 
 
 def test_rq_scheduler_beat_runs_its_jobs_and_ours(eng):

@@ -3,25 +3,38 @@
 -- per record: fingerprint, and its field/value pairs as one JSON array of strings (one
 -- argument, not two per field: the client packs far fewer), then the riders: the engine's
 -- writes of the records' deliveries (adapters/riders.py), each its command, its argument
--- count and its arguments, its key the next of KEYS (KEYS[1] is the namespace); they run
+-- count and its arguments, its key the next of KEYS (KEYS[1] is the namespace), or the
+-- templates of shared hash fields (below); they run
 -- after the records, so a record and its delivery are written together or not at all
 -- -> {created (1) or idempotent hit (0), id, ...}, or {-1, index, first job's id} when a
 -- record's idempotency key was used with other parameters (then nothing is written)
 local idem_ttl = tonumber(ARGV[3])
 local grace = tonumber(ARGV[4])
 local last = #ARGV - tonumber(ARGV[5])
-local riders = {}
+-- A template ('=', its count, field, value, ...: no key) holds the fields many hashes of
+-- the call share; 'HSET=' (count, the template's number, then its own field, value, ...)
+-- is an HSET of those and its own (Riders.hset_shared).
+local riders, templates = {}, {}
 do
   local i, k = last + 1, 1
   local writes = {HSET = 1, RPUSH = 1, LPUSH = 1, SADD = 1, ZADD = 1, PEXPIRE = 1,
                   EXPIRE = 1, XADD = 1}
   while i <= #ARGV do
-    local n = tonumber(ARGV[i + 1])
-    k = k + 1
-    if not writes[ARGV[i]] or not n or not KEYS[k] then
-      return redis.error_reply('ERR create: a rider is not a single-key write: ' .. ARGV[i])
+    local name, n = ARGV[i], tonumber(ARGV[i + 1])
+    if name == '=' and n then
+      templates[#templates + 1] = {i + 2, i + 1 + n}
+    else
+      k = k + 1
+      local shared = name == 'HSET=' and n and n >= 1 and templates[tonumber(ARGV[i + 2])]
+      if not (writes[name] or shared) or not n or not KEYS[k] then
+        return redis.error_reply('ERR create: a rider is not a single-key write: ' .. name)
+      end
+      if shared then
+        riders[#riders + 1] = {'HSET', KEYS[k], i + 3, i + 1 + n, shared}
+      else
+        riders[#riders + 1] = {name, KEYS[k], i + 2, i + 1 + n}
+      end
     end
-    riders[#riders + 1] = {ARGV[i], KEYS[k], i + 2, i + 1 + n}
     i = i + 2 + n
   end
 end
@@ -100,6 +113,12 @@ for _, rec in ipairs(recs) do
   end
 end
 for _, w in ipairs(riders) do
-  redis.call(w[1], w[2], unpack(ARGV, w[3], w[4]))
+  if w[5] then
+    local a = {unpack(ARGV, w[5][1], w[5][2])}
+    for j = w[3], w[4] do a[#a + 1] = ARGV[j] end
+    redis.call('HSET', w[2], unpack(a))
+  else
+    redis.call(w[1], w[2], unpack(ARGV, w[3], w[4]))
+  end
 end
 return out
