@@ -25,6 +25,12 @@ def _text(value) -> str:
     raise TypeError(f"a job record holds text and numbers, not {type(value).__name__}")
 
 
+_ARGV_FIELDS = frozenset(record.FIELDS) | {"fingerprint"}
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""A record's pairs as create.lua reads them (one encoder: json.dumps with options
+builds a new one per call)."""
+
+
 class LedgerCreate:
     """Creating and deleting job records (``Ledger`` holds the client and scripts)."""
 
@@ -117,15 +123,12 @@ class LedgerCreate:
         argv = [repr(now), self.s.idempotency_ttl, self.s.lease_seconds if guard else -1,
                 len(tail)]
         for rec in records:
-            pairs = [(k, v) for k, v in rec.items() if k != "fingerprint"]
-            unknown = [k for k, _ in pairs if k not in record.FIELDS]
-            if unknown:
+            if not rec.keys() <= _ARGV_FIELDS:
+                unknown = [k for k in rec if k not in _ARGV_FIELDS]
                 raise KeyError(f"not fields of the job record (adapters/record.py): {unknown}")
-            flat = []
-            for k, v in pairs:
-                flat += [k, _text(v)]
-            argv += [rec.get("fingerprint") or "", json.dumps(flat, ensure_ascii=False,
-                                                              separators=(",", ":"))]
+            flat = [x for k, v in rec.items() if k != "fingerprint"
+                    for x in (k, v if type(v) is str else _text(v))]
+            argv += [rec.get("fingerprint") or "", _to_json(flat)]
         return argv + tail
 
     def delete_many(self, items: list[tuple[str, str, str]], workflow: dict | None = None) -> None:

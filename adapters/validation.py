@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import uuid
 from datetime import datetime
@@ -182,7 +183,7 @@ def build_record(client: Any, job_type: str, payload: dict | None,
         "max_retries": max_retries, "timeout": timeout, "rate": (limit, window),
         "created_at": now, "run_at": run_at, "expires_at": expires_at or None,
         "idempotency_key": options.idempotency_key or "", "retry_of": retry_of or "",
-        "links": links or {}, "token": uuid.uuid4().hex[:12]})
+        "links": links or {}, "token": os.urandom(6).hex()})
     rec["fingerprint"] = fingerprint  # for the ledger's idempotency check; not stored
     return rec
 
