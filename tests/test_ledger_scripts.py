@@ -148,6 +148,26 @@ def test_create_queued_writes_record_indexes_guard_backlog_and_counter(ledger, r
     assert zset(r, "due") == {} and zset(r, "expiries") == {}
 
 
+def test_a_batch_writes_each_index_queue_set_and_count_once(ledger, r):
+    recs = [job(), job(), job(type="t.other", queue="q2")]
+    ledger.create_many(recs, T0)  # the script loaded
+    more = [job(), job(), job(type="t.other", queue="q2")]
+    r.config_resetstat()
+    assert [fresh for fresh, _ in ledger.create_many(more, T0)] == [True] * 3
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()}
+    # before: a ZADD a job in each of its indexes, a SADD and an HINCRBY a job
+    assert calls["hset"] == 3 and calls["sadd"] == 1 and calls["hincrby"] == 2, calls
+    assert calls["zadd"] < 7 * len(more), calls
+    for rec in recs + more:
+        assert r.zscore(f"{NS}all", rec["id"]) == T0
+        assert r.zscore(f"{NS}queued:{rec['queue']}", rec["id"]) == T0
+        assert r.zscore(f"{NS}as:queued", rec["id"]) == T0
+        assert r.zscore(f"{NS}aty:{rec['type']}", rec["id"]) == T0
+    assert r.smembers(f"{NS}queues") == {"default", "q2"}
+    assert r.hget(f"{NS}stats", "enqueued|t.echo|rq") == "4"
+    assert r.hget(f"{NS}stats", "enqueued|t.other|rq") == "2"
+
+
 def test_create_scheduled_goes_to_due_and_a_waiting_one_nowhere(ledger, r):
     later = job(state="scheduled", run_at=T0 + 50, expires_at=T0 + 90)
     waiting = job(state="scheduled", waiting=True)

@@ -67,9 +67,31 @@ local INDEXED = {scheduled=true, queued=true, started=true, retrying=true, faile
                  canceled=true}
 -- {ns}ty:{tenant}:{type} and {ns}aty:{type}: a type's jobs by creation time, written once
 -- at create, so a type filter walks that type's jobs alone; they leave with the record.
+-- Index writes: at once, or where a script collects them (zadds is a table: create.lua
+-- writing a batch) one ZADD per key when it calls flush_zadds; nothing reads those
+-- indexes in between.
+local zadds, zadd_keys = nil, nil
+local function zadd(key, score, member)
+  if not zadds then return redis.call('ZADD', key, score, member) end
+  local t = zadds[key]
+  if not t then
+    t = {}
+    zadds[key] = t
+    zadd_keys[#zadd_keys + 1] = key
+  end
+  t[#t + 1] = score
+  t[#t + 1] = member
+end
+local function flush_zadds()
+  for _, key in ipairs(zadd_keys or {}) do
+    local t = zadds[key]
+    for i = 1, #t, 4000 do redis.call('ZADD', key, unpack(t, i, math.min(i + 3999, #t))) end
+  end
+  zadds, zadd_keys = nil, nil
+end
 local function type_index(id, tenant, jtype, created)
-  redis.call('ZADD', ns .. 'ty:' .. tenant .. ':' .. jtype, created, id)
-  redis.call('ZADD', ns .. 'aty:' .. jtype, created, id)
+  zadd(ns .. 'ty:' .. tenant .. ':' .. jtype, created, id)
+  zadd(ns .. 'aty:' .. jtype, created, id)
 end
 local function type_unindex(id, tenant, jtype)
   if jtype and jtype ~= '' then
@@ -84,8 +106,8 @@ local function move(id, tenant, created, from, to, ttl, jtype)
     redis.call('ZREM', ns .. 'as:' .. from, id)
   end
   if INDEXED[to] then
-    redis.call('ZADD', ns .. 'ts:' .. tenant .. ':' .. to, created, id)
-    redis.call('ZADD', ns .. 'as:' .. to, created, id)
+    zadd(ns .. 'ts:' .. tenant .. ':' .. to, created, id)
+    zadd(ns .. 'as:' .. to, created, id)
   end
   if ENDED[to] then
     -- the type names its index in the gone entry: the caller's if it has read it

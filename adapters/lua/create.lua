@@ -71,6 +71,10 @@ for r, rec in ipairs(recs) do
   end
 end
 local out = {}
+-- a batch's index entries go in one ZADD per index (common.lua's zadd), its queues in
+-- one SADD and its counts in one HINCRBY per type
+zadds, zadd_keys = {}, {}
+local queues, queue_list, counted, counts = {}, {}, {}, {}
 for _, rec in ipairs(recs) do
   local f = rec.f
   if rec.hit then
@@ -84,9 +88,9 @@ for _, rec in ipairs(recs) do
     fields[#fields + 1] = 'events'
     fields[#fields + 1] = ev(f['state'], 0)
     redis.call('HSET', key, unpack(fields))
-    redis.call('ZADD', ns .. 't:' .. f['tenant'], ARGV[2], id)
+    zadd(ns .. 't:' .. f['tenant'], ARGV[2], id)
     local created = (f['created_at'] and f['created_at'] ~= '') and f['created_at'] or ARGV[2]
-    redis.call('ZADD', ns .. 'all', created, id)
+    zadd(ns .. 'all', created, id)
     type_index(id, f['tenant'], f['type'], created)
     if f['retry_of'] and f['retry_of'] ~= '' then  -- the job it replays names its retries
       local ok = ns .. 'job:' .. f['retry_of']
@@ -105,13 +109,24 @@ for _, rec in ipairs(recs) do
     if f['expires_at'] and f['expires_at'] ~= '' then
       deadline('expiries', f['expires_at'], id)
     end
-    redis.call('SADD', ns .. 'queues', f['queue'])
-    if f['state'] == 'queued' then redis.call('ZADD', ns .. 'queued:' .. f['queue'], now, id) end
-    redis.call('HINCRBY', ns .. 'stats', 'enqueued|' .. f['type'] .. '|' .. f['backend'], 1)
+    if not queues[f['queue']] then
+      queues[f['queue']] = true
+      queue_list[#queue_list + 1] = f['queue']
+    end
+    if f['state'] == 'queued' then zadd(ns .. 'queued:' .. f['queue'], now, id) end
+    local stat = 'enqueued|' .. f['type'] .. '|' .. f['backend']
+    if not counts[stat] then
+      counts[stat] = 0
+      counted[#counted + 1] = stat
+    end
+    counts[stat] = counts[stat] + 1
     out[#out + 1] = 1
     out[#out + 1] = id
   end
 end
+flush_zadds()
+if #queue_list > 0 then redis.call('SADD', ns .. 'queues', unpack(queue_list)) end
+for _, stat in ipairs(counted) do redis.call('HINCRBY', ns .. 'stats', stat, counts[stat]) end
 for _, w in ipairs(riders) do
   if w[5] then
     local a = {unpack(ARGV, w[5][1], w[5][2])}
