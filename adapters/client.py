@@ -127,9 +127,17 @@ class Switchyard(JobWrites, Workflows, Operations):
                  batch: bool) -> list[JobInfo]:
         now = time.time()
         records = build_records(self, jobs, tenant, now, links, retry_of, batch=batch)
-        outcomes = self._write(records, now, batch=batch)
+        early: list[JobInfo] = []  # built while Redis writes them, where it can be
+
+        def answers() -> None:
+            early.extend(JobInfo.from_record(rec) for rec in records)
+
+        outcomes = self._write(records, now, batch=batch,
+                               meanwhile=None if self.engine.runs_at_publish else answers)
         if self.engine.runs_at_publish:
             return [self.get(job_id) for _, job_id in outcomes]
+        if early and all(created for created, _ in outcomes):
+            return early
         # A job just created is what was written; only an idempotent hit is read back.
         return [JobInfo.from_record(rec) if created else self.get(job_id, tenant=tenant)
                 for rec, (created, job_id) in zip(records, outcomes)]

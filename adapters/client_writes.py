@@ -23,11 +23,13 @@ class JobWrites:
     """The write of new jobs' records and deliveries, by the route the engine declares."""
 
     def _write(self, records: list[dict], now: float, workflow: dict | None = None,
-               batch: bool = True) -> list[tuple[bool, str]]:
+               batch: bool = True, meanwhile=None) -> list[tuple[bool, str]]:
         """The records (and the workflow holding them) and their deliveries; ``(created,
-        job id)`` per record, ``created=False`` for an idempotent hit."""
+        job id)`` per record, ``created=False`` for an idempotent hit. ``meanwhile()``,
+        if given, runs while Redis writes them where that is one script call (else not
+        at all): work of the caller's that holds while every record is created."""
         if self.engine.shares_ledger_redis:
-            return self._write_in_transaction(records, now, workflow, batch)
+            return self._write_in_transaction(records, now, workflow, batch, meanwhile)
         with unavailable(WRITE_FAILED):
             outcomes = self.ledger.create_many(records, now, workflow, batch=batch)
         created = [rec for rec, (fresh, _) in zip(records, outcomes) if fresh]
@@ -47,7 +49,7 @@ class JobWrites:
         return outcomes
 
     def _write_in_transaction(self, records: list[dict], now: float, workflow: dict | None,
-                              batch: bool) -> list[tuple[bool, str]]:
+                              batch: bool, meanwhile=None) -> list[tuple[bool, str]]:
         """Records and deliveries in one script call: the engine's publish writes into
         a :class:`~adapters.riders.Riders`, whose commands the create script runs after
         the records. With idempotency keys or a workflow, that call goes in a MULTI:
@@ -57,7 +59,7 @@ class JobWrites:
         if not keyed and workflow is None:
             riders = self._riders(records)
             try:
-                return self.ledger.create_riding(records, now, riders, batch)
+                return self.ledger.create_riding(records, now, riders, batch, meanwhile)
             except Exception as exc:
                 # one script call: it wrote everything or nothing; if it did and the
                 # answer was lost, removing the records makes the deliveries stale

@@ -84,15 +84,43 @@ class LedgerCreate:
         return [(bool(int(flat[i])), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def create_riding(self, records: list[dict], now: float, riders: Riders,
-                      batch: bool = True) -> list[tuple[bool, str]]:
+                      batch: bool = True, meanwhile=None) -> list[tuple[bool, str]]:
         """Write ``records`` and, in the same script call, ``riders``: the writes of
         their deliveries by an engine keeping its queues in this Redis. They commit
         together, so the records need no dispatch guard: one client command. Records
         without idempotency keys only (a hit would still have its delivery written);
-        those with keys go through :meth:`create_in`, after a check under WATCH."""
+        those with keys go through :meth:`create_in`, after a check under WATCH.
+
+        ``meanwhile()`` (the caller's work that does not need the answer) runs while
+        Redis runs the script: the call is sent, then ``meanwhile`` runs, then the
+        answer is read. Where that read fails (a lost connection, a script Redis no
+        longer holds) the call goes again the usual way, as redis-py's retry would."""
         ns = self.shards.one_shard(records)
-        reply = self._create(keys=[ns, *riders.keys],
-                             args=[ns, *self._create_argv(records, now, False, riders)])
+        keys = [ns, *riders.keys]
+        args = [ns, *self._create_argv(records, now, False, riders)]
+        if meanwhile is None or self.cluster:
+            if meanwhile is not None:
+                meanwhile()
+            return self._outcomes(self._create(keys=keys, args=args), batch)
+        pool, ran = self.r.connection_pool, False
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", self._create.sha, len(keys), *keys, *args)
+            meanwhile()
+            ran = True
+            reply = conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoScriptError) as exc:
+            if not isinstance(exc, redis.exceptions.NoScriptError):
+                conn.disconnect()  # its answer may still come: never read it as another's
+            pool.release(conn)
+            if not ran:
+                meanwhile()
+            return self._outcomes(self._create(keys=keys, args=args), batch)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        pool.release(conn)
         return self._outcomes(reply, batch)
 
     def create_in(self, pipeline: redis.client.Pipeline, records: list[dict], now: float,

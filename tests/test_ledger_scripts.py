@@ -210,6 +210,39 @@ def test_create_runs_its_riders_after_the_records_in_the_same_call(ledger, r):
     raw.close()
 
 
+def test_the_callers_own_work_runs_while_redis_runs_the_create_call(ledger, r):
+    """create_riding's meanwhile runs once the call is sent, before its answer is read:
+    an enqueue builds its answers then, not after. A script Redis lost is loaded and
+    the call goes again (meanwhile not twice); a refused call raises; the connection
+    goes back to the pool each time."""
+    from tests.harness import wait_until
+
+    seen = []
+
+    def meanwhile(rec):
+        # the records are there before this returns: the call went first
+        seen.append(wait_until(lambda: r.exists(NS + "job:" + rec["id"]), 10, 0.001,
+                               "the record written while the caller works"))
+
+    ledger.load_create_script()
+    pool = ledger.r.connection_pool
+    rec = job()
+    assert ledger.create_riding([rec], T0, Riders(),
+                                meanwhile=lambda: meanwhile(rec)) == [(True, rec["id"])]
+    assert seen == [1] and len(pool._in_use_connections) == 0
+    r.script_flush()
+    again = job()
+    calls = []
+    assert ledger.create_riding([again], T0, Riders(), meanwhile=lambda: calls.append(1)) \
+        == [(True, again["id"])]
+    assert calls == [1] and stored(r, again)["state"] == "queued"
+    bad = Riders()
+    bad.keys, bad.args = [f"{NS}t:x"], ["DEL", 0]
+    with pytest.raises(redis.ResponseError, match="not a single-key write"):
+        ledger.create_riding([job()], T0, bad, meanwhile=lambda: None)
+    assert len(pool._in_use_connections) == 0 and r.ping()
+
+
 def test_hashes_that_share_fields_send_them_once_and_are_written_whole(ledger, r):
     recs = [job(), job()]
     riders, fixed = Riders(), {"origin": "q", "timeout": 60, "status": "queued"}
