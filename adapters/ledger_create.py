@@ -110,11 +110,14 @@ class LedgerCreate:
             ran = True
             reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoScriptError) as exc:
-            if not isinstance(exc, redis.exceptions.NoScriptError):
+            lost_script = isinstance(exc, redis.exceptions.NoScriptError)
+            if not lost_script:
                 conn.disconnect()  # its answer may still come: never read it as another's
             pool.release(conn)
             if not ran:
                 meanwhile()
+            if lost_script:  # loaded once here: the call below then runs it at once
+                self.load_create_script()
             return self._outcomes(self._create(keys=keys, args=args), batch)
         except BaseException:
             conn.disconnect()

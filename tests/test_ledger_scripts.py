@@ -233,9 +233,12 @@ def test_the_callers_own_work_runs_while_redis_runs_the_create_call(ledger, r):
     r.script_flush()
     again = job()
     calls = []
+    r.config_resetstat()
     assert ledger.create_riding([again], T0, Riders(), meanwhile=lambda: calls.append(1)) \
         == [(True, again["id"])]
     assert calls == [1] and stored(r, again)["state"] == "queued"
+    stats = r.info("commandstats")  # NOSCRIPT, the load, the call: nothing sent twice
+    assert (stats["cmdstat_evalsha"]["calls"], stats["cmdstat_script|load"]["calls"]) == (2, 1)
     bad = Riders()
     bad.keys, bad.args = [f"{NS}t:x"], ["DEL", 0]
     with pytest.raises(redis.ResponseError, match="not a single-key write"):
