@@ -43,16 +43,35 @@ KILL_AFTER = 20
 PORTS = range(31000, 32000)
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ports() -> range:
+    """This process's share of PORTS: a suite spread over pytest-xdist processes gives
+    each its own slice, so two clusters started at once never pick the same port."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    width = len(PORTS) // max(count, 1)
+    return PORTS[index * width:(index + 1) * width]
+
+
 def _free_port() -> int:
-    """A loopback port of this test's private range that nothing listens on."""
-    for port in random.sample(PORTS, len(PORTS)):
+    """A loopback port of this process's slice of the test's range that nothing listens
+    on and that no node of this process was given before (a probe's port is free again
+    once the probe closes: five probes in a row could name one port twice)."""
+    ports = _ports()
+    for port in random.sample(ports, len(ports)):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError("no free port in 31000-31999")
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def _redis_server() -> str:
