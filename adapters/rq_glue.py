@@ -112,6 +112,7 @@ from uuid import uuid4
 
 import redis
 from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -221,12 +222,18 @@ class _LeanBookkeeping:
                 pass  # only what `rq info` shows; the dequeue that follows waits for Redis
 
     def show_idle(self):
-        """Show the worker idle (``rq info``): its pop found nothing and it waits."""
+        """Show the worker idle (``rq info``): its pop found nothing and it waits.
+
+        A warm shutdown that came while the worker still showed itself busy (the job
+        just ended) only marked the stop as asked: it ends here, before the wait, not
+        after a dequeue timeout of minutes."""
         if self._state != WorkerStatus.IDLE:
             try:
                 super().set_state(WorkerStatus.IDLE)
             except _REDIS_DOWN:
                 pass
+        if self._stop_requested:
+            raise StopRequested()
 
     def check_for_suspension(self, burst):
         # The pop that follows checks `rq suspend` in its script, at no command of its

@@ -29,6 +29,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.worker.base import BaseWorker
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from adapters import JobState
@@ -404,3 +405,19 @@ def test_a_workers_pub_sub_thread_ends_soon_after_its_unsubscribe(eng):
     threading.Thread(target=lambda: (worker.unsubscribe(), done.set()), daemon=True).start()
     assert done.wait(15), "unsubscribe still waiting for the pub/sub thread"
     assert not thread.is_alive()
+
+
+def test_a_warm_stop_asked_while_busy_ends_the_wait_that_follows(eng):
+    """A SIGTERM that lands as a job ends, while the worker still shows itself busy, only
+    marks the stop as asked (RQ's handler); the pop that follows must end the worker
+    there, not wait in BLPOP for the dequeue timeout (seen: a warm shutdown that took
+    longer than the 60 s a caller gave it)."""
+    from rq.exceptions import StopRequested
+
+    worker = lean_worker(eng)
+    worker.set_state(WorkerStatus.BUSY)
+    worker._stop_requested = True  # as RQ's _shutdown leaves a busy worker
+    _Queue.waiting_worker = worker
+    conn = eng.adapter.engine.rq_redis
+    with pytest.raises(StopRequested):
+        _Queue.lpop([q.key for q in _queues(eng)], 5, connection=conn)
