@@ -190,9 +190,34 @@ def compare(opts: Options, say=print) -> int:
         say(f"[compare] FAILS ON EVERY LEG: {case}")
     for leg, why in report.results.errors.items():
         say(f"[compare] {leg}: {why}")
+    if not report.ok:
+        for line in failure_digest(report.results):
+            say(line)
     say(f"[compare] {'PASS' if report.ok else 'FAIL'}: wrote {path}, {path.with_suffix('.html')} "
         f"in {timings['total']:.0f} s")
     return 0 if report.ok else 1
+
+
+def failure_digest(results, per_leg: int = 5) -> list[str]:
+    """The lines that say where a failed comparison failed, printed last (a CI page often
+    shows only the end of the output): each leg's counts, then the first failures of
+    each leg that had any, with their first line."""
+    lines = []
+    for leg in results.legs:
+        if leg in results.errors:
+            continue
+        n = results.counts(leg)
+        lines.append(f"[compare] {leg}: {n['pass']} passed, {n['fail']} failed, "
+                     f"{n['skip']} skipped")
+    for leg in results.legs:
+        failed = [(case, by_leg[leg].message) for case, by_leg in results.cases.items()
+                  if leg in by_leg and by_leg[leg].status == "fail"]
+        for case, message in failed[:per_leg]:
+            lines.append(f"[compare] {leg} FAILED {case}: {message[:200]}")
+        if len(failed) > per_leg:
+            lines.append(f"[compare] {leg}: {len(failed) - per_leg} more failed "
+                         f"(log: conformance-{safe(leg)}.log)")
+    return lines
 
 
 def _run_jobs(opts: Options, legs: dict[str, str], say) -> list[dict]:

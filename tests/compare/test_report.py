@@ -109,6 +109,11 @@ def test_the_command_exits_non_zero_on_a_break_and_writes_the_step_summary(tmp_p
                          text=True, timeout=60)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "PARITY BREAK: test_a::test_two" in run.stdout
+    # the end of the output says which leg failed what, and why (CI often shows only the tail)
+    tail = run.stdout.strip().splitlines()[-4:-1]  # then the FAIL line
+    assert f"[compare] {A}: 1 passed, 0 failed, 0 skipped" in tail[0]
+    assert f"[compare] {B}: 0 passed, 1 failed, 0 skipped" in tail[1]
+    assert tail[2] == f"[compare] {B} FAILED test_a::test_two: AssertionError: assert 1 == 2"
     assert "## Parity breaks (1)" in summary.read_text()
     assert (tmp_path / "COMPARISON.html").exists() and (tmp_path / "COMPARISON.md").exists()
 
