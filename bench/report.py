@@ -408,9 +408,10 @@ def markdown(results: dict, command: str, chart_name: str | None,
 
     lines += ["", "## Enqueue rate, in-process (jobs/s)", "",
               "No worker running. Single: one call per job (`task.delay`-style `apply_async`, "
-              "`queue.enqueue`, `adapter.enqueue`). Batch: "
+              "`queue.enqueue`, `actor.send`, `adapter.enqueue`). Batch: "
               f"{plan['batch_size']} jobs per call (Celery: a `group`, RQ: `enqueue_many`, "
-              "Switchyard: `enqueue_many`).", "",
+              "Dramatiq: a `group` on the bench's broker, Switchyard: `enqueue_many`). Every "
+              "job timed is counted afterwards where its worker would take it.", "",
               "| engine | call | raw | raw, no result backend | Switchyard | Switchyard / raw |",
               "|---|---|---|---|---|---|"]
     for engine in ENGINES:

@@ -165,6 +165,12 @@ def bench_enqueue(redis_url: str, plan: Plan) -> list[dict]:
                 rates[(key, "single")].append(measure.enqueue_run(subject, plan.enqueue_jobs, None))
                 rates[(key, "batch")].append(measure.enqueue_run(subject, plan.enqueue_jobs,
                                                                  plan.batch_size))
+        # a rate counts only jobs that reached the bench's Redis, where a worker takes them
+        expected = 40 + 2 * plan.runs * plan.enqueue_jobs
+        for (flavour, engine), subject in subjects.items():
+            if subject.waiting() != expected:
+                raise RuntimeError(f"enqueue: {flavour} {engine} left {subject.waiting()} "
+                                   f"jobs waiting in its Redis database, not {expected}")
     finally:
         for subject in subjects.values():
             subject.close()

@@ -115,6 +115,11 @@ class Subject:
         """Jobs finished so far (monotonic)."""
         raise NotImplementedError
 
+    def waiting(self) -> int:
+        """Jobs waiting for a worker in this subject's Redis database, read where its
+        worker would take them (the enqueue bench checks every job it timed is there)."""
+        raise NotImplementedError
+
     def finished(self, handle) -> bool:
         """True once the job's result is visible to a reader."""
         raise NotImplementedError
@@ -166,6 +171,13 @@ class RawCelery(Subject):
 
         args = (SLEEP_SECONDS,) if kind == "sleep" else ()
         group(self.tasks[kind].si(*args) for _ in range(count)).apply_async()
+        self._enqueued += count
+
+    def waiting(self) -> int:
+        pipe = self.poller.pipeline(transaction=False)
+        for key in BARE_CELERY_LISTS:
+            pipe.llen(key)
+        return sum(pipe.execute())
 
     def done_count(self) -> int:
         if not self.results:
@@ -233,6 +245,9 @@ class RawRQ(Subject):
         for start in range(0, count, 500):
             self.enqueue_batch(kind, min(500, count - start))
 
+    def waiting(self) -> int:
+        return self.queue.count
+
     def done_count(self) -> int:
         self.poll_commands["zcard"] += 1
         return self.poller.zcard(self.finished_key)
@@ -279,7 +294,13 @@ class RawDramatiq(Subject):
         import dramatiq
 
         self._enqueued += count
-        dramatiq.group(self.actors[kind].message(*self._args(kind)) for _ in range(count)).run()
+        # the group's broker named: a group without one enqueues on Dramatiq's global
+        # broker, a RabbitMQ broker on 127.0.0.1 by default, not this bench's Redis
+        dramatiq.group((self.actors[kind].message(*self._args(kind)) for _ in range(count)),
+                       broker=self.broker).run()
+
+    def waiting(self) -> int:
+        return self.poller.hlen(self.messages_key)
 
     def done_count(self) -> int:
         # A message leaves the queue's hash when it is acknowledged, after its result
@@ -344,6 +365,9 @@ class Switchyard(Subject):
     def prefill(self, kind: str, count: int) -> None:
         for start in range(0, count, 500):
             self.enqueue_batch(kind, min(500, count - start))
+
+    def waiting(self) -> int:
+        return sum(count for count, _ in self.adapter.ledger.backlog().values())
 
     def done_count(self) -> int:
         self.poll_commands["hgetall"] += 1
