@@ -10,6 +10,7 @@ import argparse
 import inspect
 import logging
 import os
+import signal
 import sys
 
 from .connections import check_tls
@@ -71,7 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%s worker: job modules %s, %d job types, queues %s", adapter.name,
              ",".join(modules) or "(none)", len(definitions()), ",".join(queues))
     adapter.run_worker(queues, max(1, args.concurrency), args.name, **engine_options)
+    _ignore_late_stops()
     return 0
+
+
+def _ignore_late_stops() -> None:
+    """The worker has stopped: a stop signal from now on has nothing left to stop.
+
+    Where the platform signals the whole group, a worker under its supervisor gets two
+    SIGTERMs, the group's and the one the supervisor passes on; one that lands while the
+    interpreter exits met Python's default action (the exit resets every handler it set)
+    and ended a clean warm stop by SIGTERM, which the supervisor reported as its own end
+    (seen under load: a warm stop of an idle RQ SimpleWorker ended -15). Ignored
+    signals stay ignored through the exit."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

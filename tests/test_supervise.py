@@ -11,11 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import psutil
 
 from tests.harness import ROOT, wait_until
 
+from adapters.engine import Engine
 from adapters.supervise import command
 
 # Counts its starts in a file; dies with os._exit(7) until the `deaths`-th start, then
@@ -115,3 +117,25 @@ def test_a_worker_a_signal_ends_while_stopping_ends_the_supervisor_by_that_signa
     finally:
         proc.kill()
         proc.communicate()
+
+
+class StopSignalAtExitEngine(Engine):
+    """An engine whose worker returns at once and leaves a SIGTERM to land while the
+    process exits (a non-daemon thread the exit waits for sends it), as the second of a
+    group's and a supervisor's SIGTERMs can."""
+
+    name = "stop-at-exit"
+
+    def publish(self, deliveries, pipeline=None):
+        raise NotImplementedError
+
+    def run_worker(self, queues, concurrency=1, name=None):
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+
+def test_a_stop_signal_that_lands_as_the_worker_exits_leaves_a_clean_exit(redis_url):
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "adapters.worker", "--backend",
+                          f"{__name__}:StopSignalAtExitEngine"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr  # before: -15, the warm stop ended by SIGTERM
