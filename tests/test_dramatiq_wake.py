@@ -10,7 +10,10 @@ own (a plain RedisBroker fetches them).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+
+import psutil
 
 import pytest
 from dramatiq.brokers.redis import RedisBroker
@@ -40,9 +43,35 @@ def _calls(eng: Engine) -> dict[str, int]:
             if not name.startswith(("cmdstat_info", "cmdstat_client"))}
 
 
-def _waiting(eng: Engine) -> int:
-    """Connections blocked in XREAD."""
-    return sum(1 for c in eng.redis.client_list() if c.get("cmd") == "xread" and "b" in c["flags"])
+def _waiting(eng: Engine, owner=None) -> int:
+    """Connections of ``owner`` blocked in XREAD: a worker's processes, or with no worker,
+    this one. Only theirs: the suite's Redis is shared by the tests of a pytest process, and
+    a connection another test left would be counted too."""
+    return _blocked_in_xread(eng, _ports(owner))
+
+
+def _ports(owner=None) -> set[int]:
+    """The local ports of the TCP connections of ``owner`` (see :func:`_waiting`)."""
+    procs = [psutil.Process()] if owner is None else _tree(owner.proc.pid)
+    ports = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            ports.update(c.laddr.port for c in proc.net_connections("tcp") if c.laddr)
+    return ports
+
+
+def _blocked_in_xread(eng: Engine, ports: set[int]) -> int:
+    return sum(1 for c in eng.redis.client_list()
+               if c.get("cmd") == "xread" and "b" in c["flags"]
+               and int(c["addr"].rsplit(":", 1)[1]) in ports)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _ran_one_job(eng: Engine, worker) -> None:
@@ -55,7 +84,7 @@ def test_an_idle_worker_waits_in_xread_and_costs_a_few_commands_per_wait(eng):
     worker = eng.start_worker(queues=("default", "alpha"), concurrency=2)
     _ran_one_job(eng, worker)
     # one consumer per queue in each process, and none for Dramatiq's .DQ delay queues
-    wait_until(lambda: _waiting(eng) == 4, 15, 0.02, "4 consumers waiting in XREAD")
+    wait_until(lambda: _waiting(eng, worker) == 4, 15, 0.02, "4 consumers waiting in XREAD")
     before = _calls(eng)
     # an idle stretch counted in waits, not seconds: 40 of them end (each at its timeout,
     # a third of the 2 s test lease); in as long, Dramatiq's own consumer ran its fetch
@@ -72,27 +101,28 @@ def test_an_idle_worker_waits_in_xread_and_costs_a_few_commands_per_wait(eng):
     # Before: the 0.67 s of one wait held about 50 commands of each queue's consumers.
     assert ran.get("lpop", 0) <= 2 * waits, ran
     assert sum(ran.values()) <= 20 * waits, ran
-    assert _waiting(eng) == 4
+    assert _waiting(eng, worker) == 4
 
 
 def test_a_job_enqueued_while_the_consumers_wait_wakes_them(eng):
     worker = eng.start_worker(queues=("default", "alpha"), env=LONG_LEASE)
     _ran_one_job(eng, worker)
-    wait_until(lambda: _waiting(eng) == 2, 15, 0.02, "2 consumers waiting in XREAD")
+    wait_until(lambda: _waiting(eng, worker) == 2, 15, 0.02, "2 consumers waiting in XREAD")
     jobs = [eng.adapter.enqueue("t.echo", {"n": 1}),
             eng.adapter.enqueue("t.named", {"tag": "a"})]
     for job in jobs:
         assert eng.wait_for(job.id, timeout=20).state is JobState.SUCCEEDED
-    wait_until(lambda: _waiting(eng) == 2, 15, 0.02, "the consumers waiting again")
+    wait_until(lambda: _waiting(eng, worker) == 2, 15, 0.02, "the consumers waiting again")
 
 
 def test_an_idle_worker_stops_warm_without_sitting_out_its_wait(eng):
     worker = eng.start_worker(queues=("default", "alpha"), concurrency=2, env=LONG_LEASE)
     _ran_one_job(eng, worker)
-    wait_until(lambda: _waiting(eng) == 4, 15, 0.02, "4 consumers waiting in XREAD")
+    wait_until(lambda: _waiting(eng, worker) == 4, 15, 0.02, "4 consumers waiting in XREAD")
+    ports = _ports(worker)
     # each wait just begun lasts 8 s unless the stop path wakes it
     assert worker.terminate(6) == 0, worker.log()
-    assert _waiting(eng) == 0
+    assert _blocked_in_xread(eng, ports) == 0
 
 
 @pytest.mark.parametrize("route", ["with the records", "on its own"])
@@ -145,14 +175,16 @@ def test_a_waiting_consumer_returns_when_a_message_comes(eng):
     got = []
     waiter = threading.Thread(target=lambda: got.append(next(consumer)), daemon=True)
     waiter.start()
-    wait_until(lambda: _waiting(eng) == 1, 15, 0.02, "the consumer waiting in XREAD")
-    job = eng.adapter.enqueue("t.echo", {"n": 1})
-    waiter.join(15)  # a wait of 60 s, unless the wake-up ends it
-    assert not waiter.is_alive() and got == [None]
-    message = next(consumer)
-    assert message is not None and message.args[0] == job.id
-    consumer.ack(message)
-    broker.close()
+    try:
+        wait_until(lambda: _waiting(eng) == 1, 15, 0.02, "the consumer waiting in XREAD")
+        job = eng.adapter.enqueue("t.echo", {"n": 1})
+        waiter.join(15)  # a wait of 60 s, unless the wake-up ends it
+        assert not waiter.is_alive() and got == [None]
+        message = next(consumer)
+        assert message is not None and message.args[0] == job.id
+        consumer.ack(message)
+    finally:
+        broker.close()  # a wait left behind would block on the suite's Redis for 60 s
 
 
 def test_a_busy_consumer_looks_again_when_its_message_is_acked(eng):
