@@ -322,6 +322,12 @@ class CeleryEngine(Engine):
 
     def run_worker(self, queues, concurrency=1, name=None, pool="prefork"):
         self.app.conf.task_queues = [self._queue(q) for q in queues]
+        # The runner logs each job as it starts and ends (its id, type, attempt, outcome
+        # and time); Celery's INFO lines of the same task ("received", "succeeded in")
+        # name only switchyard.run and a task id, and each costs a job as much. Their
+        # warnings and errors stay. Set before the worker reads the levels, once.
+        for logger in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
         signals.worker_process_init.connect(_mark_pool_child, weak=False)
         prefork = pool == "prefork"
         if prefork:

@@ -355,10 +355,23 @@ def _signals_to_the_main_thread(worker_class):
     return Worker
 
 
+_RQ_JOB_LINES = frozenset({"Worker %s: %s: %s (%s)", "Worker %s: %s: %s"})
+"""RQ's two INFO lines of every job: as it is taken (``<queue>: <description> (<id>)``)
+and as it ends (``<queue>: Job OK (<id>)``)."""
+
+
+def _without_rq_job_lines(record: logging.LogRecord) -> bool:
+    """A filter of RQ's worker logger: the runner logs each job as it starts and ends
+    (its id, type, attempt, outcome and time), so RQ's own lines of the same job, by
+    RQ's ids, go; each costs a job as much as the runner's (RQ's warnings stay)."""
+    return record.msg not in _RQ_JOB_LINES
+
+
 def run_one_worker(name: str | None, queue_names: list[str], settings: AdapterSettings,
                    worker_class, burst: bool = False, logging_level: str = "INFO") -> None:
     """One RQ worker (of the pool, or the whole worker) on its own connection, without
     RQ's scheduler."""
+    logging.getLogger("rq.worker").addFilter(_without_rq_job_lines)
     connection = redis_client(settings)
     queues = [_Queue(n, connection=connection, serializer=JSONSerializer) for n in queue_names]
     worker = _signals_to_the_main_thread(worker_class)(
