@@ -246,13 +246,22 @@ class CeleryEngine(Engine):
             return
         try:
             job_id, token = request.args[:2]
-            inhand.note(self.client.ledger, self._in_hand_key, str(job_id), str(token))
+            self._notes().note(self._in_hand_key, str(job_id), str(token))
         except (ValueError, TypeError):
             return  # not a delivery of ours: nothing to note
         except redis.RedisError as exc:
             # the ledger is away; the claim that follows waits for it, and until then the
             # message is in this process as it would be in kombu's own note
             log.warning("could not note a delivery in hand: %s", exc)
+
+    _notes_of: tuple[int, inhand.Notes] | None = None
+
+    def _notes(self) -> inhand.Notes:
+        """This process's in-hand notes, written without a round trip each (see
+        :class:`adapters.inhand.Notes`)."""
+        if self._notes_of is None or self._notes_of[0] != os.getpid():
+            self._notes_of = (os.getpid(), inhand.Notes(self.client.ledger.r))
+        return self._notes_of[1]
 
     def recover_stranded(self) -> int:
         """Deliveries a worker took from a Redis broker and died with before claiming: the

@@ -11,18 +11,80 @@ was never claimed, and drops the rest: a claimed job is its lease's from then on
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import redis
 
 log = logging.getLogger("switchyard.inhand")
 
-__all__ = ["note", "recover", "recover_unnoted"]
+__all__ = ["note", "Notes", "recover", "recover_unnoted"]
 
 
 def note(ledger, key: str, job_id: str, token: str) -> None:
     """Note in ``key`` the delivery ``(job_id, token)`` a worker has just taken."""
     ledger.r.zadd(key, {f"{job_id}-{token}": time.time()})
+
+
+class Notes:
+    """Notes written without waiting for Redis's answer, on a connection of their own.
+
+    A note only has to be in Redis before the worker could die with the delivery it
+    names unclaimed; the job's claim, which follows at once, need not wait for it. So
+    :meth:`note` sends the ZADD and returns, and reads the answer of the note before it
+    (long arrived) first: a worker's note costs it no round trip. A note that lands after
+    its claim stays until the sweep drops it (its job is claimed); one lost with a worker
+    that died before Redis took it is a delivery popped and never noted, which
+    :func:`recover_unnoted` finds. A Redis error surfaces at the next note, or at
+    :meth:`flush`. A cluster's client (no connection of its own to hold) writes each
+    note and waits, as :func:`note` does.
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self._connection = None
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def note(self, key: str, job_id: str, token: str) -> None:
+        """Send the note of ``(job_id, token)`` to ``key``; raise a Redis error of this
+        note's sending or of an earlier note's answer."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None:
+            self.client.zadd(key, {f"{job_id}-{token}": time.time()})
+            return
+        with self._lock:
+            if self._connection is None:
+                # held for good, out of the pool: an unread answer never reaches another
+                self._connection = pool.get_connection()
+            try:
+                self._read_answers()
+                # no health check: its PING would read the answer of the note before
+                self._connection.send_command("ZADD", key, repr(time.time()),
+                                              f"{job_id}-{token}", check_health=False)
+                self._pending += 1
+            except BaseException:
+                self._drop()
+                raise
+
+    def flush(self) -> None:
+        """Read every answer still unread (raising the first error among them)."""
+        with self._lock:
+            try:
+                self._read_answers()
+            except BaseException:
+                self._drop()
+                raise
+
+    def _read_answers(self) -> None:
+        while self._pending:
+            self._pending -= 1
+            self._connection.read_response()
+
+    def _drop(self) -> None:
+        self._pending = 0
+        if self._connection is not None:
+            self._connection.disconnect()
 
 
 def recover(ledger, key: str, client: redis.Redis | None = None, limit: int = 500) -> int:
