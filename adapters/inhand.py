@@ -18,12 +18,7 @@ import redis
 
 log = logging.getLogger("switchyard.inhand")
 
-__all__ = ["note", "Notes", "recover", "recover_unnoted"]
-
-
-def note(ledger, key: str, job_id: str, token: str) -> None:
-    """Note in ``key`` the delivery ``(job_id, token)`` a worker has just taken."""
-    ledger.r.zadd(key, {f"{job_id}-{token}": time.time()})
+__all__ = ["Notes", "recover", "recover_unnoted"]
 
 
 class Notes:
@@ -37,7 +32,7 @@ class Notes:
     that died before Redis took it is a delivery popped and never noted, which
     :func:`recover_unnoted` finds. A Redis error surfaces at the next note, or at
     :meth:`flush`. A cluster's client (no connection of its own to hold) writes each
-    note and waits, as :func:`note` does.
+    note and waits for it.
     """
 
     def __init__(self, client):
@@ -47,25 +42,34 @@ class Notes:
         self._lock = threading.Lock()
 
     def note(self, key: str, job_id: str, token: str) -> None:
-        """Send the note of ``(job_id, token)`` to ``key``; raise a Redis error of this
-        note's sending or of an earlier note's answer."""
+        """Send the note of ``(job_id, token)`` to ``key``. Raises a Redis error of its
+        sending, or once it is sent, one an earlier note met (its answer, read now)."""
+        member = f"{job_id}-{token}"
         pool = getattr(self.client, "connection_pool", None)
         if pool is None:
-            self.client.zadd(key, {f"{job_id}-{token}": time.time()})
+            self.client.zadd(key, {member: time.time()})
             return
         with self._lock:
             if self._connection is None:
                 # held for good, out of the pool: an unread answer never reaches another
                 self._connection = pool.get_connection()
+            earlier = None
             try:
                 self._read_answers()
+            except redis.RedisError as exc:  # that note's; this one still goes
+                earlier = exc
+                if not isinstance(exc, redis.ResponseError):
+                    self._drop()  # the connection is not to be trusted: a new one
+            try:
                 # no health check: its PING would read the answer of the note before
-                self._connection.send_command("ZADD", key, repr(time.time()),
-                                              f"{job_id}-{token}", check_health=False)
+                self._connection.send_command("ZADD", key, repr(time.time()), member,
+                                              check_health=False)
                 self._pending += 1
             except BaseException:
                 self._drop()
                 raise
+            if earlier is not None:
+                raise earlier
 
     def flush(self) -> None:
         """Read every answer still unread (raising the first error among them)."""
