@@ -22,6 +22,7 @@ def r(redis_url):
 def test_a_note_does_not_wait_for_redis(r):
     notes = Notes(r)
     notes.note("inhand", "job1", "r1")  # the connection is made here, not while paused
+    notes.flush()  # and its answer read: the note below has none to wait for
     r.execute_command("CLIENT", "PAUSE", "4000", "WRITE")
     try:
         sent = threading.Thread(target=notes.note, args=("inhand", "job2", "r1"), daemon=True)
