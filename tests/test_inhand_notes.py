@@ -51,7 +51,8 @@ def test_notes_after_redis_drops_the_connection_reconnect(r):
     notes = Notes(r)
     notes.note("inhand", "job1", "r1")
     notes.flush()
-    r.client_kill_filter(_type="normal", skipme=True)
+    host, port = notes._connection._sock.getsockname()[:2]
+    r.client_kill_filter(addr=f"{host}:{port}")  # the notes' connection only
     with pytest.raises(redis.ConnectionError):
         notes.note("inhand", "job2", "r1")
         notes.flush()
