@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
-from bench.subjects import ENGINES, SETTINGS, SLEEP_SECONDS
+from bench.subjects import ENGINES, SETTINGS, SLEEP_SECONDS, readable_argv
 
 __all__ = ["markdown", "chart", "missing_figures", "targets"]
 
@@ -517,7 +515,7 @@ def markdown(results: dict, command: str, chart_name: str | None,
         for flavour in ("raw", "switchyard"):
             row = _row(results, setting.engine, setting.key, flavour)
             if row and row.get("argv"):
-                argv = " ".join(_argv_word(i, a) for i, a in enumerate(row["argv"]))
+                argv = " ".join(readable_argv(row["argv"]))  # older results hold the raw words
                 lines.append(f"- {setting.engine} {setting.key} {flavour}: `{argv}`")
     lines += ["",
               "Raw Celery is `bench/raw_celery.py`: the same JSON-only, late-ack, prefetch-1, "
@@ -536,17 +534,6 @@ def markdown(results: dict, command: str, chart_name: str | None,
     return "\n".join(lines)
 
 
-def _argv_word(index: int, word: str) -> str:
-    """A command word as the reader would type it: no paths, URLs or generated names."""
-    if index == 0:
-        return os.path.basename(word)
-    if word.startswith("redis://"):
-        return "$REDIS_URL"
-    if word.startswith("--hostname="):
-        return "--hostname=NAME@%h"
-    if re.fullmatch(r"(raw|rawbare|switchyard|http)[0-9a-f]{6}", word):
-        return "NAME"
-    return word
 
 
 def chart(results: dict, path: Path) -> None:

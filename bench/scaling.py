@@ -39,7 +39,8 @@ from bench import measure, scaling_cluster, scaling_report
 from bench.meta import machine
 from bench.plan import FULL, Plan
 from bench.redisstats import CommandCounter
-from bench.subjects import ENGINES, ROOT, SLEEP_SECONDS, Switchyard, WorkerSetting, blocked_pops
+from bench.subjects import (ENGINES, ROOT, SLEEP_SECONDS, Switchyard, WorkerSetting, blocked_pops,
+                            readable_argv)
 from bench.workers import WorkerProcess
 from service.embedded_redis import EmbeddedRedis, find_redis_server
 from tests.harness import wait_until
@@ -122,7 +123,7 @@ def bench_engine(engine: str, host: str, port: int, hosts: list, plan: Plan, log
 
     def start(on) -> WorkerProcess:
         argv = subject.worker_argv(setting, f"scale{len(workers)}")
-        row["argv"] = argv
+        row["argv"] = readable_argv(argv)
         worker = WorkerProcess(on(argv), subject.worker_env(), ROOT,
                                log_dir / f"{engine}-{len(workers)}.log")
         workers.append(worker)

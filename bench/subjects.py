@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import threading
 import uuid
@@ -367,6 +368,8 @@ class Switchyard(Subject):
             self.enqueue_batch(kind, min(500, count - start))
 
     def waiting(self) -> int:
+        # the ledger's queued jobs: here the record and its message are one script call
+        # on the bench's Redis (the engine shares the ledger's), so one is where the other is
         return sum(count for count, _ in self.adapter.ledger.backlog().values())
 
     def done_count(self) -> int:
@@ -407,3 +410,19 @@ def make_subject(flavour: str, engine: str, redis_url: str) -> Subject:
 
 def worker_name(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+def readable_argv(argv: list[str]) -> list[str]:
+    """A worker's command as a reader would type it, as the results record it: no paths,
+    URLs or generated names (the same again for words already so)."""
+    def word(index: int, word: str) -> str:
+        if index == 0:
+            return os.path.basename(word)
+        if word.startswith("redis://"):
+            return "$REDIS_URL"
+        if word.startswith("--hostname="):
+            return "--hostname=NAME@%h"
+        if re.fullmatch(r"(raw|rawbare|switchyard|http|scale)[0-9a-f]{6}|scale\d+", word):
+            return "NAME"
+        return word
+    return [word(i, w) for i, w in enumerate(argv)]
