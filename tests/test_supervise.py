@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import psutil
 
@@ -121,8 +122,8 @@ def test_a_worker_a_signal_ends_while_stopping_ends_the_supervisor_by_that_signa
 
 class StopSignalAtExitEngine(Engine):
     """An engine whose worker returns at once and leaves a SIGTERM to land while the
-    process exits (a non-daemon thread the exit waits for sends it), as the second of a
-    group's and a supervisor's SIGTERMs can."""
+    process exits, as the second of a group's and a supervisor's SIGTERMs can: a
+    non-daemon thread, which the exit waits for, sends it once the main thread has ended."""
 
     name = "stop-at-exit"
 
@@ -130,7 +131,13 @@ class StopSignalAtExitEngine(Engine):
         raise NotImplementedError
 
     def run_worker(self, queues, concurrency=1, name=None):
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        def at_exit():
+            deadline = time.monotonic() + 30
+            while threading.main_thread().is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=at_exit).start()
 
 
 def test_a_stop_signal_that_lands_as_the_worker_exits_leaves_a_clean_exit(redis_url):
