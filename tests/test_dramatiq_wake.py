@@ -120,6 +120,7 @@ def test_an_idle_worker_stops_warm_without_sitting_out_its_wait(eng):
     _ran_one_job(eng, worker)
     wait_until(lambda: _waiting(eng, worker) == 4, 15, 0.02, "4 consumers waiting in XREAD")
     ports = _ports(worker)
+    assert _blocked_in_xread(eng, ports) == 4  # the ports the check below looks at hold them
     # each wait just begun lasts 8 s unless the stop path wakes it
     assert worker.terminate(6) == 0, worker.log()
     assert _blocked_in_xread(eng, ports) == 0
